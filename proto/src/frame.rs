@@ -1,0 +1,401 @@
+//! The frames of the sg wire and their payloads.
+//!
+//! Every frame is `length: u32 | kind: u8 | stream: u32 | payload`. Data frames carry raw
+//! bytes; Credit, Ping and Pong carry big-endian integers; every other payload is a small
+//! JSON document, which keeps the control plane readable and lets it grow fields without a
+//! new major version (unknown fields are ignored, unknown codes map to `Unknown`).
+
+use crate::version::ProtocolVersion;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Stream identifier. Stream 0 is the session itself; the node opens odd ids.
+pub type StreamId = u32;
+
+/// The one-byte kind of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    Hello = 1,
+    Welcome = 2,
+    Refuse = 3,
+    Open = 4,
+    Data = 5,
+    Fin = 6,
+    Reset = 7,
+    Credit = 8,
+    Ping = 9,
+    Pong = 10,
+    GoAway = 11,
+    Config = 12,
+    Notice = 13,
+    Report = 14,
+}
+
+impl FrameKind {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        use FrameKind::*;
+        Some(match b {
+            1 => Hello,
+            2 => Welcome,
+            3 => Refuse,
+            4 => Open,
+            5 => Data,
+            6 => Fin,
+            7 => Reset,
+            8 => Credit,
+            9 => Ping,
+            10 => Pong,
+            11 => GoAway,
+            12 => Config,
+            13 => Notice,
+            14 => Report,
+            _ => return None,
+        })
+    }
+
+    /// Whether frames of this kind belong to a stream (non-zero id) rather than the session.
+    pub fn is_stream_frame(self) -> bool {
+        matches!(
+            self,
+            FrameKind::Open | FrameKind::Data | FrameKind::Fin | FrameKind::Reset
+        )
+    }
+}
+
+impl fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One frame, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Hello(Hello),
+    Welcome(Box<Welcome>),
+    Refuse(Refusal),
+    Open {
+        stream: StreamId,
+        open: OpenStream,
+    },
+    Data {
+        stream: StreamId,
+        payload: Bytes,
+    },
+    Fin {
+        stream: StreamId,
+    },
+    Reset {
+        stream: StreamId,
+        reset: ResetReason,
+    },
+    /// Window update; stream 0 grants session-wide credit.
+    Credit {
+        stream: StreamId,
+        increment: u32,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    GoAway(GoAway),
+    Config(Box<GatewayConfig>),
+    Notice(Notice),
+    Report(Report),
+}
+
+impl Frame {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Hello(_) => FrameKind::Hello,
+            Frame::Welcome(_) => FrameKind::Welcome,
+            Frame::Refuse(_) => FrameKind::Refuse,
+            Frame::Open { .. } => FrameKind::Open,
+            Frame::Data { .. } => FrameKind::Data,
+            Frame::Fin { .. } => FrameKind::Fin,
+            Frame::Reset { .. } => FrameKind::Reset,
+            Frame::Credit { .. } => FrameKind::Credit,
+            Frame::Ping { .. } => FrameKind::Ping,
+            Frame::Pong { .. } => FrameKind::Pong,
+            Frame::GoAway(_) => FrameKind::GoAway,
+            Frame::Config(_) => FrameKind::Config,
+            Frame::Notice(_) => FrameKind::Notice,
+            Frame::Report(_) => FrameKind::Report,
+        }
+    }
+
+    /// The stream id the frame travels on (0 for session frames).
+    pub fn stream(&self) -> StreamId {
+        match self {
+            Frame::Open { stream, .. }
+            | Frame::Data { stream, .. }
+            | Frame::Fin { stream }
+            | Frame::Reset { stream, .. }
+            | Frame::Credit { stream, .. } => *stream,
+            _ => 0,
+        }
+    }
+}
+
+/// First frame from a client: who it is and which gateway it serves with what token.
+/// One session serves one gateway, so a refusal or a token change on one gateway never
+/// disturbs another gateway served by the same process.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: ProtocolVersion,
+    pub client_version: String,
+    /// Random id of the client process, stable across its reconnects.
+    pub client_id: String,
+    pub hostname: String,
+    pub gateway_id: String,
+    pub token: String,
+}
+
+impl fmt::Debug for Hello {
+    // Tokens never reach a log: the Debug form leaves it out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hello")
+            .field("protocol", &self.protocol)
+            .field("client_version", &self.client_version)
+            .field("client_id", &self.client_id)
+            .field("hostname", &self.hostname)
+            .field("gateway_id", &self.gateway_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The node's answer to an accepted Hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub session_id: String,
+    pub node_id: String,
+    pub region: String,
+    pub node_version: String,
+    pub protocol: ProtocolVersion,
+    /// How often the node pings; the client uses the same interval.
+    pub heartbeat_ms: u64,
+    pub gateway: GatewayConfig,
+}
+
+/// What a client must serve for one gateway. Sent in Welcome and again (as Config)
+/// whenever it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayConfig {
+    pub gateway_id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub destinations: Vec<DestinationSpec>,
+    /// The gateway's ACL rules in console syntax (`acl allow HOST:PORT`).
+    #[serde(default)]
+    pub acl: Vec<String>,
+}
+
+/// One private service the client connects to on behalf of a destination.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationSpec {
+    pub id: String,
+    pub name: String,
+    pub resource_host: String,
+    pub resource_port: u16,
+    #[serde(default)]
+    pub protocol: AppProtocol,
+    #[serde(default)]
+    pub resource_tls: Option<ResourceTls>,
+}
+
+impl fmt::Debug for DestinationSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DestinationSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field(
+                "resource",
+                &format_args!("{}:{}", self.resource_host, self.resource_port),
+            )
+            .field("protocol", &self.protocol)
+            .field(
+                "resource_tls",
+                &self.resource_tls.as_ref().map(|t| t.enabled),
+            )
+            .finish()
+    }
+}
+
+/// The application protocol of a destination, for ACL route rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppProtocol {
+    #[default]
+    Tcp,
+    Http,
+}
+
+/// How the client reaches the private service over TLS (resource-side authentication).
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ResourceTls {
+    pub enabled: bool,
+    #[serde(default)]
+    pub reject_unauthorized: bool,
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub client_cert_pem: Option<String>,
+    #[serde(default)]
+    pub client_key_pem: Option<String>,
+}
+
+/// Why a node refused a Hello. The message says what to do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: RefuseCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseCode {
+    BadToken,
+    TokenExpired,
+    UnknownGateway,
+    GatewayInactive,
+    GatewayDisabled,
+    VersionTooOld,
+    VersionIncompatible,
+    TooManySessions,
+    Draining,
+    Malformed,
+    Internal,
+    #[serde(other)]
+    Unknown,
+}
+
+impl RefuseCode {
+    /// Whether retrying the same Hello can ever succeed without an operator's action.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            RefuseCode::BadToken
+                | RefuseCode::TokenExpired
+                | RefuseCode::UnknownGateway
+                | RefuseCode::VersionTooOld
+                | RefuseCode::VersionIncompatible
+                | RefuseCode::Malformed
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseCode::BadToken => "bad_token",
+            RefuseCode::TokenExpired => "token_expired",
+            RefuseCode::UnknownGateway => "unknown_gateway",
+            RefuseCode::GatewayInactive => "gateway_inactive",
+            RefuseCode::GatewayDisabled => "gateway_disabled",
+            RefuseCode::VersionTooOld => "version_too_old",
+            RefuseCode::VersionIncompatible => "version_incompatible",
+            RefuseCode::TooManySessions => "too_many_sessions",
+            RefuseCode::Draining => "draining",
+            RefuseCode::Malformed => "malformed",
+            RefuseCode::Internal => "internal",
+            RefuseCode::Unknown => "unknown",
+        }
+    }
+}
+
+/// Node → client: carry a new cloud connection on this stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenStream {
+    pub destination_id: String,
+    /// The cloud application's address, for logs and ACL reports.
+    pub peer: String,
+    /// The node's connection number, so both ends log the same `Connection #N`.
+    pub connection: u64,
+}
+
+/// Why a stream was aborted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResetReason {
+    pub code: ResetCode,
+    pub message: String,
+}
+
+impl ResetReason {
+    pub fn new(code: ResetCode, message: impl Into<String>) -> Self {
+        ResetReason {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetCode {
+    /// The client's ACL refused the target.
+    AclRefused,
+    /// The client could not reach the private service.
+    ConnectFailed,
+    /// The destination is unknown to the client or disabled.
+    UnknownDestination,
+    /// One side's socket failed or was aborted.
+    Aborted,
+    /// The receiver holds too many streams already.
+    TooManyStreams,
+    /// The session is shutting down.
+    Shutdown,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Node → client: this node is going away; move to another one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoAway {
+    pub reason: String,
+    #[serde(default)]
+    pub reconnect_after_ms: u64,
+}
+
+/// Node → client: something the client's operator should see in its log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub message: String,
+    #[serde(default)]
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// Connections were refused at the cloud port because of the concurrency limit.
+    ConnectionLimit,
+    /// The session is closed on purpose (token regenerated, gateway deleted, ...).
+    SessionClosed,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Client → node: an event the node records in the gateway's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub kind: ReportKind,
+    pub message: String,
+    #[serde(default)]
+    pub destination_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    AclRefused,
+    ConnectFailed,
+    AclChanged,
+    #[serde(other)]
+    Unknown,
+}

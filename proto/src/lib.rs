@@ -1,0 +1,31 @@
+//! # sg-proto — the sg wire, in one place
+//!
+//! Everything both ends of a tunnel must agree on lives here and only here, so the node
+//! and the client can never disagree about a byte:
+//!
+//! - [`frame`]: the frame types and their payloads;
+//! - [`codec`]: length-prefixed framing with a hard size cap, checked before allocating;
+//! - [`version`] and [`handshake`]: protocol versioning and the Hello/Welcome/Refuse exchange;
+//! - [`mux`]: the stream multiplexer as a state machine without I/O (frames in, frames and
+//!   events out, every window accounted in one place);
+//! - [`driver`] and [`pump`]: the thin tokio adapter that runs a [`mux::Mux`] over a socket
+//!   and moves bytes between a stream and a TCP/TLS connection;
+//! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider).
+//!
+//! The crate knows nothing of actors, sled or HTTP.
+
+pub mod codec;
+pub mod driver;
+pub mod frame;
+pub mod handshake;
+pub mod limits;
+pub mod mux;
+pub mod pump;
+pub mod tls;
+pub mod version;
+
+pub use codec::{FrameCodec, FrameError};
+pub use driver::{SessionEvent, SessionHandle, SessionStats};
+pub use frame::{Frame, StreamId};
+pub use mux::{Mux, MuxEvent, ProtocolError, Role};
+pub use pump::{Pump, PumpOutcome, StreamHandle};

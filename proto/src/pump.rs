@@ -1,0 +1,335 @@
+//! Moves bytes between one multiplexed stream and one local connection (a cloud
+//! application's socket on the node, a private service's socket on the client).
+//!
+//! The [`Pump`] is a single hand-written future, like tokio's `copy_bidirectional`, that
+//! honours the stream's send window: it reads from its socket only as much as the peer has
+//! granted, and returns credit only for bytes actually written out. An idle pump holds no
+//! read buffer — it waits for readiness first and allocates only when there is something
+//! to read — so a held idle connection costs a few KiB.
+
+use crate::driver::Command;
+use crate::frame::{ResetCode, ResetReason, StreamId};
+use crate::limits::{INITIAL_STREAM_WINDOW, READ_CHUNK};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// What the session delivers to one stream.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Data(Bytes),
+    Fin,
+    Reset(ResetReason),
+    Credit(u32),
+}
+
+/// One end of a multiplexed stream. Dropping it releases the stream (resetting it if it
+/// was not closed cleanly).
+#[derive(Debug)]
+pub struct StreamHandle {
+    id: StreamId,
+    events: mpsc::UnboundedReceiver<StreamEvent>,
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl StreamHandle {
+    pub(crate) fn new(
+        id: StreamId,
+        events: mpsc::UnboundedReceiver<StreamEvent>,
+        cmd: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        StreamHandle { id, events, cmd }
+    }
+
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Aborts the stream with a reason the other end will see.
+    pub fn reset(self, code: ResetCode, message: impl Into<String>) {
+        let _ = self.cmd.send(Command::Reset {
+            id: self.id,
+            reason: ResetReason::new(code, message),
+        });
+    }
+
+    fn send(&self, cmd: Command) {
+        // A closed session is noticed through the event channel closing.
+        let _ = self.cmd.send(cmd);
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Command::Released { id: self.id });
+    }
+}
+
+/// Connections that can say "readable" before we commit a buffer to them.
+pub trait ReadReady {
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ReadReady for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+impl<T> ReadReady for tokio_rustls::server::TlsStream<T> {}
+impl<T> ReadReady for tokio_rustls::client::TlsStream<T> {}
+impl ReadReady for tokio::io::DuplexStream {}
+impl<T: ReadReady + ?Sized> ReadReady for Box<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
+/// Byte counts of one carried connection, readable while it runs.
+#[derive(Debug, Default)]
+pub struct PumpCounters {
+    /// Read from the local connection and sent to the peer.
+    pub sent: AtomicU64,
+    /// Received from the peer and written to the local connection.
+    pub received: AtomicU64,
+}
+
+/// How a pump ended.
+#[derive(Debug)]
+pub enum PumpOutcome {
+    /// Both directions finished cleanly.
+    Closed,
+    /// The peer aborted the stream.
+    ResetByPeer(ResetReason),
+    /// The session went away under the stream.
+    SessionLost,
+    /// The local connection failed.
+    Io(io::Error),
+}
+
+/// Per-connection options of a pump.
+#[derive(Debug, Clone, Default)]
+pub struct PumpOptions {
+    pub counters: Option<Arc<PumpCounters>>,
+    /// Connection number for the TRACE byte log (`Connection #N transmitted data: ...`).
+    pub trace_id: Option<u64>,
+}
+
+/// Carries one stream to and from a local connection until both directions are done.
+pub struct Pump<IO> {
+    io: IO,
+    stream: StreamHandle,
+    allowance: u64,
+    out: VecDeque<Bytes>,
+    buf: BytesMut,
+    remote_fin: bool,
+    read_done: bool,
+    write_shut: bool,
+    flush_needed: bool,
+    options: PumpOptions,
+}
+
+impl<IO> Pump<IO>
+where
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin,
+{
+    pub fn new(io: IO, stream: StreamHandle, counters: Option<Arc<PumpCounters>>) -> Self {
+        Self::with_options(
+            io,
+            stream,
+            PumpOptions {
+                counters,
+                trace_id: None,
+            },
+        )
+    }
+
+    pub fn with_options(io: IO, stream: StreamHandle, options: PumpOptions) -> Self {
+        Pump {
+            io,
+            stream,
+            allowance: u64::from(INITIAL_STREAM_WINDOW),
+            out: VecDeque::new(),
+            buf: BytesMut::new(),
+            remote_fin: false,
+            read_done: false,
+            write_shut: false,
+            flush_needed: false,
+            options,
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<PumpOutcome> {
+        self.stream.send(Command::Reset {
+            id: self.stream.id,
+            reason: ResetReason::new(ResetCode::Aborted, e.to_string()),
+        });
+        Poll::Ready(PumpOutcome::Io(e))
+    }
+
+    /// Takes everything the session delivered. `Some` ends the pump.
+    fn take_events(&mut self, cx: &mut Context<'_>) -> (bool, Option<PumpOutcome>) {
+        let mut progress = false;
+        loop {
+            match self.stream.events.poll_recv(cx) {
+                Poll::Ready(Some(StreamEvent::Data(b))) => {
+                    self.out.push_back(b);
+                    progress = true;
+                }
+                Poll::Ready(Some(StreamEvent::Fin)) => {
+                    self.remote_fin = true;
+                    progress = true;
+                }
+                Poll::Ready(Some(StreamEvent::Credit(n))) => {
+                    self.allowance += u64::from(n);
+                    progress = true;
+                }
+                Poll::Ready(Some(StreamEvent::Reset(r))) => {
+                    return (progress, Some(PumpOutcome::ResetByPeer(r)))
+                }
+                Poll::Ready(None) => return (progress, Some(PumpOutcome::SessionLost)),
+                Poll::Pending => return (progress, None),
+            }
+        }
+    }
+
+    fn write_out(&mut self, cx: &mut Context<'_>) -> Result<bool, io::Error> {
+        let mut written = 0usize;
+        while let Some(front) = self.out.front_mut() {
+            match Pin::new(&mut self.io).poll_write(cx, front) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    front.advance(n);
+                    written += n;
+                    if front.is_empty() {
+                        self.out.pop_front();
+                    }
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if written > 0 {
+            self.flush_needed = true;
+            self.stream.send(Command::Consumed {
+                id: self.stream.id,
+                n: written,
+            });
+            if let Some(c) = &self.options.counters {
+                c.received.fetch_add(written as u64, Ordering::Relaxed);
+            }
+            if let Some(n) = self.options.trace_id {
+                tracing::trace!(target: "sg::connection", "Connection #{n} received data: {written} bytes");
+            }
+        }
+        let mut progress = written > 0;
+        if self.flush_needed && self.out.is_empty() {
+            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_flush(cx) {
+                r?;
+                self.flush_needed = false;
+            }
+        }
+        if self.out.is_empty() && self.remote_fin && !self.write_shut && !self.flush_needed {
+            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_shutdown(cx) {
+                // A peer that already closed its side is fine.
+                if let Err(e) = r {
+                    if e.kind() != io::ErrorKind::NotConnected {
+                        return Err(e);
+                    }
+                }
+                self.write_shut = true;
+                progress = true;
+            }
+        }
+        Ok(progress)
+    }
+
+    fn read_in(&mut self, cx: &mut Context<'_>) -> Result<bool, io::Error> {
+        if self.read_done || self.allowance == 0 {
+            return Ok(false);
+        }
+        if self.buf.capacity() == 0 {
+            match self.io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(false),
+            }
+        }
+        let want = (self.allowance as usize).min(READ_CHUNK);
+        self.buf.reserve(want);
+        let mut limited = (&mut self.buf).limit(want);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited) {
+            Poll::Ready(Ok(0)) => {
+                self.read_done = true;
+                self.buf = BytesMut::new();
+                self.stream.send(Command::Fin { id: self.stream.id });
+                Ok(true)
+            }
+            Poll::Ready(Ok(n)) => {
+                let chunk = self.buf.split().freeze();
+                self.allowance -= n as u64;
+                self.stream.send(Command::Data {
+                    id: self.stream.id,
+                    payload: chunk,
+                });
+                if let Some(c) = &self.options.counters {
+                    c.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                if let Some(id) = self.options.trace_id {
+                    tracing::trace!(target: "sg::connection", "Connection #{id} transmitted data: {n} bytes");
+                }
+                Ok(true)
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => {
+                // Nothing to read after all: an idle connection keeps no buffer.
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::new();
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl<IO> Future for Pump<IO>
+where
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin,
+{
+    type Output = PumpOutcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PumpOutcome> {
+        let this = self.get_mut();
+        for _ in 0..64 {
+            let (mut progress, end) = this.take_events(cx);
+            if let Some(end) = end {
+                return Poll::Ready(end);
+            }
+            match this.write_out(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => return this.fail(e),
+            }
+            match this.read_in(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => return this.fail(e),
+            }
+            if this.read_done && this.write_shut {
+                return Poll::Ready(PumpOutcome::Closed);
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,315 @@
+//! TLS configuration shared by both ends: rustls with the ring provider, TLS 1.2 and 1.3
+//! only (rustls has nothing older), PEM loading with readable errors, and server
+//! verification either against CA certificates or against a pinned SHA-256 fingerprint.
+
+use ring::digest::{digest, SHA256};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The protocol versions every sg listener and dialer accepts.
+pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Why TLS material could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: no PEM certificate found")]
+    NoCertificate { what: String },
+    #[error("{what}: no PEM private key found")]
+    NoKey { what: String },
+    #[error("{what}: not valid PEM: {detail}")]
+    Pem { what: String, detail: String },
+    #[error("{what}: {detail}")]
+    Invalid { what: String, detail: String },
+    #[error("fingerprint {0:?} is not 32 hex bytes (SHA-256), e.g. AB:CD:...")]
+    BadFingerprint(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The crypto provider of this build (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn read_file(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM document, in order.
+pub fn certs_from_pem(what: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: what.into(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { what: what.into() });
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM document.
+pub fn key_from_pem(what: &str, pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey { what: what.into() },
+        other => TlsError::Pem {
+            what: what.into(),
+            detail: other.to_string(),
+        },
+    })
+}
+
+/// A server configuration for our listeners. Checks that the key matches the certificate.
+pub fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsError> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(config)
+}
+
+/// A server configuration that requires a client certificate signed by one of `client_cas`.
+pub fn server_config_mutual(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_cas: Vec<CertificateDer<'static>>,
+) -> Result<ServerConfig, TlsError> {
+    let roots = root_store("client CA", client_cas)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Invalid {
+                what: "client CA".into(),
+                detail: e.to_string(),
+            })?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    Ok(config)
+}
+
+fn root_store(what: &str, certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| TlsError::Invalid {
+            what: what.into(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// How a dialer decides to trust the server it reached.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// Certificates chaining to these CA certificates, for the name dialled.
+    Roots(Vec<CertificateDer<'static>>),
+    /// Exactly the end-entity certificate with this SHA-256 fingerprint.
+    Fingerprint([u8; 32]),
+    /// Anything at all. Only for resource-side TLS with `reject_unauthorized: false`.
+    AcceptAny,
+}
+
+/// A client configuration. `identity` presents a client certificate (mutual TLS).
+pub fn client_config(
+    trust: ServerTrust,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<ClientConfig, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
+    let builder = match trust {
+        ServerTrust::Roots(cas) => builder.with_root_certificates(root_store("CA file", cas)?),
+        ServerTrust::Fingerprint(fp) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    fingerprint: fp,
+                    provider: provider(),
+                    check: Check::Pinned,
+                }))
+        }
+        ServerTrust::AcceptAny => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                fingerprint: [0; 32],
+                provider: provider(),
+                check: Check::Nothing,
+            })),
+    };
+    let config = match identity {
+        Some((certs, key)) => builder.with_client_auth_cert(certs, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// The SHA-256 fingerprint of a certificate as `AB:CD:...`.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let d = digest(&SHA256, cert.as_ref());
+    d.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses `AB:CD:...` or plain hex into 32 bytes.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], TlsError> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    let bad = || TlsError::BadFingerprint(text.to_string());
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// The server name to verify for `host` (a DNS name or an IP address).
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    let trimmed = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(trimmed.to_string()).map_err(|e| TlsError::Invalid {
+        what: format!("server name {host:?}"),
+        detail: e.to_string(),
+    })
+}
+
+#[derive(Debug)]
+enum Check {
+    Pinned,
+    Nothing,
+}
+
+/// Trusts one certificate by fingerprint (or, for `AcceptAny`, any certificate), while
+/// still checking that the server holds the certificate's key.
+#[derive(Debug)]
+struct PinnedVerifier {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+    check: Check,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.check {
+            Check::Nothing => Ok(ServerCertVerified::assertion()),
+            Check::Pinned => {
+                let got = digest(&SHA256, end_entity.as_ref());
+                if ring_eq(got.as_ref(), &self.fingerprint) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "server certificate fingerprint {} does not match the pinned one",
+                        fingerprint(end_entity)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ring_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let hex = "00".repeat(31) + "ff";
+        let fp = parse_fingerprint(&hex).unwrap();
+        assert_eq!(fp[31], 0xff);
+        let colons = (0..32).map(|_| "AB").collect::<Vec<_>>().join(":");
+        assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
+        assert!(parse_fingerprint("abc").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn pem_without_certificates_is_a_readable_error() {
+        let err = certs_from_pem("test", "hello").unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let err = key_from_pem("test", "hello").unwrap_err();
+        assert!(err.to_string().contains("no PEM private key"), "{err}");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(ring_eq(b"abc", b"abc"));
+        assert!(!ring_eq(b"abc", b"abd"));
+        assert!(!ring_eq(b"abc", b"ab"));
+    }
+}
