@@ -1,1 +1,16 @@
+//! # sg-client — the on-prem side of sg
+//!
+//! Runs inside the private network, dials **out** to one or more relay nodes over TLS,
+//! proves each gateway's token, and carries the streams the node opens to the private
+//! services the gateway's destinations name.
+//!
+//! - [`config`]: flags and TOML, parsed once;
+//! - [`tunnel`]: one session per gateway per node, with reconnects (backoff and jitter);
+//! - [`serve`]: one incoming stream → one connection to a private service;
+//! - [`backoff`], [`stats`]: small helpers with one job each.
 
+pub mod backoff;
+pub mod config;
+pub mod serve;
+pub mod stats;
+pub mod tunnel;

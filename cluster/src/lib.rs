@@ -1,1 +1,32 @@
+//! # sg-cluster — the relay node and its admin tool
+//!
+//! `sg-node` gives private TCP services a cloud host:port: clients dial its tunnel port,
+//! cloud applications connect to its cloud ports, and it carries each connection as a
+//! stream through a client's session. See the README for the picture; in short:
+//!
+//! - [`config`]: flags and TOML, parsed once;
+//! - [`state`], [`store`], [`records`]: the authoritative state, its rules, and sled;
+//! - [`actors`]: Node, Gateway, Destination, Connection and Session actors;
+//! - [`tunnel`]: the tunnel port (TLS, handshake, authentication);
+//! - [`api`]: the REST API; [`http_client`] and [`ctl`] are `sgctl`'s side of it;
+//! - [`pki`]: the node's CA and certificates; [`run`]: start-up and shutdown.
 
+pub mod actors;
+pub mod api;
+pub mod config;
+pub mod ctl;
+pub mod events;
+pub mod http_client;
+pub mod ids;
+pub mod limiter;
+pub mod panics;
+pub mod pki;
+pub mod ports;
+pub mod records;
+pub mod run;
+pub mod selection;
+pub mod state;
+pub mod store;
+pub mod time;
+pub mod tunnel;
+pub mod workers;

@@ -10,7 +10,8 @@
 //!   events out, every window accounted in one place);
 //! - [`driver`] and [`pump`]: the thin tokio adapter that runs a [`mux::Mux`] over a socket
 //!   and moves bytes between a stream and a TCP/TLS connection;
-//! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider).
+//! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider);
+//! - [`loglevel`]: the log level words both binaries accept.
 //!
 //! The crate knows nothing of actors, sled or HTTP.
 
@@ -19,6 +20,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
+pub mod loglevel;
 pub mod mux;
 pub mod pump;
 pub mod tls;

@@ -261,7 +261,7 @@ impl Mux {
         if self.role != Role::Node {
             return Err(MuxError::NotTheOpener);
         }
-        if id < self.next_local || id % 2 == 0 {
+        if id < self.next_local || id.is_multiple_of(2) {
             return Err(MuxError::BadLocalId {
                 stream: id,
                 next: self.next_local,
@@ -415,7 +415,7 @@ impl Mux {
 
     fn on_open(&mut self, id: StreamId, open: OpenStream) -> Result<(), ProtocolError> {
         self.require_sender(Role::Node, FrameKind::Open)?;
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             return Err(ProtocolError::BadStreamParity { stream: id });
         }
         if id <= self.last_remote {

@@ -1,1 +1,559 @@
+//! The one shared harness of the end-to-end tests: start real `sg-node` and `sg-client`
+//! processes on loopback with ephemeral ports and temporary data dirs, make gateways and
+//! destinations through the real API, run small real servers, and clean every process up
+//! on drop — so each test reads like a user story.
+//!
+//! The binaries come from `target/<profile>/` (next to the test executable) or from
+//! `SG_BIN_DIR`; `scripts/test.sh` builds them before running the tests.
 
+use serde_json::{json, Value};
+use sg_cluster::http_client::{ApiClient, ApiResponse};
+use sg_cluster::run::NodeFile;
+use sg_proto::tls::{self, ServerTrust};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Where the binaries under test live.
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("SG_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-xxxx -> target/debug/NAME
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (scripts/test.sh does: cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `f` every 50 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port")
+}
+
+/// A block of `n` ports below the ephemeral range, free right now, for cloud ports.
+fn free_block(n: u16) -> u16 {
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919);
+    for _ in 0..200 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_add(seed) % 200;
+        let base = 10_000 + k * 110;
+        if (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free block of {n} ports");
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A running `sg-node`.
+pub struct Node {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub info: NodeFile,
+    pub api: ApiClient,
+    args: Vec<String>,
+    log: PathBuf,
+    runs: u32,
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub region: String,
+    pub extra: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            region: "test".into(),
+            extra: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Node {
+    pub fn start() -> Node {
+        Node::start_with(NodeOptions::default())
+    }
+
+    pub fn start_with(opts: NodeOptions) -> Node {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let cloud = free_block(100);
+        let mut args: Vec<String> = vec![
+            "--region".into(),
+            opts.region.clone(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            // Fixed ports, so a restarted node comes back where its clients look for it.
+            "--tunnel-listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--api-listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--cloud-host".into(),
+            "127.0.0.1".into(),
+            "--cloud-bind".into(),
+            "127.0.0.1".into(),
+            "--cloud-ports".into(),
+            format!("{cloud}-{}", cloud + 99),
+            "--workers".into(),
+            "2".into(),
+            "--drain-timeout".into(),
+            "1".into(),
+        ];
+        args.extend(opts.extra.iter().cloned());
+        let log = temp.path().join("node.log");
+        let mut node = Node {
+            child: None,
+            dir,
+            _temp: Some(temp),
+            info: NodeFile {
+                pid: 0,
+                version: String::new(),
+                region: String::new(),
+                node_id: String::new(),
+                tunnel: String::new(),
+                api: String::new(),
+                ca: None,
+                fingerprint: String::new(),
+            },
+            api: ApiClient::new("http://127.0.0.1:1", None, None).expect("placeholder client"),
+            args,
+            log,
+            runs: 0,
+        };
+        node.spawn(&opts.env);
+        node
+    }
+
+    fn spawn(&mut self, env: &[(String, String)]) {
+        let node_file = self.dir.join("node.json");
+        let _ = std::fs::remove_file(&node_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let mut cmd = Command::new(bin("sg-node"));
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start sg-node");
+        let pid = child.id();
+        self.child = Some(child);
+        self.runs += 1;
+        let started = wait_until(Duration::from_secs(20), || {
+            std::fs::read(&node_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<NodeFile>(&b).ok())
+                .is_some_and(|f| f.pid == pid)
+        });
+        assert!(started, "sg-node did not start; its log:\n{}", self.log());
+        self.info = serde_json::from_slice(&std::fs::read(&node_file).expect("node.json"))
+            .expect("node.json parses");
+        let token = std::fs::read_to_string(self.dir.join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_string();
+        self.api =
+            ApiClient::new(&self.info.api, Some(token), Some(self.trust())).expect("API client");
+    }
+
+    /// How a client should trust this node.
+    pub fn trust(&self) -> ServerTrust {
+        let pem = std::fs::read_to_string(self.ca_path()).expect("ca.pem");
+        ServerTrust::Roots(tls::certs_from_pem("ca", &pem).expect("CA parses"))
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn tunnel(&self) -> String {
+        self.info.tunnel.clone()
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// Kills the node with SIGKILL (no chance to flush anything).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    /// Starts the node again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn(&[]);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the node process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends SIGTERM and waits for the node to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill(&mut child);
+        None
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> ApiResponse {
+        self.api
+            .request(method, path, body.as_ref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Creates a gateway; returns its id and token.
+    pub fn create_gateway(&self, name: &str) -> (String, String) {
+        let r = self.call("POST", "/v1/gateways", Some(json!({ "name": name })));
+        assert_eq!(r.status, 201, "create gateway: {}", r.body);
+        (
+            r.body["id"].as_str().expect("id").to_string(),
+            r.body["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    /// Creates a destination for `resource`; returns its id and cloud port.
+    pub fn create_destination(
+        &self,
+        gateway: &str,
+        name: &str,
+        resource: SocketAddr,
+    ) -> (String, u16) {
+        let r = self.call(
+            "POST",
+            &format!("/v1/gateways/{gateway}/destinations"),
+            Some(json!({
+                "name": name,
+                "resource_host": resource.ip().to_string(),
+                "resource_port": resource.port(),
+            })),
+        );
+        assert_eq!(r.status, 201, "create destination: {}", r.body);
+        (
+            r.body["id"].as_str().expect("id").to_string(),
+            r.body["cloud_port"].as_u64().expect("cloud_port") as u16,
+        )
+    }
+
+    /// Number of client sessions the node has for a gateway.
+    pub fn clients(&self, gateway: &str) -> Vec<Value> {
+        let r = self.call("GET", &format!("/v1/gateways/{gateway}/clients"), None);
+        r.body.as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn wait_clients(&self, gateway: &str, n: usize) -> bool {
+        wait_until(Duration::from_secs(20), || self.clients(gateway).len() == n)
+    }
+
+    pub fn events(&self, gateway: &str) -> Vec<Value> {
+        let r = self.call(
+            "GET",
+            &format!("/v1/gateways/{gateway}/events?limit=100"),
+            None,
+        );
+        r.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Runs sgctl against this node with the given arguments.
+    pub fn sgctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("sgctl"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("SG_API")
+            .env_remove("SG_ADMIN_TOKEN")
+            .env_remove("SG_CA")
+            .output()
+            .expect("run sgctl")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- sg-node log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A running `sg-client`.
+pub struct Client {
+    child: Option<Child>,
+    log: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Client {
+    /// Starts a client serving `gateways` ((id, token) pairs) through `node`.
+    pub fn start(node: &Node, gateways: &[(&str, &str)], extra: &[&str]) -> Client {
+        Client::start_servers(&[node], gateways, extra, &[])
+    }
+
+    pub fn start_servers(
+        nodes: &[&Node],
+        gateways: &[(&str, &str)],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Client {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let log = temp.path().join("client.log");
+        let file = std::fs::File::create(&log).expect("client log");
+        let ids: Vec<&str> = gateways.iter().map(|(id, _)| *id).collect();
+        let tokens: Vec<&str> = gateways.iter().map(|(_, t)| *t).collect();
+        let mut cmd = Command::new(bin("sg-client"));
+        cmd.args(&ids).arg("-t").arg(tokens.join("--"));
+        for n in nodes {
+            cmd.arg("--server").arg(n.tunnel());
+        }
+        cmd.arg("--ca")
+            .arg(nodes[0].ca_path())
+            .args(extra)
+            .env_remove("SG_TOKENS")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start sg-client");
+        Client {
+            child: Some(child),
+            log,
+            _temp: temp,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for the client to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- sg-client log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A TCP echo server on loopback, one thread per connection.
+pub struct EchoServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub fn start() -> EchoServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind echo");
+        let addr = listener.local_addr().expect("echo addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if conn.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = conn.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        EchoServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects to a cloud port on loopback.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to the cloud port");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.set_nodelay(true).ok();
+    s
+}
+
+/// Sends `msg` and reads the same number of bytes back; `None` if the connection closed.
+pub fn echo_once(port: u16, msg: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(msg).ok()?;
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).ok()?;
+    Some(got)
+}
+
+/// Waits until an echo through `port` works (the client is connected and serving).
+pub fn wait_echo(port: u16) -> bool {
+    wait_until(Duration::from_secs(30), || {
+        echo_once(port, b"ready?").as_deref() == Some(b"ready?".as_slice())
+    })
+}
+
+/// Deterministic pseudo-random bytes for bulk transfers.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// SHA-256 of everything read from `r`, and the byte count.
+pub fn sha256_of(r: &mut impl Read) -> std::io::Result<(String, u64)> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        ctx.update(&buf[..n]);
+    }
+    let hex = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hex, total))
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,375 @@
+//! sg-client's configuration: command-line flags over an optional TOML file over defaults,
+//! parsed and validated here once.
+
+use clap::Parser;
+use serde::Deserialize;
+use sg_proto::loglevel::LogLevel;
+use sg_proto::tls::{self, ServerTrust};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_SESSIONS: usize = 1;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sg-client",
+    version,
+    about = "sg client: dials out to sg nodes and carries their connections to private services",
+    after_help = "Example: sg-client gw_1 gw_2 -t TOKEN1--TOKEN2 --server node.example:9000 --ca ca.pem"
+)]
+pub struct ClientArgs {
+    /// Gateway ids to serve.
+    #[arg(value_name = "GW_ID")]
+    pub gateways: Vec<String>,
+    /// Gateway tokens, one per gateway in the same order, joined with "--".
+    #[arg(
+        short = 't',
+        long = "token",
+        value_name = "TOKEN1--TOKEN2",
+        env = "SG_TOKENS",
+        hide_env_values = true
+    )]
+    pub tokens: Option<String>,
+    /// A node's tunnel address; repeat for nodes in several regions.
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    pub servers: Vec<String>,
+    /// CA certificate the node's certificate chains to (the node's ca.pem).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Pin the node's certificate by SHA-256 fingerprint instead of --ca.
+    #[arg(long)]
+    pub fingerprint: Option<String>,
+    /// Reconnect attempts after a session drops; -1 retries forever (the default).
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub reconnect: Option<i64>,
+    /// Sessions per gateway per node (more spread load over the node's cores).
+    #[arg(long, value_name = "N")]
+    pub sessions: Option<usize>,
+    /// Seconds to wait for a private service to accept a connection.
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+    /// Log level: ERROR, WARN, INFO, DEBUG or TRACE.
+    #[arg(short = 'l', long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Write the log to this file instead of stderr.
+    #[arg(short = 'p', long = "log-file", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// TOML file with any of these settings (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The same settings in a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    gateways: Option<Vec<String>>,
+    tokens: Option<String>,
+    servers: Option<Vec<String>>,
+    ca: Option<PathBuf>,
+    fingerprint: Option<String>,
+    reconnect: Option<i64>,
+    sessions: Option<usize>,
+    connect_timeout: Option<u64>,
+    log_level: Option<LogLevel>,
+    log_file: Option<PathBuf>,
+}
+
+/// A node to dial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("--server {s:?}: expected HOST:PORT, e.g. node.example.com:9000");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(ServerAddr {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// One gateway this process serves.
+#[derive(Clone)]
+pub struct GatewayCredentials {
+    pub id: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for GatewayCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayCredentials")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How many reconnect attempts after a drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnect {
+    Forever,
+    Attempts(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub gateways: Vec<GatewayCredentials>,
+    pub servers: Vec<ServerAddr>,
+    pub trust: ServerTrust,
+    pub reconnect: Reconnect,
+    pub sessions: usize,
+    pub connect_timeout: Duration,
+    pub log_level: LogLevel,
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+impl ClientConfig {
+    pub fn from_args(args: ClientArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let gateways = if args.gateways.is_empty() {
+            file.gateways.unwrap_or_default()
+        } else {
+            args.gateways
+        };
+        if gateways.is_empty() {
+            return Err(invalid(
+                "name at least one gateway: sg-client GW_ID -t TOKEN --server HOST:PORT",
+            ));
+        }
+        let tokens_text = args.tokens.or(file.tokens).ok_or_else(|| {
+            invalid("-t TOKEN is required (one token per gateway, joined with \"--\")")
+        })?;
+        let tokens: Vec<&str> = tokens_text.split("--").map(str::trim).collect();
+        if tokens.len() != gateways.len() || tokens.iter().any(|t| t.is_empty()) {
+            return Err(invalid(format!(
+                "{} gateway(s) but {} token(s): pass one token per gateway, in order, joined with \"--\"",
+                gateways.len(),
+                tokens.iter().filter(|t| !t.is_empty()).count()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for g in &gateways {
+            if !seen.insert(g) {
+                return Err(invalid(format!("gateway {g} is named twice")));
+            }
+        }
+        let gateways = gateways
+            .into_iter()
+            .zip(tokens)
+            .map(|(id, token)| GatewayCredentials {
+                id,
+                token: token.to_string(),
+            })
+            .collect();
+
+        let server_texts = if args.servers.is_empty() {
+            file.servers.unwrap_or_default()
+        } else {
+            args.servers
+        };
+        if server_texts.is_empty() {
+            return Err(invalid(
+                "--server HOST:PORT is required (the node's tunnel address)",
+            ));
+        }
+        let servers = server_texts
+            .iter()
+            .map(|s| s.parse::<ServerAddr>().map_err(ConfigError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let trust = match (args.fingerprint.or(file.fingerprint), args.ca.or(file.ca)) {
+            (Some(fp), _) => ServerTrust::Fingerprint(
+                tls::parse_fingerprint(&fp).map_err(|e| invalid(format!("--fingerprint: {e}")))?,
+            ),
+            (None, Some(ca)) => {
+                let pem = tls::read_file(&ca).map_err(|e| invalid(format!("--ca: {e}")))?;
+                ServerTrust::Roots(
+                    tls::certs_from_pem(&ca.display().to_string(), &pem)
+                        .map_err(|e| invalid(format!("--ca: {e}")))?,
+                )
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "pass --ca FILE (the node's DATA_DIR/ca.pem) or --fingerprint SHA256 so the client can verify the node",
+                ))
+            }
+        };
+        let reconnect = match args.reconnect.or(file.reconnect).unwrap_or(-1) {
+            -1 => Reconnect::Forever,
+            n if n >= 0 => Reconnect::Attempts(n as u64),
+            n => {
+                return Err(invalid(format!(
+                    "--reconnect {n}: use -1 (forever) or a count >= 0"
+                )))
+            }
+        };
+        let sessions = args.sessions.or(file.sessions).unwrap_or(DEFAULT_SESSIONS);
+        if !(1..=16).contains(&sessions) {
+            return Err(invalid("--sessions must be 1-16"));
+        }
+        let connect_timeout = args
+            .connect_timeout
+            .or(file.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS);
+        if connect_timeout == 0 {
+            return Err(invalid("--connect-timeout must be at least 1 second"));
+        }
+        Ok(ClientConfig {
+            gateways,
+            servers,
+            trust,
+            reconnect,
+            sessions,
+            connect_timeout: Duration::from_secs(connect_timeout),
+            log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
+            log_file: args.log_file.or(file.log_file),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ClientConfig, ConfigError> {
+        let mut all = vec!["sg-client"];
+        all.extend_from_slice(args);
+        ClientConfig::from_args(ClientArgs::try_parse_from(all).expect("flags parse"))
+    }
+
+    const FP: &str = "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB";
+
+    #[test]
+    fn tokens_pair_with_gateways_in_order() {
+        let c = parse(&[
+            "g1",
+            "g2",
+            "-t",
+            "t1--t2",
+            "--server",
+            "h:9000",
+            "--fingerprint",
+            FP,
+        ])
+        .unwrap();
+        assert_eq!(c.gateways[1].id, "g2");
+        assert_eq!(c.gateways[1].token, "t2");
+        assert_eq!(c.reconnect, Reconnect::Forever);
+        let err = parse(&[
+            "g1",
+            "g2",
+            "-t",
+            "t1",
+            "--server",
+            "h:9000",
+            "--fingerprint",
+            FP,
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("2 gateway(s) but 1 token(s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn servers_parse_including_ipv6() {
+        assert_eq!(
+            "[::1]:9000".parse::<ServerAddr>().unwrap(),
+            ServerAddr {
+                host: "::1".into(),
+                port: 9000
+            }
+        );
+        assert!("nohost".parse::<ServerAddr>().is_err());
+        assert!("h:0".parse::<ServerAddr>().is_err());
+    }
+
+    #[test]
+    fn missing_trust_or_bad_reconnect_is_explained() {
+        let err = parse(&["g", "-t", "t", "--server", "h:1"]).unwrap_err();
+        assert!(err.to_string().contains("--ca"), "{err}");
+        let err = parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--reconnect",
+            "-5",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--reconnect"), "{err}");
+    }
+
+    #[test]
+    fn the_file_fills_in_what_flags_leave_out() {
+        let dir = std::env::temp_dir().join(format!("sgc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            format!("gateways = [\"g\"]\ntokens = \"t\"\nservers = [\"h:9000\"]\nfingerprint = \"{FP}\"\nreconnect = 3\n"),
+        )
+        .unwrap();
+        let c = parse(&["--config", f.to_str().unwrap(), "--reconnect", "5"]).unwrap();
+        assert_eq!(c.gateways[0].id, "g");
+        assert_eq!(c.reconnect, Reconnect::Attempts(5));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

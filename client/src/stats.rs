@@ -1,0 +1,64 @@
+//! The client's connection figures (F17): bytes each way, total and active connections,
+//! per gateway and summed.
+
+use sg_proto::pump::PumpCounters;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Bytes of carried connections; `sent` is private service → cloud.
+    pub bytes: Arc<PumpCounters>,
+    pub total_connections: AtomicU64,
+    pub active_connections: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+/// A snapshot for display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub transmitted: u64,
+    pub received: u64,
+    pub total_connections: u64,
+    pub active_connections: u64,
+}
+
+impl GatewayStats {
+    pub fn figures(&self) -> Figures {
+        Figures {
+            transmitted: self.bytes.sent.load(Ordering::Relaxed),
+            received: self.bytes.received.load(Ordering::Relaxed),
+            total_connections: self.total_connections.load(Ordering::Relaxed),
+            active_connections: self.active_connections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::ops::Add for Figures {
+    type Output = Figures;
+    fn add(self, o: Figures) -> Figures {
+        Figures {
+            transmitted: self.transmitted + o.transmitted,
+            received: self.received + o.received,
+            total_connections: self.total_connections + o.total_connections,
+            active_connections: self.active_connections + o.active_connections,
+        }
+    }
+}
+
+/// Counts a connection as active for as long as it lives.
+pub struct ActiveGuard(Arc<GatewayStats>);
+
+impl ActiveGuard {
+    pub fn new(stats: Arc<GatewayStats>) -> Self {
+        stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        stats.active_connections.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(stats)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}

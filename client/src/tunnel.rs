@@ -1,0 +1,258 @@
+//! One tunnel: a gateway's session to one node, kept alive.
+//!
+//! [`run`] dials the node (TCP, TLS verified against the CA or the pinned fingerprint),
+//! says Hello, and serves the session until it ends; then it waits (exponential backoff
+//! with jitter, logged) and dials again, for as many attempts as `--reconnect` allows. A
+//! refusal that retrying cannot fix (wrong token, unknown gateway, expired token, version
+//! too old) ends the tunnel with the node's message.
+
+use crate::backoff::Backoff;
+use crate::config::{ClientConfig, GatewayCredentials, Reconnect, ServerAddr};
+use crate::serve::{self, ServeContext};
+use crate::stats::GatewayStats;
+use sg_proto::driver::{self, DriverConfig, SessionEnd, SessionEvent};
+use sg_proto::frame::{Frame, GatewayConfig, Hello, NoticeKind, Refusal, Welcome};
+use sg_proto::handshake::{self, Established, HandshakeError};
+use sg_proto::limits::HANDSHAKE_TIMEOUT;
+use sg_proto::mux::Role;
+use sg_proto::tls;
+use sg_proto::version::{ProtocolVersion, PRODUCT_VERSION};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// A session that lived this long resets the backoff: the node was healthy.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+
+/// What every tunnel of this process shares.
+pub struct ClientContext {
+    pub client_id: String,
+    pub hostname: String,
+    pub tls: TlsConnector,
+    pub config: ClientConfig,
+}
+
+/// One gateway served by this process.
+pub struct GatewayRuntime {
+    pub creds: GatewayCredentials,
+    pub stats: Arc<GatewayStats>,
+}
+
+/// Why a tunnel stopped for good.
+#[derive(Debug)]
+pub enum TunnelEnd {
+    Refused(Refusal),
+    GaveUp { attempts: u64 },
+    Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+type Tunnel = TlsStream<TcpStream>;
+
+async fn dial(
+    ctx: &ClientContext,
+    gw: &GatewayRuntime,
+    server: &ServerAddr,
+) -> Result<(Welcome, Established<Tunnel>), DialError> {
+    let tcp = TcpStream::connect((server.host.as_str(), server.port))
+        .await
+        .map_err(DialError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let name = tls::server_name(&server.host).map_err(|e| {
+        DialError::Tls(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            e.to_string(),
+        ))
+    })?;
+    let stream = ctx.tls.connect(name, tcp).await.map_err(DialError::Tls)?;
+    let hello = Hello {
+        protocol: ProtocolVersion::current(),
+        client_version: PRODUCT_VERSION.to_string(),
+        client_id: ctx.client_id.clone(),
+        hostname: ctx.hostname.clone(),
+        gateway_id: gw.creds.id.clone(),
+        token: gw.creds.token.clone(),
+    };
+    Ok(handshake::client(stream, hello).await?)
+}
+
+/// Keeps one session of `gw` to `server` alive until refused, out of attempts, or shut down.
+pub async fn run(
+    ctx: Arc<ClientContext>,
+    gw: Arc<GatewayRuntime>,
+    server: ServerAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> TunnelEnd {
+    let id = gw.creds.id.clone();
+    let mut backoff = Backoff::default();
+    let mut failures: u64 = 0;
+    loop {
+        let dialed = tokio::select! {
+            r = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial(&ctx, &gw, &server)) => r,
+            _ = shutdown.changed() => return TunnelEnd::Shutdown,
+        };
+        match dialed {
+            Ok(Ok((welcome, established))) => {
+                let started = Instant::now();
+                let end =
+                    serve_session(&ctx, &gw, &server, welcome, established, &mut shutdown).await;
+                match end {
+                    None => return TunnelEnd::Shutdown,
+                    Some(end) => tracing::warn!(gateway = %id, "session to {server} ended: {end}"),
+                }
+                if started.elapsed() >= HEALTHY_SESSION {
+                    backoff.reset();
+                    failures = 0;
+                }
+            }
+            Ok(Err(DialError::Handshake(HandshakeError::Refused(refusal)))) => {
+                if refusal.code.is_permanent() {
+                    tracing::error!(
+                        gateway = %id,
+                        "refused by the node at {server} ({}): {}",
+                        refusal.code.as_str(),
+                        refusal.message
+                    );
+                    return TunnelEnd::Refused(refusal);
+                }
+                tracing::warn!(gateway = %id, "the node at {server} refused for now: {}", refusal.message);
+            }
+            Ok(Err(e)) => tracing::warn!(gateway = %id, "cannot open a session to {server}: {e}"),
+            Err(_) => {
+                tracing::warn!(gateway = %id, "cannot open a session to {server}: {}", DialError::Timeout)
+            }
+        }
+        failures += 1;
+        if let Reconnect::Attempts(max) = ctx.config.reconnect {
+            if failures > max {
+                tracing::error!(gateway = %id, "giving up on {server} after {max} reconnect attempt(s) (--reconnect {max})");
+                return TunnelEnd::GaveUp { attempts: max };
+            }
+        }
+        let wait = backoff.next_wait();
+        let of = match ctx.config.reconnect {
+            Reconnect::Forever => String::new(),
+            Reconnect::Attempts(max) => format!(" of {max}"),
+        };
+        tracing::info!(
+            gateway = %id,
+            "reconnecting to {server} in {:.1}s (attempt {failures}{of})",
+            wait.as_secs_f64()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return TunnelEnd::Shutdown,
+        }
+    }
+}
+
+/// Serves one established session. `None` means we were asked to shut down.
+async fn serve_session(
+    ctx: &Arc<ClientContext>,
+    gw: &Arc<GatewayRuntime>,
+    server: &ServerAddr,
+    welcome: Welcome,
+    established: Established<Tunnel>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<SessionEnd> {
+    let id = gw.creds.id.clone();
+    let (handle, mut events, driver) = driver::start(
+        established.io,
+        established.leftover,
+        DriverConfig::new(Role::Client),
+    );
+    let mut driver = tokio::spawn(driver);
+    log_config(&id, &welcome.gateway, true);
+    tracing::info!(
+        gateway = %id,
+        "connected to node {} (region {}, sg {}) at {server}; session {}",
+        welcome.node_id,
+        welcome.region,
+        welcome.node_version,
+        welcome.session_id
+    );
+    let config = Arc::new(RwLock::new(Arc::new(welcome.gateway)));
+    let serve_ctx = Arc::new(ServeContext {
+        gateway_id: id.clone(),
+        session: handle.clone(),
+        config: config.clone(),
+        stats: gw.stats.clone(),
+        connect_timeout: ctx.config.connect_timeout,
+    });
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(SessionEvent::Incoming { stream, open }) => {
+                    tokio::spawn(serve::serve_stream(serve_ctx.clone(), stream, open));
+                }
+                Some(SessionEvent::Control(frame)) => on_control(&id, &config, frame),
+                None => break,
+            },
+            _ = shutdown.changed() => {
+                handle.close("the client is shutting down");
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut driver).await;
+                return None;
+            }
+        }
+    }
+    match driver.await {
+        Ok(end) => Some(end),
+        Err(e) => Some(SessionEnd::Closed(format!("session task failed: {e}"))),
+    }
+}
+
+fn on_control(id: &str, config: &RwLock<Arc<GatewayConfig>>, frame: Frame) {
+    match frame {
+        Frame::Config(new) => {
+            let mut current = config.write().unwrap_or_else(|p| p.into_inner());
+            if **current != *new {
+                log_config(id, &new, false);
+                *current = Arc::new(*new);
+            }
+        }
+        Frame::Notice(n) => match n.kind {
+            // One line per notice; the node sends at most one every 30 seconds (F7).
+            NoticeKind::ConnectionLimit => {
+                tracing::error!(gateway = %id, refused = n.count, "{}", n.message)
+            }
+            NoticeKind::SessionClosed => {
+                tracing::warn!(gateway = %id, "the node closed the session: {}", n.message)
+            }
+            NoticeKind::Unknown => {
+                tracing::info!(gateway = %id, "notice from the node: {}", n.message)
+            }
+        },
+        Frame::GoAway(g) => {
+            tracing::warn!(gateway = %id, "the node asks clients to move: {}", g.reason)
+        }
+        _ => {}
+    }
+}
+
+fn log_config(id: &str, c: &GatewayConfig, first: bool) {
+    let verb = if first { "serving" } else { "now serving" };
+    tracing::info!(
+        gateway = %id,
+        "{verb} {} destination(s) of gateway \"{}\"{}",
+        c.destinations.len(),
+        c.name,
+        if c.enabled { "" } else { " (the gateway is disabled: no connections)" }
+    );
+    for d in &c.destinations {
+        tracing::debug!(gateway = %id, "destination {} ({}) -> {}:{}", d.id, d.name, d.resource_host, d.resource_port);
+    }
+}

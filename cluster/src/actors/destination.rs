@@ -1,0 +1,210 @@
+//! The Destination actor: one per provisioned cloud port. It accepts cloud connections,
+//! applies the checks that need no one else (IP rules), asks its Gateway for a ticket, and
+//! hands the socket to a Connection actor on the chosen session's arbiter.
+//!
+//! Supervised: if the actor stops for any reason other than [`Stop`], it is restarted in
+//! place and binds the same port again; a port that cannot be bound is retried with backoff.
+
+use super::connection::Connection;
+use super::gateway::{Gateway, OpenConnection};
+use super::NodeShared;
+use crate::records::{DestinationRecord, EventKind};
+use actix::prelude::*;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// Connections a cloud port queues before it accepts them.
+const ACCEPT_BACKLOG: u32 = 1024;
+/// Pause after an accept error such as "too many open files", so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+const MAX_BIND_RETRY: Duration = Duration::from_secs(30);
+
+/// Binds a cloud port (with SO_REUSEADDR, so a restarted node gets its ports back while old
+/// connections linger in TIME_WAIT).
+pub fn bind(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
+    let addr = SocketAddr::new(ip, port);
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+pub struct DestinationActor {
+    shared: Arc<NodeShared>,
+    gateway: Addr<Gateway>,
+    record: DestinationRecord,
+    listener: Option<TcpListener>,
+    retry: Duration,
+    stopping: bool,
+}
+
+impl DestinationActor {
+    pub fn new(
+        shared: Arc<NodeShared>,
+        gateway: Addr<Gateway>,
+        record: DestinationRecord,
+        listener: Option<TcpListener>,
+    ) -> Self {
+        DestinationActor {
+            shared,
+            gateway,
+            record,
+            listener,
+            retry: Duration::from_millis(500),
+            stopping: false,
+        }
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.record.cloud_port
+    }
+
+    fn serve(&mut self, ctx: &mut Context<Self>) {
+        let listener = match self.listener.take() {
+            Some(l) => l,
+            None => {
+                let Some(port) = self.port() else {
+                    return;
+                };
+                match bind(self.shared.cloud_bind, port) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(
+                            destination = %self.record.id,
+                            port,
+                            "cannot listen on cloud port: {e}; retrying in {:?}",
+                            self.retry
+                        );
+                        let wait = self.retry;
+                        self.retry = (self.retry * 2).min(MAX_BIND_RETRY);
+                        ctx.run_later(wait, |act, ctx| act.serve(ctx));
+                        return;
+                    }
+                }
+            }
+        };
+        self.retry = Duration::from_millis(500);
+        tracing::info!(
+            destination = %self.record.id,
+            gateway = %self.record.gateway_id,
+            "cloud port {}:{} listening for {}:{}",
+            self.shared.cloud_host,
+            self.port().unwrap_or(0),
+            self.record.resource_host,
+            self.record.resource_port
+        );
+        let accepts = futures_util::stream::unfold(listener, |l| async move {
+            loop {
+                match l.accept().await {
+                    Ok(conn) => return Some((conn, l)),
+                    Err(e) => {
+                        tracing::warn!("accept failed on a cloud port: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                }
+            }
+        });
+        ctx.add_stream(accepts);
+    }
+
+    fn admit(&mut self, sock: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+        let open = OpenConnection {
+            destination_id: self.record.id.clone(),
+            peer,
+        };
+        let destination = self.record.id.clone();
+        self.gateway
+            .send(open)
+            .into_actor(self)
+            .map(move |answer, _act, _ctx| {
+                let Ok(Ok(ticket)) = answer else {
+                    // Refused: the gateway logged why; closing the socket tells the app.
+                    return;
+                };
+                let std_sock = match sock.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("could not hand over a cloud connection: {e}");
+                        return;
+                    }
+                };
+                let arbiter = ticket.arbiter.clone();
+                Connection::start_in_arbiter(&arbiter, move |_| {
+                    Connection::new(std_sock, peer, destination, ticket)
+                });
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for DestinationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.serve(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.stopping {
+            tracing::info!(destination = %self.record.id, "cloud port {} released", self.port().unwrap_or(0));
+        }
+    }
+}
+
+impl Supervised for DestinationActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!(destination = %self.record.id, "restarting the cloud port listener");
+        self.listener = None;
+    }
+}
+
+impl StreamHandler<(TcpStream, SocketAddr)> for DestinationActor {
+    fn handle(&mut self, (sock, peer): (TcpStream, SocketAddr), ctx: &mut Self::Context) {
+        self.admit(sock, peer, ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The accept loop never ends on its own; if it does, restart and rebind.
+        if !self.stopping {
+            ctx.stop();
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateRecord(pub DestinationRecord);
+
+impl Handler<UpdateRecord> for DestinationActor {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateRecord, _: &mut Self::Context) {
+        self.record = msg.0;
+    }
+}
+
+/// Release the port for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for DestinationActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        self.stopping = true;
+        ctx.stop();
+        ctx.terminate();
+    }
+}
+
+/// Used by the gateway to record refusals that happen here (IP rules).
+#[allow(dead_code)]
+fn refuse(shared: &NodeShared, record: &DestinationRecord, kind: EventKind, message: String) {
+    shared.event(&record.gateway_id, kind, message, Some(&record.id), None);
+}

@@ -1,0 +1,697 @@
+//! The Gateway actor: one per gateway. It owns the gateway's live state — its record, its
+//! destinations' listeners, its client sessions and its concurrency count — and makes the
+//! per-connection decision: admit or refuse, and on which session.
+
+use super::destination::{self, DestinationActor};
+use super::NodeShared;
+use crate::ids::token_matches;
+use crate::records::{DestinationRecord, EventKind, GatewayRecord, Plan};
+use crate::selection::SessionSet;
+use crate::time::{now_secs, rfc3339};
+use actix::prelude::*;
+use serde::Serialize;
+use sg_proto::driver::SessionHandle;
+use sg_proto::frame::{
+    DestinationSpec, Frame, GatewayConfig, Notice, NoticeKind, OpenStream, Refusal, RefuseCode,
+};
+use sg_proto::pump::{PumpCounters, StreamHandle};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Clients hear about refused connections at most this often (F7).
+pub const LIMIT_NOTICE_INTERVAL: Duration = Duration::from_secs(30);
+
+pub struct Gateway {
+    shared: Arc<NodeShared>,
+    record: GatewayRecord,
+    plan: Plan,
+    destinations: HashMap<String, Slot>,
+    sessions: SessionSet<SessionEntry>,
+    active_connections: u32,
+    totals: Totals,
+    notice: LimitNotice,
+}
+
+struct Slot {
+    record: DestinationRecord,
+    listener: Option<Addr<DestinationActor>>,
+}
+
+#[derive(Default)]
+struct Totals {
+    connections: u64,
+    to_resources: u64,
+    to_cloud: u64,
+    refused: u64,
+}
+
+#[derive(Default)]
+struct LimitNotice {
+    pending: u64,
+    last: Option<Instant>,
+    scheduled: bool,
+}
+
+/// A client session registered for this gateway.
+pub struct SessionEntry {
+    pub session_id: String,
+    pub client_id: String,
+    pub client_version: String,
+    pub hostname: String,
+    pub peer: SocketAddr,
+    pub connected_at: u64,
+    pub handle: SessionHandle,
+    pub arbiter: ArbiterHandle,
+    /// The token hash the session authenticated against; stale after regeneration.
+    pub token_hash: String,
+}
+
+impl Gateway {
+    pub fn new(shared: Arc<NodeShared>, record: GatewayRecord, plan: Plan) -> Self {
+        Gateway {
+            shared,
+            record,
+            plan,
+            destinations: HashMap::new(),
+            sessions: SessionSet::default(),
+            active_connections: 0,
+            totals: Totals::default(),
+            notice: LimitNotice::default(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// What every client of this gateway must serve.
+    fn client_config(&self) -> GatewayConfig {
+        let mut destinations: Vec<DestinationSpec> = self
+            .destinations
+            .values()
+            .filter(|s| s.record.active)
+            .map(|s| DestinationSpec {
+                id: s.record.id.clone(),
+                name: s.record.name.clone(),
+                resource_host: s.record.resource_host.clone(),
+                resource_port: s.record.resource_port,
+                protocol: s.record.protocol,
+                resource_tls: None,
+            })
+            .collect();
+        destinations.sort_by(|a, b| a.id.cmp(&b.id));
+        GatewayConfig {
+            gateway_id: self.record.id.clone(),
+            name: self.record.name.clone(),
+            enabled: self.record.enabled,
+            destinations,
+            acl: self.record.acl.clone(),
+        }
+    }
+
+    fn push_config(&self) {
+        let config = self.client_config();
+        for s in self.sessions.iter() {
+            let _ = s
+                .handle
+                .send_control(Frame::Config(Box::new(config.clone())));
+        }
+    }
+
+    fn close_sessions(&mut self, reason: &str) {
+        for s in self.sessions.drain() {
+            let _ = s.handle.send_control(Frame::Notice(Notice {
+                kind: NoticeKind::SessionClosed,
+                message: reason.to_string(),
+                count: 0,
+            }));
+            s.handle.close(reason.to_string());
+        }
+    }
+
+    fn sync_listener(&mut self, id: &str, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        let shared = self.shared.clone();
+        let Some(slot) = self.destinations.get_mut(id) else {
+            return;
+        };
+        let want = if slot.record.active {
+            slot.record.cloud_port
+        } else {
+            None
+        };
+        if let Some(addr) = &slot.listener {
+            if want.is_some() && want == slot.record.cloud_port {
+                addr.do_send(destination::UpdateRecord(slot.record.clone()));
+                return;
+            }
+        }
+        if let Some(addr) = slot.listener.take() {
+            addr.do_send(destination::Stop);
+        }
+        if let Some(port) = want {
+            let record = slot.record.clone();
+            let bound = destination::bind(shared.cloud_bind, port);
+            if let Err(e) = &bound {
+                shared.event(
+                    &record.gateway_id,
+                    EventKind::PortBindFailed,
+                    format!(
+                        "cannot listen on cloud port {port} for destination {}: {e}; retrying",
+                        record.id
+                    ),
+                    Some(&record.id),
+                    None,
+                );
+            }
+            let listener = bound.ok();
+            slot.listener = Some(Supervisor::start(move |_| {
+                DestinationActor::new(shared, me, record, listener)
+            }));
+        }
+    }
+
+    fn refuse_over_limit(&mut self, ctx: &mut Context<Self>) {
+        self.totals.refused += 1;
+        self.notice.pending += 1;
+        let due = self
+            .notice
+            .last
+            .is_none_or(|t| t.elapsed() >= LIMIT_NOTICE_INTERVAL);
+        if due {
+            self.send_limit_notice();
+        } else if !self.notice.scheduled {
+            self.notice.scheduled = true;
+            let wait = self
+                .notice
+                .last
+                .map(|t| LIMIT_NOTICE_INTERVAL.saturating_sub(t.elapsed()))
+                .unwrap_or_default();
+            ctx.run_later(wait, |act, _| {
+                act.notice.scheduled = false;
+                if act.notice.pending > 0 {
+                    act.send_limit_notice();
+                }
+            });
+        }
+    }
+
+    fn send_limit_notice(&mut self) {
+        let count = std::mem::take(&mut self.notice.pending);
+        self.notice.last = Some(Instant::now());
+        let limit = self.plan.max_connections_per_gateway;
+        let message = format!(
+            "{count} connection(s) to gateway {} refused: the limit of {limit} concurrent connections was reached",
+            self.record.id
+        );
+        for s in self.sessions.iter() {
+            let _ = s.handle.send_control(Frame::Notice(Notice {
+                kind: NoticeKind::ConnectionLimit,
+                message: message.clone(),
+                count,
+            }));
+        }
+    }
+}
+
+impl Actor for Gateway {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for slot in self.destinations.values_mut() {
+            if let Some(addr) = slot.listener.take() {
+                addr.do_send(destination::Stop);
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateRecord(pub GatewayRecord);
+
+impl Handler<UpdateRecord> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: UpdateRecord, _: &mut Self::Context) {
+        let old = std::mem::replace(&mut self.record, msg.0);
+        if old.active && !self.record.active {
+            self.close_sessions("the gateway was deactivated");
+        } else if old.enabled != self.record.enabled
+            || old.name != self.record.name
+            || old.acl != self.record.acl
+        {
+            self.push_config();
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPlan(pub Plan);
+
+impl Handler<SetPlan> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SetPlan, _: &mut Self::Context) {
+        self.plan = msg.0;
+    }
+}
+
+/// The gateway was deleted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Remove;
+
+impl Handler<Remove> for Gateway {
+    type Result = ();
+    fn handle(&mut self, _: Remove, ctx: &mut Self::Context) {
+        self.close_sessions("the gateway was deleted");
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseSessions {
+    pub reason: String,
+}
+
+impl Handler<CloseSessions> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: CloseSessions, _: &mut Self::Context) {
+        let id = self.record.id.clone();
+        let n = self.sessions.len();
+        self.close_sessions(&msg.reason);
+        if n > 0 {
+            self.shared.event(
+                &id,
+                EventKind::SessionClosed,
+                format!("closed {n} client session(s): {}", msg.reason),
+                None,
+                None,
+            );
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpsertDestination(pub DestinationRecord);
+
+impl Handler<UpsertDestination> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: UpsertDestination, ctx: &mut Self::Context) {
+        let id = msg.0.id.clone();
+        match self.destinations.get_mut(&id) {
+            Some(slot) => slot.record = msg.0,
+            None => {
+                self.destinations.insert(
+                    id.clone(),
+                    Slot {
+                        record: msg.0,
+                        listener: None,
+                    },
+                );
+            }
+        }
+        self.sync_listener(&id, ctx);
+        self.push_config();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveDestination(pub String);
+
+impl Handler<RemoveDestination> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: RemoveDestination, _: &mut Self::Context) {
+        if let Some(mut slot) = self.destinations.remove(&msg.0) {
+            if let Some(addr) = slot.listener.take() {
+                addr.do_send(destination::Stop);
+            }
+            self.push_config();
+        }
+    }
+}
+
+/// Answers after every earlier message to this gateway was handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Barrier;
+
+impl Handler<Barrier> for Gateway {
+    type Result = ();
+    fn handle(&mut self, _: Barrier, _: &mut Self::Context) {}
+}
+
+/// A client proving it may serve this gateway.
+#[derive(Message)]
+#[rtype(result = "Result<Authenticated, Refusal>")]
+pub struct Authenticate {
+    pub token: String,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// What an accepted client gets.
+pub struct Authenticated {
+    pub config: GatewayConfig,
+    pub token_hash: String,
+}
+
+impl Handler<Authenticate> for Gateway {
+    type Result = Result<Authenticated, Refusal>;
+    fn handle(&mut self, msg: Authenticate, _: &mut Self::Context) -> Self::Result {
+        let id = self.record.id.clone();
+        if !token_matches(&msg.token, &self.record.token_hash) {
+            self.shared.event(
+                &id,
+                EventKind::BadToken,
+                format!("refused a client from {}: wrong token", msg.peer),
+                None,
+                Some(&msg.client_id),
+            );
+            return Err(Refusal {
+                code: RefuseCode::BadToken,
+                message: format!(
+                    "the token for gateway {id} is not valid; use the token shown when the gateway \
+                     was created, or issue a new one with `sgctl gateway token {id}`"
+                ),
+            });
+        }
+        if now_secs() >= self.record.token_expires_at {
+            let at = rfc3339(self.record.token_expires_at);
+            self.shared.event(
+                &id,
+                EventKind::TokenExpired,
+                format!("refused a client from {}: token expired at {at}", msg.peer),
+                None,
+                Some(&msg.client_id),
+            );
+            return Err(Refusal {
+                code: RefuseCode::TokenExpired,
+                message: format!(
+                    "the token of gateway {id} expired at {at}; issue a new one with \
+                     `sgctl gateway token {id}` and restart the client with it"
+                ),
+            });
+        }
+        if !self.record.active {
+            self.shared.event(
+                &id,
+                EventKind::SessionRefused,
+                format!("refused a client from {}: gateway inactive", msg.peer),
+                None,
+                Some(&msg.client_id),
+            );
+            return Err(Refusal {
+                code: RefuseCode::GatewayInactive,
+                message: format!(
+                    "gateway {id} is inactive; activate it with `sgctl gateway update {id} --active true`"
+                ),
+            });
+        }
+        Ok(Authenticated {
+            config: self.client_config(),
+            token_hash: self.record.token_hash.clone(),
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionUp(pub SessionEntry);
+
+impl Handler<SessionUp> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SessionUp, _: &mut Self::Context) {
+        let entry = msg.0;
+        if entry.token_hash != self.record.token_hash || !self.record.active {
+            // The token changed (or the gateway went inactive) while it was authenticating.
+            entry.handle.close("token regenerated");
+            return;
+        }
+        tracing::info!(
+            gateway = %self.record.id,
+            session = %entry.session_id,
+            client = %entry.client_id,
+            peer = %entry.peer,
+            version = %entry.client_version,
+            "client session up"
+        );
+        // The config may have changed between authentication and now.
+        let _ = entry
+            .handle
+            .send_control(Frame::Config(Box::new(self.client_config())));
+        self.sessions.insert(entry.session_id.clone(), entry);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionDown {
+    pub session_id: String,
+}
+
+impl Handler<SessionDown> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SessionDown, _: &mut Self::Context) {
+        if self.sessions.remove(&msg.session_id).is_some() {
+            tracing::info!(gateway = %self.record.id, session = %msg.session_id, "client session down");
+        }
+    }
+}
+
+/// A cloud connection asking to be carried.
+#[derive(Message)]
+#[rtype(result = "Result<Ticket, ()>")]
+pub struct OpenConnection {
+    pub destination_id: String,
+    pub peer: SocketAddr,
+}
+
+/// Permission to carry one connection: its stream, where to run it, and a guard that
+/// gives the concurrency slot back however the connection ends.
+pub struct Ticket {
+    pub stream: StreamHandle,
+    pub arbiter: ArbiterHandle,
+    pub connection: u64,
+    pub guard: ConnectionGuard,
+}
+
+/// Returns the connection's slot to its gateway when dropped.
+pub struct ConnectionGuard {
+    gateway: Addr<Gateway>,
+    pub counters: Arc<PumpCounters>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.gateway.do_send(ConnectionClosed {
+            to_resources: self.counters.sent.load(Ordering::Relaxed),
+            to_cloud: self.counters.received.load(Ordering::Relaxed),
+        });
+    }
+}
+
+impl Handler<OpenConnection> for Gateway {
+    type Result = Result<Ticket, ()>;
+    fn handle(&mut self, msg: OpenConnection, ctx: &mut Self::Context) -> Self::Result {
+        let gid = self.record.id.clone();
+        let dest = msg.destination_id.as_str();
+        let Some(slot) = self.destinations.get(dest) else {
+            return Err(());
+        };
+        if !slot.record.active {
+            return Err(());
+        }
+        if !slot.record.enabled {
+            self.shared.event(
+                &gid,
+                EventKind::DestinationDisabled,
+                format!(
+                    "refused a connection from {} to disabled destination {dest}",
+                    msg.peer
+                ),
+                Some(dest),
+                None,
+            );
+            return Err(());
+        }
+        if !self.record.enabled {
+            self.shared.event(
+                &gid,
+                EventKind::GatewayDisabled,
+                format!(
+                    "refused a connection from {} to destination {dest}: gateway disabled",
+                    msg.peer
+                ),
+                Some(dest),
+                None,
+            );
+            return Err(());
+        }
+        let limit = self.plan.max_connections_per_gateway;
+        if self.active_connections >= limit {
+            self.shared.event(
+                &gid,
+                EventKind::LimitReached,
+                format!(
+                    "refused a connection from {} to destination {dest}: {limit} concurrent connections is the limit",
+                    msg.peer
+                ),
+                Some(dest),
+                None,
+            );
+            self.refuse_over_limit(ctx);
+            return Err(());
+        }
+        loop {
+            let Some(session) = self
+                .sessions
+                .pick(|s| !s.handle.is_closed(), |s| s.handle.active_streams())
+            else {
+                self.shared.event(
+                    &gid,
+                    EventKind::SessionRefused,
+                    format!(
+                        "refused a connection from {} to destination {dest}: no client is connected",
+                        msg.peer
+                    ),
+                    Some(dest),
+                    None,
+                );
+                return Err(());
+            };
+            let connection = self.shared.next_connection();
+            let open = OpenStream {
+                destination_id: dest.to_string(),
+                peer: msg.peer.to_string(),
+                connection,
+            };
+            match session.handle.open_stream(open) {
+                Ok(stream) => {
+                    let arbiter = session.arbiter.clone();
+                    self.active_connections += 1;
+                    self.totals.connections += 1;
+                    return Ok(Ticket {
+                        stream,
+                        arbiter,
+                        connection,
+                        guard: ConnectionGuard {
+                            gateway: ctx.address(),
+                            counters: Arc::new(PumpCounters::default()),
+                        },
+                    });
+                }
+                Err(_) => {
+                    // That session just closed: forget it and try the next one.
+                    let id = session.session_id.clone();
+                    self.sessions.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectionClosed {
+    pub to_resources: u64,
+    pub to_cloud: u64,
+}
+
+impl Handler<ConnectionClosed> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
+        self.active_connections = self.active_connections.saturating_sub(1);
+        self.totals.to_resources += msg.to_resources;
+        self.totals.to_cloud += msg.to_cloud;
+    }
+}
+
+/// One connected client as the API shows it (F18).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    pub session_id: String,
+    pub client_id: String,
+    pub version: String,
+    pub hostname: String,
+    pub address: String,
+    pub region: String,
+    pub node_id: String,
+    pub connected_at: String,
+    pub active_streams: usize,
+    pub total_streams: u64,
+    pub rtt_ms: f64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ClientView>")]
+pub struct ListClients;
+
+impl Handler<ListClients> for Gateway {
+    type Result = MessageResult<ListClients>;
+    fn handle(&mut self, _: ListClients, _: &mut Self::Context) -> Self::Result {
+        use std::sync::atomic::Ordering;
+        MessageResult(
+            self.sessions
+                .iter()
+                .map(|s| {
+                    let st = s.handle.stats();
+                    ClientView {
+                        session_id: s.session_id.clone(),
+                        client_id: s.client_id.clone(),
+                        version: s.client_version.clone(),
+                        hostname: s.hostname.clone(),
+                        address: s.peer.to_string(),
+                        region: self.shared.region.clone(),
+                        node_id: self.shared.node_id.clone(),
+                        connected_at: rfc3339(s.connected_at),
+                        active_streams: s.handle.active_streams(),
+                        total_streams: st.total_streams.load(Ordering::Relaxed),
+                        rtt_ms: st.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The gateway's connection figures, summed over all its clients (F18).
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayStats {
+    pub gateway_id: String,
+    pub clients: usize,
+    pub active_connections: u32,
+    pub total_connections: u64,
+    pub refused_connections: u64,
+    /// Bytes from cloud applications to private services.
+    pub bytes_to_resources: u64,
+    /// Bytes from private services back to cloud applications.
+    pub bytes_to_cloud: u64,
+    pub max_connections: u32,
+}
+
+#[derive(Message)]
+#[rtype(result = "GatewayStats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for Gateway {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(GatewayStats {
+            gateway_id: self.id().to_string(),
+            clients: self.sessions.len(),
+            active_connections: self.active_connections,
+            total_connections: self.totals.connections,
+            refused_connections: self.totals.refused,
+            bytes_to_resources: self.totals.to_resources,
+            bytes_to_cloud: self.totals.to_cloud,
+            max_connections: self.plan.max_connections_per_gateway,
+        })
+    }
+}

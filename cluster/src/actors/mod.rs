@@ -1,0 +1,90 @@
+//! The node as actors.
+//!
+//! ```text
+//! Node ─┬─ Gateway (one per gateway) ── Destination (one per active cloud port)
+//!       │        ▲ sessions register, connections are admitted here
+//!       ├─ Session (one per client tunnel, on a worker arbiter)
+//!       │        └─ Connection (one per carried connection, same arbiter)
+//!       └─ StateActor (sync thread: the single writer of sled)
+//! ```
+//!
+//! Control travels as messages; bytes travel in each Connection's pump, never through a
+//! mailbox.
+
+pub mod connection;
+pub mod destination;
+pub mod gateway;
+pub mod node;
+pub mod session;
+pub mod state;
+
+use crate::events::EventThrottle;
+use crate::records::{EventKind, EventRecord, RECORD_VERSION};
+use crate::workers::Workers;
+use actix::Addr;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Read-only facts and shared services every actor of the node may use.
+pub struct NodeShared {
+    pub node_id: String,
+    pub region: String,
+    pub cloud_host: String,
+    pub cloud_bind: IpAddr,
+    pub workers: Workers,
+    pub state: Addr<state::StateActor>,
+    pub throttle: EventThrottle,
+    next_connection: AtomicU64,
+}
+
+impl NodeShared {
+    pub fn new(
+        node_id: String,
+        region: String,
+        cloud_host: String,
+        cloud_bind: IpAddr,
+        workers: Workers,
+        state: Addr<state::StateActor>,
+    ) -> Self {
+        NodeShared {
+            node_id,
+            region,
+            cloud_host,
+            cloud_bind,
+            workers,
+            state,
+            throttle: EventThrottle::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// Node-wide connection number (`Connection #N` in both ends' logs).
+    pub fn next_connection(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Logs a refusal or notable event once (throttled) and records it in the gateway's
+    /// event log.
+    pub fn event(
+        &self,
+        gateway_id: &str,
+        kind: EventKind,
+        message: String,
+        destination_id: Option<&str>,
+        client_id: Option<&str>,
+    ) {
+        let Some(message) = self.throttle.admit(gateway_id, kind, message) else {
+            return;
+        };
+        tracing::warn!(gateway = gateway_id, kind = ?kind, "{message}");
+        self.state.do_send(state::RecordEvent(EventRecord {
+            v: RECORD_VERSION,
+            at: crate::time::now_millis(),
+            gateway_id: gateway_id.to_string(),
+            kind,
+            message,
+            destination_id: destination_id.map(str::to_string),
+            client_id: client_id.map(str::to_string),
+        }));
+    }
+}

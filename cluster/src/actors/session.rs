@@ -1,0 +1,116 @@
+//! The Session actor: one per authenticated client tunnel, living on a worker arbiter. It
+//! runs the session's driver, registers the session with its Gateway while it lives, and
+//! records what the client reports (ACL refusals) in the gateway's event log.
+
+use super::gateway::{Gateway, SessionDown, SessionEntry, SessionUp};
+use super::NodeShared;
+use crate::records::EventKind;
+use actix::prelude::*;
+use sg_proto::driver::{SessionDriver, SessionEvent};
+use sg_proto::frame::{Frame, ReportKind};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub struct Session<IO> {
+    shared: Arc<NodeShared>,
+    gateway: Addr<Gateway>,
+    gateway_id: String,
+    entry: Option<SessionEntry>,
+    session_id: String,
+    client_id: String,
+    driver: Option<SessionDriver<IO>>,
+    events: Option<UnboundedReceiver<SessionEvent>>,
+}
+
+impl<IO> Session<IO> {
+    pub fn new(
+        shared: Arc<NodeShared>,
+        gateway: Addr<Gateway>,
+        gateway_id: String,
+        entry: SessionEntry,
+        driver: SessionDriver<IO>,
+        events: UnboundedReceiver<SessionEvent>,
+    ) -> Self {
+        Session {
+            shared,
+            gateway,
+            gateway_id,
+            session_id: entry.session_id.clone(),
+            client_id: entry.client_id.clone(),
+            entry: Some(entry),
+            driver: Some(driver),
+            events: Some(events),
+        }
+    }
+}
+
+impl<IO> Actor for Session<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(mut events) = self.events.take() {
+            ctx.add_stream(futures_util::stream::poll_fn(move |cx| {
+                events.poll_recv(cx)
+            }));
+        }
+        if let Some(driver) = self.driver.take() {
+            driver
+                .into_actor(self)
+                .map(|end, act, ctx| {
+                    tracing::info!(
+                        gateway = %act.gateway_id,
+                        session = %act.session_id,
+                        "session ended: {end}"
+                    );
+                    ctx.stop();
+                })
+                .spawn(ctx);
+        }
+        if let Some(entry) = self.entry.take() {
+            self.gateway.do_send(SessionUp(entry));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.gateway.do_send(SessionDown {
+            session_id: self.session_id.clone(),
+        });
+    }
+}
+
+impl<IO> StreamHandler<SessionEvent> for Session<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    fn handle(&mut self, event: SessionEvent, _: &mut Self::Context) {
+        match event {
+            SessionEvent::Control(Frame::Report(report)) => {
+                let kind = match report.kind {
+                    ReportKind::AclRefused => EventKind::AclRefused,
+                    ReportKind::ConnectFailed => EventKind::ConnectFailed,
+                    _ => EventKind::Other,
+                };
+                self.shared.event(
+                    &self.gateway_id,
+                    kind,
+                    report.message,
+                    report.destination_id.as_deref(),
+                    Some(&self.client_id),
+                );
+            }
+            SessionEvent::Control(_) => {}
+            SessionEvent::Incoming { stream, .. } => {
+                // The mux never lets a client open streams; defensive only.
+                drop(stream);
+            }
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The event channel closes with the driver; the driver's end stops the actor.
+    }
+}

@@ -1,0 +1,137 @@
+//! The REST API (actix-web, over TLS), authenticated with the admin token.
+//!
+//! Handlers never touch sled: mutations go to the state actor (which answers after the
+//! change is on disk), then a [`Barrier`] through the Node makes sure every actor applied it
+//! — so a `201` for a destination means its cloud port is already listening.
+
+pub mod error;
+pub mod routes;
+pub mod views;
+
+use crate::actors::gateway::Gateway;
+use crate::actors::node::{Barrier, FindGateway, Node};
+use crate::actors::state::{Mutate, Read, StateActor};
+use crate::ids::token_matches;
+use crate::state::{Change, State, StateError};
+use actix::Addr;
+use actix_web::{dev::Payload, web, App, FromRequest, HttpRequest, HttpServer};
+use error::ApiError;
+use std::future::{ready, Ready};
+
+/// Largest JSON body the API reads (certificates included).
+pub const MAX_BODY: usize = 256 * 1024;
+
+pub struct ApiState {
+    pub state: Addr<StateActor>,
+    pub node: Addr<Node>,
+    pub admin_token_hash: String,
+    pub cloud_host: String,
+    pub region: String,
+    pub node_id: String,
+}
+
+impl ApiState {
+    /// Runs a mutation and waits until the actors applied it.
+    pub async fn mutate<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut State) -> Result<(R, Vec<Change>), StateError> + Send + 'static,
+    {
+        let out = self.state.send(Mutate(Box::new(f))).await??;
+        self.node.send(Barrier).await?;
+        Ok(out)
+    }
+
+    pub async fn read<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&State) -> R + Send + 'static,
+    {
+        Ok(self.state.send(Read(Box::new(f))).await?)
+    }
+
+    pub async fn gateway_actor(&self, id: String) -> Result<Addr<Gateway>, ApiError> {
+        self.node
+            .send(FindGateway(id.clone()))
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "gateway",
+                id,
+            })
+    }
+}
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(api) = req.app_data::<web::Data<ApiState>>() else {
+            return ready(Err(ApiError::Unavailable));
+        };
+        let presented = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        ready(match presented {
+            Some(token) if token_matches(token, &api.admin_token_hash) => Ok(Admin),
+            _ => Err(ApiError::Unauthorized),
+        })
+    }
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY)
+        .content_type_required(false)
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            let message = match &err {
+                E::Deserialize(e) => format!("invalid JSON body: {e}"),
+                E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
+                    format!("the body is larger than {limit} bytes")
+                }
+                other => format!("invalid JSON body: {other}"),
+            };
+            ApiError::BadBody(message).into()
+        })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|err, _| ApiError::BadBody(format!("bad path: {err}")).into())
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _| ApiError::BadBody(format!("bad query string: {err}")).into())
+}
+
+/// Starts the API on an already bound listener.
+pub fn serve(
+    api: ApiState,
+    listener: std::net::TcpListener,
+    tls: rustls::ServerConfig,
+) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(api);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(json_config())
+            .app_data(path_config())
+            .app_data(query_config())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .listen_rustls_0_23(listener, tls)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,223 @@
+//! The REST handlers. Each one authenticates (the [`Admin`] extractor), asks the state
+//! actor or a gateway actor, and answers with a view or an [`ApiError`].
+
+use super::error::ApiError;
+use super::views::*;
+use super::{Admin, ApiState};
+use crate::actors::gateway::{GetStats, ListClients};
+use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+type Api = web::Data<ApiState>;
+type Reply = Result<HttpResponse, ApiError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz)).service(
+        web::scope("/v1")
+            .route("/gateways", web::post().to(create_gateway))
+            .route("/gateways", web::get().to(list_gateways))
+            .route("/gateways/{id}", web::get().to(show_gateway))
+            .route("/gateways/{id}", web::patch().to(update_gateway))
+            .route("/gateways/{id}", web::delete().to(delete_gateway))
+            .route("/gateways/{id}/token", web::post().to(regenerate_token))
+            .route(
+                "/gateways/{id}/destinations",
+                web::post().to(create_destination),
+            )
+            .route(
+                "/gateways/{id}/destinations",
+                web::get().to(list_destinations),
+            )
+            .route(
+                "/gateways/{id}/destinations/{did}",
+                web::get().to(show_destination),
+            )
+            .route(
+                "/gateways/{id}/destinations/{did}",
+                web::patch().to(update_destination),
+            )
+            .route(
+                "/gateways/{id}/destinations/{did}",
+                web::delete().to(delete_destination),
+            )
+            .route("/gateways/{id}/clients", web::get().to(list_clients))
+            .route("/gateways/{id}/stats", web::get().to(gateway_stats))
+            .route("/gateways/{id}/events", web::get().to(gateway_events))
+            .route("/plan", web::get().to(show_plan))
+            .route("/plan", web::put().to(set_plan)),
+    );
+}
+
+pub async fn not_found(req: HttpRequest) -> Reply {
+    Err(ApiError::NoSuchEndpoint {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    })
+}
+
+async fn healthz(api: Api) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "region": api.region,
+        "node_id": api.node_id,
+        "version": sg_proto::version::PRODUCT_VERSION,
+    }))
+}
+
+async fn create_gateway(_: Admin, api: Api, body: web::Json<NewGateway>) -> Reply {
+    let req = body.into_inner();
+    let issued = api.mutate(move |s| s.create_gateway(req)).await?;
+    Ok(HttpResponse::Created().json(GatewayView::new(&issued.gateway, Some(issued.token))))
+}
+
+async fn list_gateways(_: Admin, api: Api) -> Reply {
+    let gws = api.read(|s| s.gateways()).await?;
+    let views: Vec<_> = gws.iter().map(|g| GatewayView::new(g, None)).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn show_gateway(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    let g = api.read(move |s| s.gateway(&id).cloned()).await??;
+    Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
+}
+
+async fn update_gateway(
+    _: Admin,
+    api: Api,
+    id: web::Path<String>,
+    body: web::Json<GatewayPatch>,
+) -> Reply {
+    let (id, patch) = (id.into_inner(), body.into_inner());
+    let g = api.mutate(move |s| s.update_gateway(&id, patch)).await?;
+    Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
+}
+
+async fn delete_gateway(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    api.mutate(move |s| s.delete_gateway(&id).map(|c| ((), c)))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    #[serde(default)]
+    token_expires_in_days: Option<u32>,
+}
+
+async fn regenerate_token(_: Admin, api: Api, id: web::Path<String>, body: web::Bytes) -> Reply {
+    let req: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?
+    };
+    let id = id.into_inner();
+    let issued = api
+        .mutate(move |s| s.regenerate_token(&id, req.token_expires_in_days))
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenView {
+        token: issued.token,
+        token_expires_at: crate::time::rfc3339(issued.gateway.token_expires_at),
+    }))
+}
+
+async fn create_destination(
+    _: Admin,
+    api: Api,
+    id: web::Path<String>,
+    body: web::Json<NewDestination>,
+) -> Reply {
+    let (id, req) = (id.into_inner(), body.into_inner());
+    let d = api.mutate(move |s| s.create_destination(&id, req)).await?;
+    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.cloud_host)))
+}
+
+async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    let ds = api.read(move |s| s.destinations_of(&id)).await??;
+    let views: Vec<_> = ds
+        .iter()
+        .map(|d| DestinationView::new(d, &api.cloud_host))
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {
+    let (id, did) = path.into_inner();
+    let d = api
+        .read(move |s| s.destination(&id, &did).cloned())
+        .await??;
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.cloud_host)))
+}
+
+async fn update_destination(
+    _: Admin,
+    api: Api,
+    path: web::Path<(String, String)>,
+    body: web::Json<DestinationPatch>,
+) -> Reply {
+    let ((id, did), patch) = (path.into_inner(), body.into_inner());
+    let d = api
+        .mutate(move |s| s.update_destination(&id, &did, patch))
+        .await?;
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.cloud_host)))
+}
+
+async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {
+    let (id, did) = path.into_inner();
+    api.mutate(move |s| s.delete_destination(&id, &did).map(|c| ((), c)))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_clients(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let gateway = api.gateway_actor(id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(gateway.send(ListClients).await?))
+}
+
+async fn gateway_stats(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let gateway = api.gateway_actor(id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(gateway.send(GetStats).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+}
+
+/// Most events one request returns.
+const MAX_EVENTS: usize = 1000;
+
+async fn gateway_events(
+    _: Admin,
+    api: Api,
+    id: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> Reply {
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_EVENTS {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be 1-{MAX_EVENTS}"),
+        ));
+    }
+    let id = id.into_inner();
+    let events = api.read(move |s| s.events(&id, limit)).await??;
+    let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+async fn show_plan(_: Admin, api: Api) -> Reply {
+    let view = api.read(|s| s.plan_view()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn set_plan(_: Admin, api: Api, body: web::Json<PlanUpdate>) -> Reply {
+    let update = body.into_inner();
+    api.mutate(move |s| s.set_plan(update)).await?;
+    let view = api.read(|s| s.plan_view()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

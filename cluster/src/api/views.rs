@@ -1,0 +1,124 @@
+//! The JSON shapes the API answers with. Field names are binding (SPEC.md); new fields may
+//! be added.
+
+use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
+use crate::time::{now_secs, rfc3339, rfc3339_millis};
+use serde::Serialize;
+use sg_proto::frame::AppProtocol;
+
+#[derive(Debug, Serialize)]
+pub struct GatewayView {
+    pub id: String,
+    pub name: String,
+    /// Shown only when the token is issued (create, regenerate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub token_expires_at: String,
+    pub token_expired: bool,
+    pub active: bool,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+impl GatewayView {
+    pub fn new(g: &GatewayRecord, token: Option<String>) -> Self {
+        GatewayView {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            token,
+            token_expires_at: rfc3339(g.token_expires_at),
+            token_expired: now_secs() >= g.token_expires_at,
+            active: g.active,
+            enabled: g.enabled,
+            created_at: rfc3339(g.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub token: String,
+    pub token_expires_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DestinationView {
+    pub id: String,
+    pub gateway_id: String,
+    pub name: String,
+    pub resource_host: String,
+    pub resource_port: u16,
+    pub protocol: AppProtocol,
+    pub cloud_host: String,
+    /// `null` while the destination is inactive: it has no port then.
+    pub cloud_port: Option<u16>,
+    pub active: bool,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+impl DestinationView {
+    pub fn new(d: &DestinationRecord, cloud_host: &str) -> Self {
+        DestinationView {
+            id: d.id.clone(),
+            gateway_id: d.gateway_id.clone(),
+            name: d.name.clone(),
+            resource_host: d.resource_host.clone(),
+            resource_port: d.resource_port,
+            protocol: d.protocol,
+            cloud_host: cloud_host.to_string(),
+            cloud_port: d.cloud_port,
+            active: d.active,
+            enabled: d.enabled,
+            created_at: rfc3339(d.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    pub max_gateways: u32,
+    pub max_destinations: u32,
+    pub max_connections_per_gateway: u32,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub active_gateways: u32,
+    pub active_destinations: u32,
+}
+
+impl PlanView {
+    pub fn new(p: Plan, usage: Usage) -> Self {
+        PlanView {
+            max_gateways: p.max_gateways,
+            max_destinations: p.max_destinations,
+            max_connections_per_gateway: p.max_connections_per_gateway,
+            usage,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub at: String,
+    pub kind: crate::records::EventKind,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl From<EventRecord> for EventView {
+    fn from(e: EventRecord) -> Self {
+        EventView {
+            at: rfc3339_millis(e.at),
+            kind: e.kind,
+            message: e.message,
+            destination_id: e.destination_id,
+            client_id: e.client_id,
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! `sgctl`: the command line over the node's REST API.
+//!
+//! It finds the node the way an operator on the node's machine expects: `--api`, else
+//! `SG_API`, else the `node.json` a running node wrote into its data dir; the admin token
+//! from `--admin-token`, `SG_ADMIN_TOKEN` or `DATA_DIR/admin.token`; the CA from `--ca`,
+//! `SG_CA` or `DATA_DIR/ca.pem`. Output is a readable table unless `--json`.
+
+mod output;
+
+use crate::http_client::{ApiClient, ApiResponse, ClientError};
+use crate::run::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, NODE_FILE};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use sg_proto::tls::{self, ServerTrust};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sgctl",
+    version,
+    about = "Manage an sg node: gateways, destinations, plan"
+)]
+pub struct Cli {
+    /// API URL, e.g. https://127.0.0.1:9090.
+    #[arg(long, env = "SG_API", global = true)]
+    pub api: Option<String>,
+    /// Admin token (default: DATA_DIR/admin.token).
+    #[arg(long, env = "SG_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// CA certificate that signed the API's certificate (default: DATA_DIR/ca.pem).
+    #[arg(long, env = "SG_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Pin the API's certificate by SHA-256 fingerprint instead of a CA.
+    #[arg(long, global = true)]
+    pub fingerprint: Option<String>,
+    /// The node's data dir, where sgctl finds node.json, admin.token and ca.pem.
+    #[arg(long, env = "SG_DATA_DIR", global = true, default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Gateways: create, list, show, update, delete, token, clients, stats, events.
+    #[command(subcommand)]
+    Gateway(GatewayCmd),
+    /// Destinations of a gateway: create, list, show, update, delete.
+    #[command(subcommand, alias = "dest")]
+    Destination(DestinationCmd),
+    /// The plan's limits: show, set.
+    #[command(subcommand)]
+    Plan(PlanCmd),
+    /// Is the node up?
+    Health,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCmd {
+    /// Create a gateway; its token is shown this once.
+    Create {
+        name: String,
+        #[arg(long)]
+        token_expires_in_days: Option<u32>,
+        /// Create it inactive (not counted in the plan, no cloud ports).
+        #[arg(long)]
+        inactive: bool,
+        /// Create it disabled (carries no data).
+        #[arg(long)]
+        disabled: bool,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        active: Option<bool>,
+        #[arg(long)]
+        enabled: Option<bool>,
+    },
+    Delete {
+        id: String,
+    },
+    /// Issue a new token; the old one stops working at once.
+    Token {
+        id: String,
+        #[arg(long)]
+        token_expires_in_days: Option<u32>,
+    },
+    /// Clients connected for the gateway.
+    Clients {
+        id: String,
+    },
+    /// Connection figures summed over the gateway's clients.
+    Stats {
+        id: String,
+    },
+    /// The gateway's event log, newest first.
+    Events {
+        id: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DestinationFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// The private service, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    resource: Option<String>,
+    /// tcp or http.
+    #[arg(long)]
+    protocol: Option<String>,
+    #[arg(long)]
+    active: Option<bool>,
+    #[arg(long)]
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationCmd {
+    Create {
+        gateway: String,
+        #[command(flatten)]
+        fields: DestinationFields,
+        /// Ask for this cloud port (inside the node's range).
+        #[arg(long)]
+        cloud_port: Option<u16>,
+    },
+    List {
+        gateway: String,
+    },
+    Show {
+        gateway: String,
+        id: String,
+    },
+    Update {
+        gateway: String,
+        id: String,
+        #[command(flatten)]
+        fields: DestinationFields,
+    },
+    Delete {
+        gateway: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCmd {
+    Show,
+    Set {
+        #[arg(long)]
+        max_gateways: Option<u32>,
+        #[arg(long)]
+        max_destinations: Option<u32>,
+        #[arg(long)]
+        max_connections_per_gateway: Option<u32>,
+    },
+}
+
+/// Why sgctl failed; the exit status follows the kind.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{code} ({status}): {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl CtlError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Usage(_) => 2,
+            CtlError::Client(_) => 3,
+            CtlError::Api { .. } => 1,
+        }
+    }
+}
+
+impl Cli {
+    fn client(&self) -> Result<ApiClient, CtlError> {
+        let node_file: Option<NodeFile> = std::fs::read(self.data_dir.join(NODE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let api = self
+            .api
+            .clone()
+            .or_else(|| node_file.as_ref().map(|n| n.api.clone()))
+            .unwrap_or_else(|| format!("https://{}", crate::config::DEFAULT_API_LISTEN));
+        let token = match &self.admin_token {
+            Some(t) => Some(t.clone()),
+            None => std::fs::read_to_string(self.data_dir.join(ADMIN_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        let trust = if let Some(fp) = &self.fingerprint {
+            Some(ServerTrust::Fingerprint(
+                tls::parse_fingerprint(fp).map_err(|e| CtlError::Usage(e.to_string()))?,
+            ))
+        } else {
+            let ca = self
+                .ca
+                .clone()
+                .or_else(|| Some(self.data_dir.join(CA_FILE)).filter(|p| p.exists()));
+            match ca {
+                Some(path) => {
+                    let pem = tls::read_file(&path).map_err(|e| CtlError::Usage(e.to_string()))?;
+                    let certs = tls::certs_from_pem(&path.display().to_string(), &pem)
+                        .map_err(|e| CtlError::Usage(e.to_string()))?;
+                    Some(ServerTrust::Roots(certs))
+                }
+                None => None,
+            }
+        };
+        Ok(ApiClient::new(&api, token, trust)?)
+    }
+}
+
+fn check(resp: ApiResponse) -> Result<Value, CtlError> {
+    if resp.is_success() {
+        return Ok(resp.body);
+    }
+    let field = |k: &str| {
+        resp.body
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    Err(CtlError::Api {
+        status: resp.status,
+        code: field("error"),
+        message: field("message"),
+    })
+}
+
+fn bool_fields(map: &mut Map<String, Value>, active: Option<bool>, enabled: Option<bool>) {
+    if let Some(a) = active {
+        map.insert("active".into(), json!(a));
+    }
+    if let Some(e) = enabled {
+        map.insert("enabled".into(), json!(e));
+    }
+}
+
+fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlError> {
+    let mut m = Map::new();
+    if let Some(n) = &f.name {
+        m.insert("name".into(), json!(n));
+    }
+    if let Some(r) = &f.resource {
+        let (host, port) = r
+            .rsplit_once(':')
+            .ok_or_else(|| CtlError::Usage(format!("--resource {r:?}: expected HOST:PORT")))?;
+        let port: u32 = port
+            .parse()
+            .map_err(|_| CtlError::Usage(format!("--resource {r:?}: the port is not a number")))?;
+        m.insert("resource_host".into(), json!(host.trim_matches(['[', ']'])));
+        m.insert("resource_port".into(), json!(port));
+    }
+    if let Some(p) = &f.protocol {
+        m.insert("protocol".into(), json!(p));
+    }
+    bool_fields(&mut m, f.active, f.enabled);
+    Ok(m)
+}
+
+/// Runs one sgctl invocation; the caller prints the error.
+pub fn run(cli: Cli) -> Result<(), CtlError> {
+    let api = cli.client()?;
+    let out = output::Printer { json: cli.json };
+    match cli.command {
+        Command::Health => {
+            let v = check(api.get("/healthz")?)?;
+            out.object(&v, &["status", "region", "node_id", "version"]);
+        }
+        Command::Gateway(cmd) => match cmd {
+            GatewayCmd::Create {
+                name,
+                token_expires_in_days,
+                inactive,
+                disabled,
+            } => {
+                let mut body = Map::new();
+                body.insert("name".into(), json!(name));
+                if let Some(d) = token_expires_in_days {
+                    body.insert("token_expires_in_days".into(), json!(d));
+                }
+                if inactive {
+                    body.insert("active".into(), json!(false));
+                }
+                if disabled {
+                    body.insert("enabled".into(), json!(false));
+                }
+                let v = check(api.post("/v1/gateways", &Value::Object(body))?)?;
+                out.created_gateway(&v);
+            }
+            GatewayCmd::List => out.gateways(&check(api.get("/v1/gateways")?)?),
+            GatewayCmd::Show { id } => {
+                out.gateway(&check(api.get(&format!("/v1/gateways/{id}"))?)?)
+            }
+            GatewayCmd::Update {
+                id,
+                name,
+                active,
+                enabled,
+            } => {
+                let mut body = Map::new();
+                if let Some(n) = name {
+                    body.insert("name".into(), json!(n));
+                }
+                bool_fields(&mut body, active, enabled);
+                if body.is_empty() {
+                    return Err(CtlError::Usage(
+                        "nothing to update: pass --name, --active or --enabled".into(),
+                    ));
+                }
+                let v = check(api.patch(&format!("/v1/gateways/{id}"), &Value::Object(body))?)?;
+                out.gateway(&v);
+            }
+            GatewayCmd::Delete { id } => {
+                check(api.delete(&format!("/v1/gateways/{id}"))?)?;
+                out.done(&format!("deleted gateway {id}"));
+            }
+            GatewayCmd::Token {
+                id,
+                token_expires_in_days,
+            } => {
+                let body = match token_expires_in_days {
+                    Some(d) => json!({ "token_expires_in_days": d }),
+                    None => json!({}),
+                };
+                let v = check(api.post(&format!("/v1/gateways/{id}/token"), &body)?)?;
+                out.token(&id, &v);
+            }
+            GatewayCmd::Clients { id } => {
+                out.clients(&check(api.get(&format!("/v1/gateways/{id}/clients"))?)?)
+            }
+            GatewayCmd::Stats { id } => {
+                let v = check(api.get(&format!("/v1/gateways/{id}/stats"))?)?;
+                out.object(
+                    &v,
+                    &[
+                        "gateway_id",
+                        "clients",
+                        "active_connections",
+                        "total_connections",
+                        "refused_connections",
+                        "bytes_to_resources",
+                        "bytes_to_cloud",
+                        "max_connections",
+                    ],
+                );
+            }
+            GatewayCmd::Events { id, limit } => out.events(&check(
+                api.get(&format!("/v1/gateways/{id}/events?limit={limit}"))?,
+            )?),
+        },
+        Command::Destination(cmd) => match cmd {
+            DestinationCmd::Create {
+                gateway,
+                fields,
+                cloud_port,
+            } => {
+                let mut body = destination_body(&fields)?;
+                if !body.contains_key("name") || !body.contains_key("resource_host") {
+                    return Err(CtlError::Usage(
+                        "destination create needs --name and --resource HOST:PORT".into(),
+                    ));
+                }
+                if let Some(p) = cloud_port {
+                    body.insert("cloud_port".into(), json!(p));
+                }
+                let v = check(api.post(
+                    &format!("/v1/gateways/{gateway}/destinations"),
+                    &Value::Object(body),
+                )?)?;
+                out.destination(&v);
+            }
+            DestinationCmd::List { gateway } => out.destinations(&check(
+                api.get(&format!("/v1/gateways/{gateway}/destinations"))?,
+            )?),
+            DestinationCmd::Show { gateway, id } => out.destination(&check(
+                api.get(&format!("/v1/gateways/{gateway}/destinations/{id}"))?,
+            )?),
+            DestinationCmd::Update {
+                gateway,
+                id,
+                fields,
+            } => {
+                let body = destination_body(&fields)?;
+                if body.is_empty() {
+                    return Err(CtlError::Usage("nothing to update".into()));
+                }
+                let v = check(api.patch(
+                    &format!("/v1/gateways/{gateway}/destinations/{id}"),
+                    &Value::Object(body),
+                )?)?;
+                out.destination(&v);
+            }
+            DestinationCmd::Delete { gateway, id } => {
+                check(api.delete(&format!("/v1/gateways/{gateway}/destinations/{id}"))?)?;
+                out.done(&format!("deleted destination {id}"));
+            }
+        },
+        Command::Plan(cmd) => match cmd {
+            PlanCmd::Show => out.plan(&check(api.get("/v1/plan")?)?),
+            PlanCmd::Set {
+                max_gateways,
+                max_destinations,
+                max_connections_per_gateway,
+            } => {
+                let mut body = Map::new();
+                for (k, v) in [
+                    ("max_gateways", max_gateways),
+                    ("max_destinations", max_destinations),
+                    ("max_connections_per_gateway", max_connections_per_gateway),
+                ] {
+                    if let Some(v) = v {
+                        body.insert(k.into(), json!(v));
+                    }
+                }
+                if body.is_empty() {
+                    return Err(CtlError::Usage("nothing to set".into()));
+                }
+                out.plan(&check(api.put("/v1/plan", &Value::Object(body))?)?);
+            }
+        },
+    }
+    Ok(())
+}

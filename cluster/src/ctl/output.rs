@@ -1,0 +1,211 @@
+//! sgctl's output: aligned tables for people, the API's JSON with `--json` for scripts.
+
+use serde_json::Value;
+
+pub struct Printer {
+    pub json: bool,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn rows(v: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+    v.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| keys.iter().map(|k| text(&item[*k])).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Printer {
+    fn raw(&self, v: &Value) -> bool {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+        self.json
+    }
+
+    pub fn object(&self, v: &Value, keys: &[&str]) {
+        if self.raw(v) {
+            return;
+        }
+        let w = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+        for k in keys {
+            println!("{k:<w$}  {}", text(&v[*k]));
+        }
+    }
+
+    pub fn done(&self, message: &str) {
+        if self.json {
+            println!("{{}}");
+        } else {
+            println!("{message}");
+        }
+    }
+
+    pub fn created_gateway(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!("created gateway {} ({})", text(&v["id"]), text(&v["name"]));
+        println!("token: {}", text(&v["token"]));
+        println!("       shown only now: keep it; `sgctl gateway token ID` issues a new one");
+        println!("token expires: {}", text(&v["token_expires_at"]));
+    }
+
+    pub fn gateway(&self, v: &Value) {
+        self.object(
+            v,
+            &[
+                "id",
+                "name",
+                "active",
+                "enabled",
+                "token_expires_at",
+                "token_expired",
+                "created_at",
+            ],
+        );
+    }
+
+    pub fn gateways(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let keys = ["id", "name", "active", "enabled", "token_expires_at"];
+        table(&keys, rows(v, &keys));
+    }
+
+    pub fn token(&self, id: &str, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!("new token for gateway {id}: {}", text(&v["token"]));
+        println!("the old token no longer works; clients using it were disconnected");
+        println!("token expires: {}", text(&v["token_expires_at"]));
+    }
+
+    pub fn destination(&self, v: &Value) {
+        self.object(
+            v,
+            &[
+                "id",
+                "gateway_id",
+                "name",
+                "resource_host",
+                "resource_port",
+                "protocol",
+                "cloud_host",
+                "cloud_port",
+                "active",
+                "enabled",
+            ],
+        );
+    }
+
+    pub fn destinations(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let out: Vec<Vec<String>> = v
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            text(&d["id"]),
+                            text(&d["name"]),
+                            format!(
+                                "{}:{}",
+                                text(&d["resource_host"]),
+                                text(&d["resource_port"])
+                            ),
+                            match &d["cloud_port"] {
+                                Value::Null => "-".into(),
+                                p => format!("{}:{}", text(&d["cloud_host"]), text(p)),
+                            },
+                            text(&d["active"]),
+                            text(&d["enabled"]),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        table(
+            &["id", "name", "resource", "cloud", "active", "enabled"],
+            out,
+        );
+    }
+
+    pub fn clients(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let keys = [
+            "client_id",
+            "version",
+            "address",
+            "region",
+            "active_streams",
+            "connected_at",
+        ];
+        table(&keys, rows(v, &keys));
+    }
+
+    pub fn events(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let keys = ["at", "kind", "message"];
+        table(&keys, rows(v, &keys));
+    }
+
+    pub fn plan(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        self.object(
+            v,
+            &[
+                "max_gateways",
+                "max_destinations",
+                "max_connections_per_gateway",
+            ],
+        );
+        println!(
+            "usage: {} active gateway(s), {} active destination(s)",
+            text(&v["usage"]["active_gateways"]),
+            text(&v["usage"]["active_destinations"])
+        );
+    }
+}

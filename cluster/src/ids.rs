@@ -1,0 +1,58 @@
+//! Identifiers and gateway tokens.
+//!
+//! Ids are random and prefixed by what they name (`gw_`, `ds_`, ...), so a pasted id says
+//! what it is. Tokens are 256 random bits shown once; the node keeps only their SHA-256
+//! and compares in constant time.
+
+use rand::RngCore;
+use ring::digest::{digest, SHA256};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random id such as `gw_3f9a0c1be2d4a5f6`.
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("{prefix}_{}", hex(&b))
+}
+
+/// A new gateway token: `sgt_` and 64 hex digits.
+pub fn new_token() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("sgt_{}", hex(&b))
+}
+
+/// What the node stores in place of a token.
+pub fn hash_token(token: &str) -> String {
+    hex(digest(&SHA256, token.as_bytes()).as_ref())
+}
+
+/// Whether `candidate` is the token whose hash is `stored_hash`, in constant time.
+pub fn token_matches(candidate: &str, stored_hash: &str) -> bool {
+    sg_proto::tls::ring_eq(hash_token(candidate).as_bytes(), stored_hash.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_against_their_hash_only() {
+        let t = new_token();
+        assert!(t.starts_with("sgt_") && t.len() == 68);
+        let h = hash_token(&t);
+        assert!(token_matches(&t, &h));
+        assert!(!token_matches(&new_token(), &h));
+        assert!(!h.contains(&t[4..]), "the hash does not contain the token");
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_distinct() {
+        let a = new_id("gw");
+        assert!(a.starts_with("gw_"));
+        assert_ne!(a, new_id("gw"));
+    }
+}

@@ -1,0 +1,111 @@
+//! The records the node stores. Each carries a format version (`v`) so the stored form can
+//! evolve; new fields arrive with serde defaults, so older records still load.
+
+use serde::{Deserialize, Serialize};
+use sg_proto::frame::AppProtocol;
+
+/// Current format version of every record.
+pub const RECORD_VERSION: u32 = 1;
+
+fn v1() -> u32 {
+    RECORD_VERSION
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the token, hex. The token itself is never stored.
+    pub token_hash: String,
+    /// Unix seconds.
+    pub token_expires_at: u64,
+    pub created_at: u64,
+    pub active: bool,
+    pub enabled: bool,
+    /// ACL rules in console syntax; empty means "only the configured destinations".
+    #[serde(default)]
+    pub acl: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub id: String,
+    pub gateway_id: String,
+    pub name: String,
+    pub resource_host: String,
+    pub resource_port: u16,
+    #[serde(default)]
+    pub protocol: AppProtocol,
+    /// The provisioned cloud port; `Some` exactly while the destination is active.
+    pub cloud_port: Option<u16>,
+    /// The port it had before it was last deactivated; preferred when it comes back.
+    #[serde(default)]
+    pub last_cloud_port: Option<u16>,
+    pub active: bool,
+    pub enabled: bool,
+    /// Made inactive because its gateway was; comes back when the gateway does.
+    #[serde(default)]
+    pub suspended: bool,
+    pub created_at: u64,
+}
+
+/// The limits of this installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    #[serde(default = "v1")]
+    pub v: u32,
+    pub max_gateways: u32,
+    pub max_destinations: u32,
+    pub max_connections_per_gateway: u32,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            v: RECORD_VERSION,
+            max_gateways: 1000,
+            max_destinations: 10_000,
+            max_connections_per_gateway: 250,
+        }
+    }
+}
+
+/// One entry of a gateway's event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    #[serde(default = "v1")]
+    pub v: u32,
+    /// Unix milliseconds.
+    pub at: u64,
+    pub gateway_id: String,
+    pub kind: EventKind,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    BadToken,
+    TokenExpired,
+    TokenRegenerated,
+    SessionRefused,
+    SessionOpened,
+    SessionClosed,
+    LimitReached,
+    IpRefused,
+    AclRefused,
+    ConnectFailed,
+    DestinationDisabled,
+    GatewayDisabled,
+    PortBindFailed,
+    #[serde(other)]
+    Other,
+}

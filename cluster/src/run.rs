@@ -1,0 +1,320 @@
+//! Starting and stopping a node: data dir, store, certificates, actors, listeners, and the
+//! `node.json` file that tells local tools (sgctl, tests) where everything listens.
+
+use crate::actors::node::{AllGateways, Apply, Barrier, Node};
+use crate::actors::state::{AttachNode, Read, StateActor};
+use crate::actors::NodeShared;
+use crate::api::{self, ApiState};
+use crate::config::NodeConfig;
+use crate::ids::{hash_token, new_id};
+use crate::limiter::HandshakeLimiter;
+use crate::pki::{self, write_private, NodePki};
+use crate::ports::PortPool;
+use crate::state::State;
+use crate::store::SledStore;
+use crate::tunnel::TunnelListener;
+use crate::workers::Workers;
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// File in the data dir that says where a running node listens.
+pub const NODE_FILE: &str = "node.json";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub const CA_FILE: &str = "ca.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state store in {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("TLS: {0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the node's actors did not start")]
+    Actors,
+}
+
+/// What `node.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeFile {
+    pub pid: u32,
+    pub version: String,
+    pub region: String,
+    pub node_id: String,
+    pub tunnel: String,
+    pub api: String,
+    pub ca: Option<String>,
+    pub fingerprint: String,
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), NodeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |source| NodeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The admin token: from the config, else from `admin.token`, else newly generated there.
+fn admin_token(config: &NodeConfig) -> Result<(String, Option<String>), NodeError> {
+    if let Some(t) = &config.admin_token {
+        return Ok((t.clone(), None));
+    }
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok((t, None));
+        }
+    }
+    let token = crate::ids::new_token().replacen("sgt_", "sga_", 1);
+    write_private(&path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok((
+        token,
+        Some(format!(
+            "generated an admin token in {} (mode 0600): sgctl reads it from there",
+            path.display()
+        )),
+    ))
+}
+
+/// Runs a node until SIGINT/SIGTERM. Call inside an actix `System`.
+pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    prepare_data_dir(&config.data_dir)?;
+    let store_path = config.data_dir.join("state");
+    let store = SledStore::open(&store_path).map_err(|source| NodeError::Store {
+        path: store_path.display().to_string(),
+        source,
+    })?;
+    let (token, token_note) = admin_token(&config)?;
+    if let Some(note) = token_note {
+        tracing::info!("{note}");
+    }
+    let NodePki {
+        ca: _ca,
+        ca_path,
+        server,
+        notes,
+    } = match &config.tls {
+        Some((cert, key)) => pki::load_operator_identity(cert, key)?,
+        None => pki::load_or_create(&config.data_dir, &config.certificate_names())?,
+    };
+    for note in notes {
+        tracing::info!("{note}");
+    }
+    let state = State::open(
+        Box::new(store),
+        PortPool::new(config.cloud_ports.clone(), config.cloud_bind),
+    )
+    .map_err(|source| NodeError::Store {
+        path: store_path.display().to_string(),
+        source,
+    })?;
+    let node_id = match state.meta("node_id").ok().flatten() {
+        Some(id) => id,
+        None => {
+            let id = new_id("nd");
+            state
+                .set_meta("node_id", &id)
+                .map_err(|source| NodeError::Store {
+                    path: store_path.display().to_string(),
+                    source,
+                })?;
+            id
+        }
+    };
+
+    // Actors.
+    let workers = Workers::start(config.workers);
+    let cell = Arc::new(Mutex::new(Some(StateActor::new(state))));
+    let state_addr = SyncArbiter::start(1, move || {
+        cell.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect(
+                "ok: the state actor is created exactly once (one sync thread, never restarted)",
+            )
+    });
+    let shared = Arc::new(NodeShared::new(
+        node_id.clone(),
+        config.region.clone(),
+        config.cloud_host.clone(),
+        config.cloud_bind,
+        workers,
+        state_addr.clone(),
+    ));
+    let node = Node::new(shared.clone()).start();
+    state_addr
+        .send(AttachNode(node.clone()))
+        .await
+        .map_err(|_| NodeError::Actors)?;
+    let snapshot = state_addr
+        .send(Read(Box::new(|s: &State| s.snapshot())))
+        .await
+        .map_err(|_| NodeError::Actors)?;
+    node.send(Apply(snapshot))
+        .await
+        .map_err(|_| NodeError::Actors)?;
+    node.send(Barrier).await.map_err(|_| NodeError::Actors)?;
+
+    // Tunnel port.
+    let tunnel_tls = sg_proto::tls::server_config(server.chain.clone(), server.key.clone_key())
+        .map_err(pki::PkiError::from)?;
+    let tunnel = tokio::net::TcpListener::bind(config.tunnel_listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            what: "tunnel address",
+            addr: config.tunnel_listen.to_string(),
+            source,
+        })?;
+    let tunnel_addr = tunnel.local_addr().map_err(|source| NodeError::Listen {
+        what: "tunnel address",
+        addr: config.tunnel_listen.to_string(),
+        source,
+    })?;
+    actix_rt::spawn(
+        TunnelListener {
+            listener: tunnel,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tunnel_tls)),
+            shared: shared.clone(),
+            node: node.clone(),
+            limiter: Arc::new(HandshakeLimiter::default()),
+        }
+        .run(),
+    );
+
+    // API.
+    let api_listen_err = |source| NodeError::Listen {
+        what: "API address",
+        addr: config.api_listen.to_string(),
+        source,
+    };
+    let api_listener = std::net::TcpListener::bind(config.api_listen).map_err(api_listen_err)?;
+    let api_addr = api_listener.local_addr().map_err(api_listen_err)?;
+    let api_tls = sg_proto::tls::server_config(server.chain.clone(), server.key.clone_key())
+        .map_err(pki::PkiError::from)?;
+    let api_server = api::serve(
+        ApiState {
+            state: state_addr.clone(),
+            node: node.clone(),
+            admin_token_hash: hash_token(&token),
+            cloud_host: config.cloud_host.clone(),
+            region: config.region.clone(),
+            node_id: node_id.clone(),
+        },
+        api_listener,
+        api_tls,
+    )
+    .map_err(api_listen_err)?;
+    let api_handle = api_server.handle();
+    actix_rt::spawn(api_server);
+
+    let node_file = NodeFile {
+        pid: std::process::id(),
+        version: sg_proto::version::PRODUCT_VERSION.to_string(),
+        region: config.region.clone(),
+        node_id: node_id.clone(),
+        tunnel: tunnel_addr.to_string(),
+        api: format!("https://{api_addr}"),
+        ca: ca_path.as_ref().map(|p| absolute(p).display().to_string()),
+        fingerprint: server.fingerprint.clone(),
+    };
+    let node_file_path = config.data_dir.join(NODE_FILE);
+    if let Ok(json) = serde_json::to_vec_pretty(&node_file) {
+        write_private(&node_file_path, &json, 0o644)?;
+    }
+    if config.cloud_host == "localhost" {
+        tracing::warn!("cloud host is \"localhost\"; set --cloud-host to the name cloud applications use to reach this node");
+    }
+    tracing::info!(
+        region = %config.region,
+        node = %node_id,
+        "sg-node {} ready: tunnel {tunnel_addr} (TLS), API https://{api_addr}, cloud ports {}-{} on {}",
+        sg_proto::version::PRODUCT_VERSION,
+        config.cloud_ports.start(),
+        config.cloud_ports.end(),
+        config.cloud_bind,
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown(&node, config.drain_timeout).await;
+    api_handle.stop(true).await;
+    let _ = std::fs::remove_file(&node_file_path);
+    shared.workers.stop();
+    Ok(())
+}
+
+/// Tells every client to move elsewhere, waits up to `deadline` for open connections.
+async fn shutdown(node: &Addr<Node>, deadline: std::time::Duration) {
+    use crate::actors::gateway::{CloseSessions, GetStats};
+    let gateways = node.send(AllGateways).await.unwrap_or_default();
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = 0;
+        for g in &gateways {
+            if let Ok(stats) = g.send(GetStats).await {
+                open += stats.active_connections;
+            }
+        }
+        if open == 0 || started.elapsed() >= deadline {
+            if open > 0 {
+                tracing::warn!(
+                    "{open} connection(s) still open at the drain deadline; closing them"
+                );
+            }
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for g in &gateways {
+        let _ = g
+            .send(CloseSessions {
+                reason: "the node is shutting down".into(),
+            })
+            .await;
+    }
+    // Let the close frames go out.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}

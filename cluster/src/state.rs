@@ -1,0 +1,1035 @@
+//! The node's authoritative state and every rule about changing it.
+//!
+//! [`State`] is the single writer: each operation validates its request against the whole
+//! state (plan limits, active/enabled rules, ports), commits one atomic batch to the
+//! [`Store`] — which returns only once the batch is on disk — and only then updates memory
+//! and returns the [`Change`]s the actors must apply. It does no I/O beyond the store, so
+//! the rules are unit-tested directly (see the tests below).
+
+use crate::ids::{hash_token, new_id, new_token};
+use crate::ports::PortPool;
+use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD_VERSION};
+use crate::store::{Op, Store, StoreError};
+use crate::time::now_secs;
+use serde::Deserialize;
+use sg_proto::frame::AppProtocol;
+use std::collections::BTreeMap;
+
+/// Default lifetime of a gateway token.
+pub const DEFAULT_TOKEN_DAYS: u32 = 365;
+/// Longest token lifetime one may ask for.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+/// Events kept per gateway; older ones are dropped.
+pub const EVENTS_PER_GATEWAY: usize = 1000;
+const MAX_NAME_LEN: usize = 64;
+const MAX_HOST_LEN: usize = 253;
+
+/// Why a request was not applied. Nothing is stored when any of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("plan limit reached: {limit} is {max}; raise it with `sgctl plan set` or deactivate something first")]
+    LimitReached { limit: &'static str, max: u32 },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("no free cloud port in {range}; widen --cloud-ports or free a port")]
+    NoFreePort { range: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StateError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        StateError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What the actors must do after a committed change.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A gateway was created or changed.
+    Gateway(GatewayRecord),
+    GatewayRemoved {
+        id: String,
+    },
+    /// A destination was created or changed; its listener follows `cloud_port`.
+    Destination(DestinationRecord),
+    DestinationRemoved {
+        gateway_id: String,
+        id: String,
+    },
+    /// Sessions authenticated with the old token must close.
+    TokenRegenerated {
+        gateway_id: String,
+    },
+    Plan(Plan),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGateway {
+    pub name: String,
+    #[serde(default)]
+    pub token_expires_in_days: Option<u32>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDestination {
+    pub name: String,
+    pub resource_host: String,
+    pub resource_port: u32,
+    #[serde(default)]
+    pub protocol: Option<AppProtocol>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Ask for a specific cloud port inside the node's range.
+    #[serde(default)]
+    pub cloud_port: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub resource_host: Option<String>,
+    #[serde(default)]
+    pub resource_port: Option<u32>,
+    #[serde(default)]
+    pub protocol: Option<AppProtocol>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanUpdate {
+    #[serde(default)]
+    pub max_gateways: Option<u32>,
+    #[serde(default)]
+    pub max_destinations: Option<u32>,
+    #[serde(default)]
+    pub max_connections_per_gateway: Option<u32>,
+}
+
+/// A gateway just created or re-keyed, with the token shown this once.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub gateway: GatewayRecord,
+    pub token: String,
+}
+
+pub struct State {
+    store: Box<dyn Store>,
+    plan: Plan,
+    gateways: BTreeMap<String, GatewayRecord>,
+    destinations: BTreeMap<String, DestinationRecord>,
+    ports: PortPool,
+}
+
+fn validate_name(field: &'static str, name: &str) -> Result<String, StateError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(StateError::invalid(field, "must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(StateError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StateError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_host(host: &str) -> Result<String, StateError> {
+    let host = host.trim();
+    if host.is_empty() {
+        return Err(StateError::invalid("resource_host", "must not be empty"));
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(StateError::invalid(
+            "resource_host",
+            format!("must be at most {MAX_HOST_LEN} characters"),
+        ));
+    }
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
+    {
+        return Err(StateError::invalid(
+            "resource_host",
+            "must be a host name or IP address, without scheme, path or spaces",
+        ));
+    }
+    Ok(host.to_string())
+}
+
+fn validate_port(field: &'static str, port: u32) -> Result<u16, StateError> {
+    match u16::try_from(port) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(StateError::invalid(
+            field,
+            format!("{port} is not a port (1-65535)"),
+        )),
+    }
+}
+
+fn token_expiry(days: Option<u32>) -> Result<u64, StateError> {
+    let days = days.unwrap_or(DEFAULT_TOKEN_DAYS);
+    if days == 0 || days > MAX_TOKEN_DAYS {
+        return Err(StateError::invalid(
+            "token_expires_in_days",
+            format!("must be between 1 and {MAX_TOKEN_DAYS}"),
+        ));
+    }
+    Ok(now_secs() + u64::from(days) * 86_400)
+}
+
+impl State {
+    /// Loads everything from the store.
+    pub fn open(store: Box<dyn Store>, mut ports: PortPool) -> Result<Self, StoreError> {
+        let plan = store.plan()?.unwrap_or_default();
+        let gateways = store
+            .gateways()?
+            .into_iter()
+            .map(|g| (g.id.clone(), g))
+            .collect();
+        let destinations: BTreeMap<String, DestinationRecord> = store
+            .destinations()?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        for d in destinations.values() {
+            if let Some(p) = d.cloud_port {
+                ports.mark_used(p);
+            }
+        }
+        Ok(State {
+            store,
+            plan,
+            gateways,
+            destinations,
+            ports,
+        })
+    }
+
+    /// Changes that bring freshly started actors up to the stored state.
+    pub fn snapshot(&self) -> Vec<Change> {
+        let mut out = vec![Change::Plan(self.plan)];
+        out.extend(self.gateways.values().cloned().map(Change::Gateway));
+        out.extend(self.destinations.values().cloned().map(Change::Destination));
+        out
+    }
+
+    pub fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    /// The plan with current usage, as the API shows it.
+    pub fn plan_view(&self) -> crate::api::views::PlanView {
+        crate::api::views::PlanView::new(
+            self.plan,
+            crate::api::views::Usage {
+                active_gateways: self.active_gateways(),
+                active_destinations: self.active_destinations(),
+            },
+        )
+    }
+
+    pub fn gateways(&self) -> Vec<GatewayRecord> {
+        self.gateways.values().cloned().collect()
+    }
+
+    pub fn gateway(&self, id: &str) -> Result<&GatewayRecord, StateError> {
+        self.gateways.get(id).ok_or_else(|| StateError::NotFound {
+            what: "gateway",
+            id: id.to_string(),
+        })
+    }
+
+    pub fn destinations_of(&self, gateway_id: &str) -> Result<Vec<DestinationRecord>, StateError> {
+        self.gateway(gateway_id)?;
+        Ok(self
+            .destinations
+            .values()
+            .filter(|d| d.gateway_id == gateway_id)
+            .cloned()
+            .collect())
+    }
+
+    pub fn destination(
+        &self,
+        gateway_id: &str,
+        id: &str,
+    ) -> Result<&DestinationRecord, StateError> {
+        self.gateway(gateway_id)?;
+        self.destinations
+            .get(id)
+            .filter(|d| d.gateway_id == gateway_id)
+            .ok_or_else(|| StateError::NotFound {
+                what: "destination",
+                id: id.to_string(),
+            })
+    }
+
+    fn active_gateways(&self) -> u32 {
+        self.gateways.values().filter(|g| g.active).count() as u32
+    }
+
+    fn active_destinations(&self) -> u32 {
+        self.destinations.values().filter(|d| d.active).count() as u32
+    }
+
+    /// Commits `ops` durably, then applies them to memory.
+    fn commit(&mut self, ops: Vec<Op>) -> Result<(), StateError> {
+        self.store.commit(ops.clone())?;
+        for op in ops {
+            match op {
+                Op::PutGateway(g) => {
+                    self.gateways.insert(g.id.clone(), g);
+                }
+                Op::DeleteGateway(id) => {
+                    self.gateways.remove(&id);
+                }
+                Op::PutDestination(d) => {
+                    if let Some(old) = self.destinations.get(&d.id).and_then(|o| o.cloud_port) {
+                        self.ports.release(old);
+                    }
+                    if let Some(p) = d.cloud_port {
+                        self.ports.mark_used(p);
+                    }
+                    self.destinations.insert(d.id.clone(), d);
+                }
+                Op::DeleteDestination(id) => {
+                    if let Some(p) = self.destinations.remove(&id).and_then(|d| d.cloud_port) {
+                        self.ports.release(p);
+                    }
+                }
+                Op::PutPlan(p) => self.plan = p,
+            }
+        }
+        Ok(())
+    }
+
+    fn no_free_port(&self) -> StateError {
+        let r = self.ports.range();
+        StateError::NoFreePort {
+            range: format!("{}-{}", r.start(), r.end()),
+        }
+    }
+
+    // ---- gateways -------------------------------------------------------------------
+
+    pub fn create_gateway(
+        &mut self,
+        req: NewGateway,
+    ) -> Result<(IssuedToken, Vec<Change>), StateError> {
+        let name = validate_name("name", &req.name)?;
+        let expires = token_expiry(req.token_expires_in_days)?;
+        let active = req.active.unwrap_or(true);
+        if active && self.active_gateways() >= self.plan.max_gateways {
+            return Err(StateError::LimitReached {
+                limit: "max_gateways",
+                max: self.plan.max_gateways,
+            });
+        }
+        let token = new_token();
+        let gateway = GatewayRecord {
+            v: RECORD_VERSION,
+            id: new_id("gw"),
+            name,
+            token_hash: hash_token(&token),
+            token_expires_at: expires,
+            created_at: now_secs(),
+            active,
+            enabled: req.enabled.unwrap_or(true),
+            acl: Vec::new(),
+        };
+        self.commit(vec![Op::PutGateway(gateway.clone())])?;
+        Ok((
+            IssuedToken {
+                gateway: gateway.clone(),
+                token,
+            },
+            vec![Change::Gateway(gateway)],
+        ))
+    }
+
+    pub fn update_gateway(
+        &mut self,
+        id: &str,
+        patch: GatewayPatch,
+    ) -> Result<(GatewayRecord, Vec<Change>), StateError> {
+        let old = self.gateway(id)?.clone();
+        let mut gw = old.clone();
+        if let Some(name) = &patch.name {
+            gw.name = validate_name("name", name)?;
+        }
+        if let Some(enabled) = patch.enabled {
+            gw.enabled = enabled;
+        }
+        let mut ops = Vec::new();
+        let mut changes = Vec::new();
+        match (old.active, patch.active) {
+            (true, Some(false)) => {
+                gw.active = false;
+                for mut d in self.destinations_of(id)? {
+                    if d.active {
+                        d.active = false;
+                        d.suspended = true;
+                        d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
+                        ops.push(Op::PutDestination(d.clone()));
+                        changes.push(Change::Destination(d));
+                    }
+                }
+            }
+            (false, Some(true)) => {
+                if self.active_gateways() >= self.plan.max_gateways {
+                    return Err(StateError::LimitReached {
+                        limit: "max_gateways",
+                        max: self.plan.max_gateways,
+                    });
+                }
+                gw.active = true;
+                // Bring back the destinations the gateway took down, as far as the plan allows.
+                let mut room = self
+                    .plan
+                    .max_destinations
+                    .saturating_sub(self.active_destinations());
+                let mut taken = Vec::new();
+                for mut d in self.destinations_of(id)? {
+                    if !d.suspended {
+                        continue;
+                    }
+                    d.suspended = false;
+                    if room > 0 {
+                        let preferred = d.last_cloud_port.filter(|p| !taken.contains(p));
+                        if let Some(port) = self.pick_port(preferred, &taken) {
+                            taken.push(port);
+                            d.cloud_port = Some(port);
+                            d.last_cloud_port = Some(port);
+                            d.active = true;
+                            room -= 1;
+                        }
+                    }
+                    ops.push(Op::PutDestination(d.clone()));
+                    changes.push(Change::Destination(d));
+                }
+            }
+            _ => {}
+        }
+        if gw == old && ops.is_empty() {
+            return Ok((gw, Vec::new()));
+        }
+        ops.insert(0, Op::PutGateway(gw.clone()));
+        changes.insert(0, Change::Gateway(gw.clone()));
+        self.commit(ops)?;
+        Ok((gw, changes))
+    }
+
+    /// A free port other than those in `taken` (picked earlier in the same batch).
+    fn pick_port(&self, preferred: Option<u16>, taken: &[u16]) -> Option<u16> {
+        if let Some(p) = preferred {
+            if !taken.contains(&p) && self.ports.is_free(p) {
+                return Some(p);
+            }
+        }
+        let mut pool = self.ports.clone();
+        for p in taken {
+            pool.mark_used(*p);
+        }
+        pool.pick(None)
+    }
+
+    pub fn delete_gateway(&mut self, id: &str) -> Result<Vec<Change>, StateError> {
+        self.gateway(id)?;
+        let mut ops = Vec::new();
+        let mut changes = Vec::new();
+        for d in self.destinations_of(id)? {
+            ops.push(Op::DeleteDestination(d.id.clone()));
+            changes.push(Change::DestinationRemoved {
+                gateway_id: id.to_string(),
+                id: d.id,
+            });
+        }
+        ops.push(Op::DeleteGateway(id.to_string()));
+        changes.push(Change::GatewayRemoved { id: id.to_string() });
+        self.commit(ops)?;
+        if let Err(e) = self.store.delete_events(id) {
+            tracing::warn!(gateway = id, "could not delete the event log: {e}");
+        }
+        Ok(changes)
+    }
+
+    pub fn regenerate_token(
+        &mut self,
+        id: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<(IssuedToken, Vec<Change>), StateError> {
+        let mut gw = self.gateway(id)?.clone();
+        let token = new_token();
+        gw.token_hash = hash_token(&token);
+        gw.token_expires_at = token_expiry(expires_in_days)?;
+        self.commit(vec![Op::PutGateway(gw.clone())])?;
+        Ok((
+            IssuedToken {
+                gateway: gw.clone(),
+                token,
+            },
+            vec![
+                Change::Gateway(gw),
+                Change::TokenRegenerated {
+                    gateway_id: id.to_string(),
+                },
+            ],
+        ))
+    }
+
+    // ---- destinations ---------------------------------------------------------------
+
+    pub fn create_destination(
+        &mut self,
+        gateway_id: &str,
+        req: NewDestination,
+    ) -> Result<(DestinationRecord, Vec<Change>), StateError> {
+        let gw = self.gateway(gateway_id)?.clone();
+        let name = validate_name("name", &req.name)?;
+        let resource_host = validate_host(&req.resource_host)?;
+        let resource_port = validate_port("resource_port", req.resource_port)?;
+        let requested = req
+            .cloud_port
+            .map(|p| validate_port("cloud_port", p))
+            .transpose()?;
+        let want_active = req.active.unwrap_or(true);
+        let (active, suspended) = match (want_active, gw.active) {
+            (true, true) => (true, false),
+            // Created under an inactive gateway: it comes up when the gateway does.
+            (true, false) => (false, true),
+            (false, _) => (false, false),
+        };
+        if active && self.active_destinations() >= self.plan.max_destinations {
+            return Err(StateError::LimitReached {
+                limit: "max_destinations",
+                max: self.plan.max_destinations,
+            });
+        }
+        let cloud_port = if active {
+            Some(self.allocate(requested)?)
+        } else {
+            None
+        };
+        let d = DestinationRecord {
+            v: RECORD_VERSION,
+            id: new_id("ds"),
+            gateway_id: gateway_id.to_string(),
+            name,
+            resource_host,
+            resource_port,
+            protocol: req.protocol.unwrap_or_default(),
+            cloud_port,
+            last_cloud_port: cloud_port.or(requested),
+            active,
+            enabled: req.enabled.unwrap_or(true),
+            suspended,
+            created_at: now_secs(),
+        };
+        self.commit(vec![Op::PutDestination(d.clone())])?;
+        Ok((d.clone(), vec![Change::Destination(d)]))
+    }
+
+    /// A port for a destination: the requested one if free, else any free one.
+    fn allocate(&self, requested: Option<u16>) -> Result<u16, StateError> {
+        match requested {
+            Some(p) => {
+                if !self.ports.range().contains(&p) {
+                    let r = self.ports.range();
+                    return Err(StateError::invalid(
+                        "cloud_port",
+                        format!(
+                            "{p} is outside the node's cloud port range {}-{}",
+                            r.start(),
+                            r.end()
+                        ),
+                    ));
+                }
+                if !self.ports.is_free(p) {
+                    return Err(StateError::Conflict {
+                        code: "port_in_use",
+                        message: format!("cloud port {p} is already in use"),
+                    });
+                }
+                Ok(p)
+            }
+            None => self.ports.pick(None).ok_or_else(|| self.no_free_port()),
+        }
+    }
+
+    pub fn update_destination(
+        &mut self,
+        gateway_id: &str,
+        id: &str,
+        patch: DestinationPatch,
+    ) -> Result<(DestinationRecord, Vec<Change>), StateError> {
+        let old = self.destination(gateway_id, id)?.clone();
+        let gw = self.gateway(gateway_id)?.clone();
+        let mut d = old.clone();
+        if let Some(name) = &patch.name {
+            d.name = validate_name("name", name)?;
+        }
+        if let Some(host) = &patch.resource_host {
+            d.resource_host = validate_host(host)?;
+        }
+        if let Some(port) = patch.resource_port {
+            d.resource_port = validate_port("resource_port", port)?;
+        }
+        if let Some(p) = patch.protocol {
+            d.protocol = p;
+        }
+        if let Some(enabled) = patch.enabled {
+            d.enabled = enabled;
+        }
+        match (old.active, patch.active) {
+            (false, Some(true)) => {
+                if !gw.active {
+                    return Err(StateError::Conflict {
+                        code: "gateway_inactive",
+                        message: format!(
+                            "gateway {} ({}) is inactive; activate the gateway first",
+                            gw.id, gw.name
+                        ),
+                    });
+                }
+                if self.active_destinations() >= self.plan.max_destinations {
+                    return Err(StateError::LimitReached {
+                        limit: "max_destinations",
+                        max: self.plan.max_destinations,
+                    });
+                }
+                let port = self
+                    .pick_port(old.last_cloud_port, &[])
+                    .ok_or_else(|| self.no_free_port())?;
+                d.active = true;
+                d.suspended = false;
+                d.cloud_port = Some(port);
+                d.last_cloud_port = Some(port);
+            }
+            (true, Some(false)) => {
+                d.active = false;
+                d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
+            }
+            (false, Some(false)) => d.suspended = false,
+            _ => {}
+        }
+        if d == old {
+            return Ok((d, Vec::new()));
+        }
+        self.commit(vec![Op::PutDestination(d.clone())])?;
+        Ok((d.clone(), vec![Change::Destination(d)]))
+    }
+
+    pub fn delete_destination(
+        &mut self,
+        gateway_id: &str,
+        id: &str,
+    ) -> Result<Vec<Change>, StateError> {
+        self.destination(gateway_id, id)?;
+        self.commit(vec![Op::DeleteDestination(id.to_string())])?;
+        Ok(vec![Change::DestinationRemoved {
+            gateway_id: gateway_id.to_string(),
+            id: id.to_string(),
+        }])
+    }
+
+    // ---- plan -----------------------------------------------------------------------
+
+    /// Changes the plan. Below current usage, every gateway becomes inactive and every
+    /// cloud port is released; gateways can then be reactivated one by one.
+    pub fn set_plan(&mut self, update: PlanUpdate) -> Result<(Plan, Vec<Change>), StateError> {
+        let mut plan = self.plan;
+        let check = |field: &'static str, v: Option<u32>, cur: u32| -> Result<u32, StateError> {
+            match v {
+                Some(0) => Err(StateError::invalid(field, "must be at least 1")),
+                Some(v) => Ok(v),
+                None => Ok(cur),
+            }
+        };
+        plan.max_gateways = check("max_gateways", update.max_gateways, plan.max_gateways)?;
+        plan.max_destinations = check(
+            "max_destinations",
+            update.max_destinations,
+            plan.max_destinations,
+        )?;
+        plan.max_connections_per_gateway = check(
+            "max_connections_per_gateway",
+            update.max_connections_per_gateway,
+            plan.max_connections_per_gateway,
+        )?;
+        let mut ops = vec![Op::PutPlan(plan)];
+        let mut changes = vec![Change::Plan(plan)];
+        let over = self.active_gateways() > plan.max_gateways
+            || self.active_destinations() > plan.max_destinations;
+        if over {
+            for g in self.gateways.values() {
+                if g.active {
+                    let mut g = g.clone();
+                    g.active = false;
+                    ops.push(Op::PutGateway(g.clone()));
+                    changes.push(Change::Gateway(g));
+                }
+            }
+            for d in self.destinations.values() {
+                if d.active {
+                    let mut d = d.clone();
+                    d.active = false;
+                    d.suspended = true;
+                    d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
+                    ops.push(Op::PutDestination(d.clone()));
+                    changes.push(Change::Destination(d));
+                }
+            }
+        }
+        self.commit(ops)?;
+        Ok((plan, changes))
+    }
+
+    // ---- events ---------------------------------------------------------------------
+
+    pub fn record_event(&self, event: &EventRecord) {
+        if !self.gateways.contains_key(&event.gateway_id) {
+            return;
+        }
+        if let Err(e) = self.store.append_event(event, EVENTS_PER_GATEWAY) {
+            tracing::warn!(gateway = %event.gateway_id, "could not record an event: {e}");
+        }
+    }
+
+    pub fn events(&self, gateway_id: &str, limit: usize) -> Result<Vec<EventRecord>, StateError> {
+        self.gateway(gateway_id)?;
+        Ok(self.store.events(gateway_id, limit)?)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.store.meta(key)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.store.set_meta(key, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use std::net::{Ipv4Addr, TcpListener};
+
+    /// A state over a temp sled dir with a small port range that is free right now.
+    fn state() -> (State, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let base = free_block(8);
+        let ports = PortPool::new(base..=base + 7, Ipv4Addr::LOCALHOST.into());
+        (State::open(Box::new(store), ports).unwrap(), dir)
+    }
+
+    fn free_block(n: u16) -> u16 {
+        'search: for base in (21000..31000u16).step_by(97) {
+            for p in base..base + n {
+                if TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_err() {
+                    continue 'search;
+                }
+            }
+            return base;
+        }
+        panic!("no free block of ports");
+    }
+
+    fn gw(s: &mut State, name: &str) -> GatewayRecord {
+        s.create_gateway(NewGateway {
+            name: name.into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .0
+        .gateway
+    }
+
+    fn dest(s: &mut State, gw: &str) -> Result<DestinationRecord, StateError> {
+        s.create_destination(
+            gw,
+            NewDestination {
+                name: "db".into(),
+                resource_host: "127.0.0.1".into(),
+                resource_port: 5432,
+                ..Default::default()
+            },
+        )
+        .map(|(d, _)| d)
+    }
+
+    #[test]
+    fn create_gateway_hashes_the_token_and_reloads() {
+        let (mut s, dir) = state();
+        let (issued, _) = s
+            .create_gateway(NewGateway {
+                name: " prod ".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(issued.gateway.name, "prod");
+        assert!(crate::ids::token_matches(
+            &issued.token,
+            &issued.gateway.token_hash
+        ));
+        let d = dest(&mut s, &issued.gateway.id).unwrap();
+        let port = d.cloud_port.expect("active destinations get a port");
+        drop(s);
+        let store = SledStore::open(dir.path()).unwrap();
+        let again = State::open(
+            Box::new(store),
+            PortPool::new(port..=port, Ipv4Addr::LOCALHOST.into()),
+        )
+        .unwrap();
+        assert_eq!(again.gateways().len(), 1);
+        let d2 = again.destination(&issued.gateway.id, &d.id).unwrap();
+        assert_eq!(d2.cloud_port, Some(port), "the port survives a restart");
+    }
+
+    #[test]
+    fn invalid_input_names_the_field_and_stores_nothing() {
+        let (mut s, _dir) = state();
+        let err = s
+            .create_gateway(NewGateway {
+                name: "  ".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, StateError::Invalid { field: "name", .. }));
+        let g = gw(&mut s, "g");
+        for (host, port, field) in [
+            ("", 1, "resource_host"),
+            ("a b", 1, "resource_host"),
+            ("h", 0, "resource_port"),
+            ("h", 70000, "resource_port"),
+        ] {
+            let err = s
+                .create_destination(
+                    &g.id,
+                    NewDestination {
+                        name: "x".into(),
+                        resource_host: host.into(),
+                        resource_port: port,
+                        ..Default::default()
+                    },
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, StateError::Invalid { field: f, .. } if *f == field),
+                "{err}"
+            );
+        }
+        assert!(s.destinations_of(&g.id).unwrap().is_empty());
+        assert!(matches!(
+            s.create_gateway(NewGateway {
+                name: "x".into(),
+                token_expires_in_days: Some(0),
+                ..Default::default()
+            }),
+            Err(StateError::Invalid {
+                field: "token_expires_in_days",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn plan_limits_refuse_creates_with_the_limit_named() {
+        let (mut s, _dir) = state();
+        s.set_plan(PlanUpdate {
+            max_gateways: Some(1),
+            max_destinations: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let g = gw(&mut s, "a");
+        let err = s
+            .create_gateway(NewGateway {
+                name: "b".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("max_gateways"), "{err}");
+        dest(&mut s, &g.id).unwrap();
+        let err = dest(&mut s, &g.id).unwrap_err();
+        assert!(err.to_string().contains("max_destinations"), "{err}");
+    }
+
+    #[test]
+    fn an_inactive_gateway_takes_its_destinations_down_and_back() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "a");
+        let d = dest(&mut s, &g.id).unwrap();
+        let port = d.cloud_port.unwrap();
+        s.update_gateway(
+            &g.id,
+            GatewayPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let down = s.destination(&g.id, &d.id).unwrap().clone();
+        assert!(!down.active && down.cloud_port.is_none(), "port released");
+        let err = s
+            .update_destination(
+                &g.id,
+                &d.id,
+                DestinationPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains(&g.id), "names the gateway: {err}");
+        s.update_gateway(
+            &g.id,
+            GatewayPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let up = s.destination(&g.id, &d.id).unwrap();
+        assert!(up.active);
+        assert_eq!(
+            up.cloud_port,
+            Some(port),
+            "the same port comes back when free"
+        );
+    }
+
+    #[test]
+    fn downgrading_below_usage_deactivates_everything() {
+        let (mut s, _dir) = state();
+        let a = gw(&mut s, "a");
+        let _b = gw(&mut s, "b");
+        dest(&mut s, &a.id).unwrap();
+        s.set_plan(PlanUpdate {
+            max_gateways: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.gateways().iter().all(|g| !g.active));
+        assert!(s
+            .destinations_of(&a.id)
+            .unwrap()
+            .iter()
+            .all(|d| d.cloud_port.is_none()));
+        // One gateway fits again under the new plan, a second does not.
+        s.update_gateway(
+            &a.id,
+            GatewayPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(s.destinations_of(&a.id).unwrap()[0].active);
+        let err = s
+            .update_gateway(
+                &_b.id,
+                GatewayPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StateError::LimitReached {
+                limit: "max_gateways",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn regenerating_the_token_invalidates_the_old_one() {
+        let (mut s, _dir) = state();
+        let (issued, _) = s
+            .create_gateway(NewGateway {
+                name: "a".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let (again, changes) = s.regenerate_token(&issued.gateway.id, None).unwrap();
+        assert_ne!(issued.token, again.token);
+        let stored = s.gateway(&issued.gateway.id).unwrap();
+        assert!(!crate::ids::token_matches(
+            &issued.token,
+            &stored.token_hash
+        ));
+        assert!(crate::ids::token_matches(&again.token, &stored.token_hash));
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::TokenRegenerated { .. })));
+    }
+
+    #[test]
+    fn deleting_a_gateway_deletes_its_destinations_and_frees_ports() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "a");
+        let d = dest(&mut s, &g.id).unwrap();
+        s.delete_gateway(&g.id).unwrap();
+        assert!(matches!(s.gateway(&g.id), Err(StateError::NotFound { .. })));
+        let g2 = gw(&mut s, "b");
+        let d2 = dest(&mut s, &g2.id).unwrap();
+        assert_eq!(d2.cloud_port, d.cloud_port, "the freed port is reused");
+    }
+
+    #[test]
+    fn running_out_of_ports_is_a_clear_error() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "a");
+        for _ in 0..8 {
+            dest(&mut s, &g.id).unwrap();
+        }
+        assert!(matches!(
+            dest(&mut s, &g.id),
+            Err(StateError::NoFreePort { .. })
+        ));
+    }
+}

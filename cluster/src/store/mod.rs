@@ -1,0 +1,57 @@
+//! Durable state behind a small trait.
+//!
+//! The rest of the node sees typed records in and typed records out; [`SledStore`] is the
+//! embedded implementation. [`Store::commit`] applies a batch atomically and returns only
+//! once it is on disk, so nothing the API acknowledged can be lost in a crash.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored {what} {key:?} is corrupt: {detail}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        detail: String,
+    },
+    #[error("could not encode {what}: {detail}")]
+    Encode { what: &'static str, detail: String },
+    #[error(
+        "the data dir was written by a newer sg (schema {found}, this build reads {supported})"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+}
+
+/// One change inside a batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    PutGateway(GatewayRecord),
+    DeleteGateway(String),
+    PutDestination(DestinationRecord),
+    DeleteDestination(String),
+    PutPlan(Plan),
+}
+
+/// Typed, durable storage of the node's state.
+pub trait Store: Send + 'static {
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError>;
+    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
+    fn plan(&self) -> Result<Option<Plan>, StoreError>;
+    /// Applies every op atomically and flushes to disk before returning.
+    fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    /// Appends to a gateway's event log (flushed periodically, not per event), keeping at
+    /// most `keep` newest events of that gateway.
+    fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError>;
+    /// A gateway's events, newest first.
+    fn events(&self, gateway_id: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+    fn delete_events(&self, gateway_id: &str) -> Result<(), StoreError>;
+    /// A value of the `meta` tree (node id, schema version, ...).
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}

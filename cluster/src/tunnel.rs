@@ -1,0 +1,201 @@
+//! The tunnel port: where clients dial in.
+//!
+//! Each accepted connection gets a slot from the [`HandshakeLimiter`] and moves to a worker
+//! arbiter, where one deadline covers TLS, the Hello and authentication. Only a client that
+//! proved its gateway token becomes a [`Session`]; everything else is refused with a typed
+//! reason (if it got as far as speaking our protocol) and logged once.
+
+use crate::actors::gateway::{Authenticate, SessionEntry};
+use crate::actors::node::{FindGateway, Node};
+use crate::actors::session::Session;
+use crate::actors::NodeShared;
+use crate::ids::new_id;
+use crate::limiter::HandshakeLimiter;
+use crate::records::EventKind;
+use crate::time::now_secs;
+use actix::prelude::*;
+use sg_proto::driver::{self, DriverConfig};
+use sg_proto::frame::{Refusal, RefuseCode, Welcome};
+use sg_proto::handshake::{self, HandshakeError};
+use sg_proto::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use sg_proto::mux::Role;
+use sg_proto::version::{check_compatible, ProtocolVersion, VersionMismatch, PRODUCT_VERSION};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// Why a tunnel connection did not become a session.
+#[derive(Debug, thiserror::Error)]
+enum TunnelError {
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("handshake timed out after {}s", HANDSHAKE_TIMEOUT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    #[error("refused ({}): {}", .0.code.as_str(), .0.message)]
+    Refused(Refusal),
+    #[error("socket error: {0}")]
+    Socket(std::io::Error),
+}
+
+pub struct TunnelListener {
+    pub listener: TcpListener,
+    pub acceptor: TlsAcceptor,
+    pub shared: Arc<NodeShared>,
+    pub node: Addr<Node>,
+    pub limiter: Arc<HandshakeLimiter>,
+}
+
+impl TunnelListener {
+    /// Accepts forever (until the system stops).
+    pub async fn run(self) {
+        let this = Arc::new(self);
+        loop {
+            let (sock, peer) = match this.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("tunnel accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Some(permit) = this.limiter.try_acquire(peer.ip()) else {
+                tracing::debug!(%peer, "too many pending handshakes; connection closed");
+                continue;
+            };
+            let std_sock = match sock.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, "could not hand over a tunnel connection: {e}");
+                    continue;
+                }
+            };
+            let arbiter = this.shared.workers.pick();
+            let me = this.clone();
+            let placed = arbiter.clone();
+            arbiter.spawn(async move {
+                let outcome =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, me.establish(std_sock, peer, placed))
+                        .await
+                        .unwrap_or(Err(TunnelError::Timeout));
+                drop(permit);
+                if let Err(e) = outcome {
+                    match e {
+                        // Refusals were already logged with their gateway.
+                        TunnelError::Refused(_) => {}
+                        other => tracing::warn!(%peer, "tunnel connection failed: {other}"),
+                    }
+                }
+            });
+        }
+    }
+
+    async fn establish(
+        &self,
+        sock: std::net::TcpStream,
+        peer: SocketAddr,
+        arbiter: ArbiterHandle,
+    ) -> Result<(), TunnelError> {
+        let sock = TcpStream::from_std(sock).map_err(TunnelError::Socket)?;
+        let _ = sock.set_nodelay(true);
+        let tls = self.acceptor.accept(sock).await.map_err(TunnelError::Tls)?;
+        let (hello, pending) = handshake::node(tls).await?;
+        let gateway_id = hello.gateway_id.clone();
+
+        let refuse = |code: RefuseCode, message: String| Refusal { code, message };
+        let verdict = async {
+            let node_version = ProtocolVersion::current();
+            if let Err(mismatch) = check_compatible(node_version, hello.protocol) {
+                let code = match mismatch {
+                    VersionMismatch::Major { .. } => RefuseCode::VersionIncompatible,
+                    VersionMismatch::TooOld { .. } => RefuseCode::VersionTooOld,
+                };
+                self.shared.event(
+                    &gateway_id,
+                    EventKind::SessionRefused,
+                    format!(
+                        "refused a client from {peer} (sg-client {}): {mismatch}",
+                        hello.client_version
+                    ),
+                    None,
+                    Some(&hello.client_id),
+                );
+                return Err(refuse(code, mismatch.to_string()));
+            }
+            let Ok(Some(gateway)) = self.node.send(FindGateway(gateway_id.clone())).await else {
+                tracing::warn!(%peer, gateway = %gateway_id, "refused a client: unknown gateway");
+                return Err(refuse(
+                    RefuseCode::UnknownGateway,
+                    format!(
+                        "gateway {gateway_id} does not exist on this node (region {}); \
+                         check the id with `sgctl gateway list`",
+                        self.shared.region
+                    ),
+                ));
+            };
+            let auth = gateway
+                .send(Authenticate {
+                    token: hello.token.clone(),
+                    client_id: hello.client_id.clone(),
+                    peer,
+                })
+                .await
+                .map_err(|_| {
+                    refuse(
+                        RefuseCode::Internal,
+                        "the gateway is being reconfigured; retry".into(),
+                    )
+                })??;
+            Ok((gateway, auth))
+        }
+        .await;
+
+        let (gateway, auth) = match verdict {
+            Ok(v) => v,
+            Err(refusal) => {
+                let _ = pending.refuse(refusal.clone()).await;
+                return Err(TunnelError::Refused(refusal));
+            }
+        };
+        let session_id = new_id("ss");
+        let welcome = Welcome {
+            session_id: session_id.clone(),
+            node_id: self.shared.node_id.clone(),
+            region: self.shared.region.clone(),
+            node_version: PRODUCT_VERSION.to_string(),
+            protocol: ProtocolVersion::current(),
+            heartbeat_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+            gateway: auth.config,
+        };
+        let established = pending.welcome(welcome).await?;
+        let (handle, events, driver) = driver::start(
+            established.io,
+            established.leftover,
+            DriverConfig::new(Role::Node),
+        );
+        let entry = SessionEntry {
+            session_id,
+            client_id: hello.client_id.clone(),
+            client_version: hello.client_version.clone(),
+            hostname: hello.hostname.clone(),
+            peer,
+            connected_at: now_secs(),
+            handle,
+            arbiter,
+            token_hash: auth.token_hash,
+        };
+        // We run on the session's arbiter, so the actor starts here.
+        Session::new(
+            self.shared.clone(),
+            gateway,
+            gateway_id,
+            entry,
+            driver,
+            events,
+        )
+        .start();
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The REST API and sgctl (F4, F5, F23): the basics work from the command line, and bad
+//! input gets a 4xx naming the field while nothing is stored.
+
+use serde_json::{json, Value};
+use sg_e2e::*;
+
+fn gateway_count(node: &Node) -> usize {
+    node.call("GET", "/v1/gateways", None)
+        .body
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn bad_requests_get_typed_errors_and_store_nothing() {
+    let node = Node::start();
+    let (gw, _) = node.create_gateway("g");
+
+    // No token.
+    let anon =
+        sg_cluster::http_client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+    let r = anon.get("/v1/gateways").unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"], "unauthorized");
+
+    let cases: Vec<(&str, String, &str, u16, &str, &str)> = vec![
+        (
+            "POST",
+            "/v1/gateways".into(),
+            "{}",
+            400,
+            "invalid_body",
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/gateways".into(),
+            r#"{"name": 5}"#,
+            400,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            "POST",
+            "/v1/gateways".into(),
+            r#"{"name": "x", "colour": "red"}"#,
+            400,
+            "invalid_body",
+            "colour",
+        ),
+        (
+            "POST",
+            "/v1/gateways".into(),
+            "{not json",
+            400,
+            "invalid_body",
+            "invalid JSON",
+        ),
+        (
+            "POST",
+            "/v1/gateways".into(),
+            r#"{"name": "  "}"#,
+            400,
+            "invalid_field",
+            "name",
+        ),
+        (
+            "POST",
+            format!("/v1/gateways/{gw}/destinations"),
+            r#"{"name":"d","resource_host":"h","resource_port":70000}"#,
+            400,
+            "invalid_field",
+            "resource_port",
+        ),
+        (
+            "POST",
+            format!("/v1/gateways/{gw}/destinations"),
+            r#"{"name":"d","resource_port":80}"#,
+            400,
+            "invalid_body",
+            "resource_host",
+        ),
+        (
+            "GET",
+            "/v1/gateways/gw_nope".into(),
+            "",
+            404,
+            "not_found",
+            "gw_nope",
+        ),
+        (
+            "DELETE",
+            format!("/v1/gateways/{gw}/destinations/ds_nope"),
+            "",
+            404,
+            "not_found",
+            "ds_nope",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here".into(),
+            "",
+            404,
+            "no_such_endpoint",
+            "/v1/nothing-here",
+        ),
+    ];
+    for (method, path, body, status, code, mention) in cases {
+        let r = node
+            .api
+            .request_raw(method, &path, body.as_bytes())
+            .unwrap();
+        assert_eq!(r.status, status, "{method} {path} {body}: {}", r.body);
+        assert_eq!(r.body["error"], code, "{method} {path} {body}: {}", r.body);
+        let message = r.body["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(mention),
+            "{method} {path} {body}: message {message:?} names {mention:?}"
+        );
+    }
+    assert_eq!(gateway_count(&node), 1, "nothing was stored");
+    let ds = node.call("GET", &format!("/v1/gateways/{gw}/destinations"), None);
+    assert_eq!(ds.body, json!([]));
+    // The node is still fine.
+    assert_eq!(node.call("GET", "/healthz", None).status, 200);
+}
+
+fn run_ok(node: &Node, args: &[&str]) -> String {
+    let out = node.sgctl(args);
+    assert!(
+        out.status.success(),
+        "sgctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sgctl_manages_gateways_and_destinations() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+
+    let created: Value =
+        serde_json::from_str(&run_ok(&node, &["--json", "gateway", "create", "payments"])).unwrap();
+    let gw = created["id"].as_str().unwrap().to_string();
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("sgt_"));
+
+    let table = run_ok(&node, &["gateway", "list"]);
+    assert!(
+        table.contains(&gw) && table.contains("payments") && table.contains("NAME"),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&token),
+        "the token is shown only at creation"
+    );
+    let shown = run_ok(&node, &["gateway", "show", &gw]);
+    assert!(shown.contains("payments"), "{shown}");
+
+    let resource = echo.addr.to_string();
+    let dest: Value = serde_json::from_str(&run_ok(
+        &node,
+        &[
+            "--json",
+            "destination",
+            "create",
+            &gw,
+            "--name",
+            "echo",
+            "--resource",
+            &resource,
+        ],
+    ))
+    .unwrap();
+    let did = dest["id"].as_str().unwrap().to_string();
+    let port = dest["cloud_port"].as_u64().unwrap() as u16;
+    let list = run_ok(&node, &["destination", "list", &gw]);
+    assert!(
+        list.contains(&did) && list.contains(&format!("127.0.0.1:{port}")),
+        "{list}"
+    );
+
+    // The destination is real: a client makes it reachable.
+    let _client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port));
+
+    run_ok(&node, &["destination", "delete", &gw, &did]);
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || echo_once(port, b"x")
+            .is_none()),
+        "port released"
+    );
+    let out = node.sgctl(&["destination", "show", &gw, &did]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+
+    run_ok(&node, &["gateway", "delete", &gw]);
+    assert_eq!(gateway_count(&node), 0);
+
+    // A wrong admin token is a clear error.
+    let out = node.sgctl(&["--admin-token", "sga_wrong_wrong_wrong", "gateway", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+}

@@ -1,0 +1,217 @@
+//! Every refusal a client can meet says why, is logged on the node, and disturbs nobody
+//! else: wrong token, unknown gateway, expired token, too old a version, garbage on the
+//! tunnel port, oversize and out-of-order frames.
+
+use sg_cluster::store::{Op, SledStore, Store};
+use sg_e2e::*;
+use sg_proto::tls::{self as sgtls};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A gateway with a working client and echo destination, to show others are undisturbed.
+struct Healthy {
+    node: Node,
+    gw: String,
+    port: u16,
+    _echo: EchoServer,
+    _client: Client,
+}
+
+fn healthy() -> Healthy {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("healthy");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port));
+    Healthy {
+        node,
+        gw,
+        port,
+        _echo: echo,
+        _client: client,
+    }
+}
+
+fn still_fine(h: &Healthy) {
+    assert_eq!(echo_once(h.port, b"fine").as_deref(), Some(&b"fine"[..]));
+    assert_eq!(h.node.clients(&h.gw).len(), 1);
+}
+
+#[test]
+fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
+    let h = healthy();
+    let (gw, token) = h.node.create_gateway("victim");
+    let wrong = format!("{}0", &token[..token.len() - 1]);
+    let mut bad = Client::start(&h.node, &[(&gw, &wrong)], &[]);
+    let status = bad
+        .wait_exit(Duration::from_secs(20))
+        .expect("a refused client exits");
+    assert!(!status.success());
+    let log = bad.log();
+    assert!(
+        log.contains("bad_token") && log.contains("is not valid"),
+        "{log}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || h
+            .node
+            .events(&gw)
+            .iter()
+            .any(|e| e["kind"] == "bad_token")),
+        "the refusal is in the gateway's event log"
+    );
+    let node_log = h.node.log();
+    assert!(node_log.contains("wrong token"), "logged on the node");
+    assert!(
+        !node_log.contains(&token[4..]) && !node_log.contains(&wrong[4..]),
+        "no token in the node log"
+    );
+    still_fine(&h);
+}
+
+#[test]
+fn an_unknown_gateway_is_refused_with_the_reason() {
+    let h = healthy();
+    let mut bad = Client::start(&h.node, &[("gw_0000000000000000", "sgt_nope")], &[]);
+    assert!(bad.wait_exit(Duration::from_secs(20)).is_some());
+    let log = bad.log();
+    assert!(
+        log.contains("unknown_gateway") && log.contains("does not exist"),
+        "{log}"
+    );
+    still_fine(&h);
+}
+
+#[test]
+fn an_expired_token_is_refused_and_says_how_to_get_a_new_one() {
+    let mut node = Node::start();
+    let (gw, token) = node.create_gateway("old");
+    node.kill9();
+    {
+        // Age the stored token, through the node's own store.
+        let store = SledStore::open(&node.dir.join("state")).expect("open store");
+        let mut g = store
+            .gateways()
+            .unwrap()
+            .into_iter()
+            .find(|g| g.id == gw)
+            .expect("stored gateway");
+        g.token_expires_at = 1_000_000;
+        store.commit(vec![Op::PutGateway(g)]).unwrap();
+    }
+    node.restart();
+    let mut client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(client.wait_exit(Duration::from_secs(20)).is_some());
+    let log = client.log();
+    assert!(log.contains("token_expired"), "{log}");
+    assert!(
+        log.contains(&format!("sgctl gateway token {gw}")),
+        "says what to do: {log}"
+    );
+    let shown = node.call("GET", &format!("/v1/gateways/{gw}"), None);
+    assert_eq!(shown.body["token_expired"], true);
+}
+
+#[test]
+fn a_client_four_minor_versions_behind_is_told_what_to_upgrade_to() {
+    let h = healthy();
+    let (gw, token) = h.node.create_gateway("versions");
+    let current = sg_proto::version::PROTOCOL_MINOR;
+    let old = (current - 4).to_string();
+    let mut client = Client::start_servers(
+        &[&h.node],
+        &[(&gw, &token)],
+        &[],
+        &[("SG_PROTOCOL_MINOR", &old)],
+    );
+    assert!(client.wait_exit(Duration::from_secs(20)).is_some());
+    let log = client.log();
+    assert!(
+        log.contains("version_too_old") && log.contains("upgrade sg-client"),
+        "{log}"
+    );
+    // Three behind is still fine.
+    let ok = (current - 3).to_string();
+    let c2 = Client::start_servers(
+        &[&h.node],
+        &[(&gw, &token)],
+        &[],
+        &[("SG_PROTOCOL_MINOR", &ok)],
+    );
+    assert!(h.node.wait_clients(&gw, 1), "{}", c2.log());
+    still_fine(&h);
+}
+
+fn tls_to(node: &Node) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = sgtls::client_config(node.trust(), None).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), sgtls::server_name("127.0.0.1").unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(node.tunnel()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads until the node closes the connection; true if it did.
+fn closed_by_node(r: &mut impl Read) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut
+            }
+        }
+    }
+}
+
+#[test]
+fn garbage_on_the_tunnel_port_is_refused_and_nobody_else_notices() {
+    let h = healthy();
+
+    // Plain TCP speaking HTTP to the TLS port.
+    let mut plain = TcpStream::connect(h.node.tunnel()).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(closed_by_node(&mut plain));
+
+    // TLS, then bytes that are not frames.
+    let mut tls = tls_to(&h.node);
+    tls.write_all(&[0, 0, 0, 2, 0xEE, 0, 0, 0, 0, 1, 2])
+        .unwrap();
+    assert!(closed_by_node(&mut tls));
+
+    // TLS, then a frame header claiming 4 GiB.
+    let mut tls = tls_to(&h.node);
+    tls.write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0, 0, 0])
+        .unwrap();
+    assert!(closed_by_node(&mut tls));
+
+    // TLS, then a Ping before any Hello.
+    let mut tls = tls_to(&h.node);
+    tls.write_all(&[0, 0, 0, 8, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        .unwrap();
+    assert!(closed_by_node(&mut tls));
+
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let log = h.node.log();
+            log.contains("TLS handshake failed")
+                && log.contains("unknown frame kind 238")
+                && log.contains("exceeds the maximum")
+                && log.contains("expected a Hello frame first")
+        }),
+        "each is logged on the node:\n{}",
+        h.node.log()
+    );
+    still_fine(&h);
+}
