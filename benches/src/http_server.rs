@@ -1,7 +1,6 @@
 //! A minimal HTTP/1.1 server: answers every request with a fixed body, keeps connections
 //! alive, and handles pipelined requests. Enough to stand for a private web service.
 
-use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,9 +55,4 @@ async fn connection(mut sock: TcpStream, response: &[u8]) -> std::io::Result<()>
             return sock.shutdown().await;
         }
     }
-}
-
-/// Binds and serves; returns the bound address through `ready` first.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -1,5 +1,18 @@
 //! Load generation and target services for `scripts/loadtest.sh` and the quickstart.
 //!
-//! - [`http_server`]: a small keep-alive HTTP/1.1 server (the quickstart's demo service).
+//! - [`http_server`], [`bulk`] and [`echo`]: target services (a keep-alive HTTP server, a
+//!   bulk sink/source, an echo server for held connections);
+//! - [`http_load`]: keep-alive and new-connection-per-request HTTP load with latency
+//!   percentiles;
+//! - [`bulk`]: throughput in either direction;
+//! - [`hold`]: holds thousands of idle connections and measures the RSS they cost;
+//! - [`procstat`]: CPU time and RSS of processes, from /proc;
+//! - [`report`]: the table, JSON and SVG chart of a run.
 
+pub mod bulk;
+pub mod echo;
+pub mod hold;
+pub mod http_load;
 pub mod http_server;
+pub mod procstat;
+pub mod report;

@@ -21,6 +21,9 @@ pub const DEFAULT_TOKEN_DAYS: u32 = 365;
 pub const MAX_TOKEN_DAYS: u32 = 3650;
 /// Events kept per gateway; older ones are dropped.
 pub const EVENTS_PER_GATEWAY: usize = 1000;
+/// Destinations one gateway may hold (active or not). Every client of the gateway receives
+/// all of them in one configuration frame, which must stay well under the frame limit.
+pub const MAX_DESTINATIONS_PER_GATEWAY: usize = 500;
 const MAX_NAME_LEN: usize = 64;
 const MAX_HOST_LEN: usize = 253;
 
@@ -431,22 +434,21 @@ impl State {
                     .saturating_sub(self.active_destinations());
                 let mut taken = Vec::new();
                 for mut d in self.destinations_of(id)? {
-                    if !d.suspended {
+                    if !d.suspended || room == 0 {
                         continue;
                     }
-                    d.suspended = false;
-                    if room > 0 {
-                        let preferred = d.last_cloud_port.filter(|p| !taken.contains(p));
-                        if let Some(port) = self.pick_port(preferred, &taken) {
-                            taken.push(port);
-                            d.cloud_port = Some(port);
-                            d.last_cloud_port = Some(port);
-                            d.active = true;
-                            room -= 1;
-                        }
+                    let preferred = d.last_cloud_port.filter(|p| !taken.contains(p));
+                    // Without room or a port it stays suspended, for the next activation.
+                    if let Some(port) = self.pick_port(preferred, &taken) {
+                        taken.push(port);
+                        d.cloud_port = Some(port);
+                        d.last_cloud_port = Some(port);
+                        d.active = true;
+                        d.suspended = false;
+                        room -= 1;
+                        ops.push(Op::PutDestination(d.clone()));
+                        changes.push(Change::Destination(d));
                     }
-                    ops.push(Op::PutDestination(d.clone()));
-                    changes.push(Change::Destination(d));
                 }
             }
             _ => {}
@@ -526,6 +528,20 @@ impl State {
         req: NewDestination,
     ) -> Result<(DestinationRecord, Vec<Change>), StateError> {
         let gw = self.gateway(gateway_id)?.clone();
+        let held = self
+            .destinations
+            .values()
+            .filter(|d| d.gateway_id == gateway_id)
+            .count();
+        if held >= MAX_DESTINATIONS_PER_GATEWAY {
+            return Err(StateError::Conflict {
+                code: "too_many_destinations",
+                message: format!(
+                    "gateway {gateway_id} already has {held} destinations, the most one gateway \
+                     can hold; use another gateway"
+                ),
+            });
+        }
         let name = validate_name("name", &req.name)?;
         let resource_host = validate_host(&req.resource_host)?;
         let resource_port = validate_port("resource_port", req.resource_port)?;
@@ -1018,6 +1034,36 @@ mod tests {
         let g2 = gw(&mut s, "b");
         let d2 = dest(&mut s, &g2.id).unwrap();
         assert_eq!(d2.cloud_port, d.cloud_port, "the freed port is reused");
+    }
+
+    #[test]
+    fn a_gateway_holds_a_bounded_number_of_destinations() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "a");
+        for i in 0..MAX_DESTINATIONS_PER_GATEWAY {
+            s.create_destination(
+                &g.id,
+                NewDestination {
+                    name: format!("d{i}"),
+                    resource_host: "10.0.0.1".into(),
+                    resource_port: 80,
+                    active: Some(false),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        let err = dest(&mut s, &g.id).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::Conflict {
+                    code: "too_many_destinations",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

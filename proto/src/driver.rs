@@ -12,7 +12,7 @@
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, OpenStream, ResetCode, ResetReason, StreamId};
-use crate::limits::{HEARTBEAT_DEAD_AFTER, HEARTBEAT_INTERVAL, WRITE_BATCH};
+use crate::limits::{HEARTBEAT_DEAD_AFTER, HEARTBEAT_INTERVAL, MAX_CONTROL_BACKLOG, WRITE_BATCH};
 use crate::mux::{Mux, MuxConfig, MuxError, MuxEvent, ProtocolError, Role};
 use crate::pump::{StreamEvent, StreamHandle};
 use bytes::{Buf, Bytes, BytesMut};
@@ -113,12 +113,15 @@ pub(crate) enum Command {
         open: OpenStream,
         events: mpsc::UnboundedSender<StreamEvent>,
     },
+    /// Bytes for the peer, with what the stream wrote out since its last report.
     Data {
         id: StreamId,
         payload: Bytes,
+        consumed: usize,
     },
     Fin {
         id: StreamId,
+        consumed: usize,
     },
     Reset {
         id: StreamId,
@@ -309,7 +312,10 @@ where
     /// One pass over every source of work; `Ok(true)` if anything moved.
     fn round(&mut self, cx: &mut Context<'_>) -> Result<bool, SessionEnd> {
         let mut progress = self.take_commands(cx)?;
-        if self.closing.is_none() {
+        // Stop reading while our own control frames cannot get out: a peer that does not
+        // read must not make us queue without bound. (Data needs no such stop: windows
+        // bound it, and stopping on full data buffers could deadlock two busy peers.)
+        if self.closing.is_none() && self.mux.control_backlog() < MAX_CONTROL_BACKLOG {
             progress |= self.read(cx)?;
         }
         self.dispatch_events();
@@ -357,14 +363,26 @@ where
                     // Dropping `events` tells the stream's pump the session is gone.
                 }
             },
-            Command::Data { id, payload } => match self.mux.send_data(id, payload) {
-                Ok(()) | Err(MuxError::StreamGone(_)) => {}
-                Err(e) => {
-                    tracing::error!(stream = id, "stream handler broke the window: {e}");
-                    self.reset_stream(id, ResetReason::new(ResetCode::Aborted, e.to_string()));
+            Command::Data {
+                id,
+                payload,
+                consumed,
+            } => {
+                if consumed > 0 {
+                    self.mux.consumed(id, consumed);
                 }
-            },
-            Command::Fin { id } => {
+                match self.mux.send_data(id, payload) {
+                    Ok(()) | Err(MuxError::StreamGone(_)) => {}
+                    Err(e) => {
+                        tracing::error!(stream = id, "stream handler broke the window: {e}");
+                        self.reset_stream(id, ResetReason::new(ResetCode::Aborted, e.to_string()));
+                    }
+                }
+            }
+            Command::Fin { id, consumed } => {
+                if consumed > 0 {
+                    self.mux.consumed(id, consumed);
+                }
                 let _ = self.mux.send_fin(id);
             }
             Command::Reset { id, reason } => self.reset_stream(id, reason),
@@ -501,9 +519,7 @@ where
         let mut progress = false;
         loop {
             if self.wbuf.len() < WRITE_BATCH {
-                self.mux
-                    .poll_transmit(&mut self.wbuf, WRITE_BATCH)
-                    .map_err(SessionEnd::Frame)?;
+                self.mux.poll_transmit(&mut self.wbuf, WRITE_BATCH);
             }
             if self.wbuf.is_empty() {
                 break;

@@ -7,6 +7,7 @@
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, FrameKind, Hello, Refusal, Welcome};
+use crate::limits::MAX_HELLO_LEN;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -84,12 +85,13 @@ where
 }
 
 /// Node side, first half: reads the client's Hello. The caller authenticates it and
-/// finishes with [`NodeHandshake::welcome`] or [`NodeHandshake::refuse`].
+/// finishes with [`NodeHandshake::welcome`] or [`NodeHandshake::refuse`]. Until the client
+/// is authenticated, frames are capped at [`MAX_HELLO_LEN`].
 pub async fn node<IO>(io: IO) -> Result<(Hello, NodeHandshake<IO>), HandshakeError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(io, FrameCodec::default());
+    let mut framed = Framed::new(io, FrameCodec::with_max_frame(MAX_HELLO_LEN));
     let hello = expect_hello(next_frame(&mut framed).await?)?;
     Ok((hello, NodeHandshake { framed }))
 }
@@ -194,6 +196,19 @@ mod tests {
         let (w, _est) = client(a, hello()).await.expect("client handshake");
         assert_eq!(w.region, "us-south");
         node_side.await.expect("node side");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_hello_is_refused_before_it_is_buffered() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a, b) = tokio::io::duplex(1024);
+        // A Hello claiming 1 MiB: allowed after authentication, not before.
+        a.write_all(&[0, 0x10, 0, 0, 1, 0, 0, 0, 0]).await.unwrap();
+        let err = node(b).await.err().expect("must fail");
+        assert!(
+            matches!(err, HandshakeError::Frame(FrameError::TooLarge { max, .. }) if max == MAX_HELLO_LEN),
+            "{err}"
+        );
     }
 
     #[tokio::test]

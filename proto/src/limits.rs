@@ -6,17 +6,25 @@ use std::time::Duration;
 /// Length of the fixed frame header: payload length (u32), kind (u8), stream id (u32).
 pub const HEADER_LEN: usize = 9;
 
-/// Largest payload of any frame. Control frames carry JSON (a Welcome lists every
-/// destination of a gateway, PEM certificates included), so this is generous; it is
-/// checked against the declared length *before* anything is allocated.
-pub const MAX_FRAME_LEN: usize = 1024 * 1024;
+/// Largest payload of any frame once a session is authenticated. Control frames carry
+/// JSON (a Welcome lists every destination of a gateway, PEM certificates included), so
+/// this is generous; it is checked against the declared length *before* anything is
+/// allocated.
+pub const MAX_FRAME_LEN: usize = 4 * 1024 * 1024;
+
+/// Largest frame a node reads before the client authenticated (the Hello): small, so an
+/// unauthenticated peer cannot make the node buffer much.
+pub const MAX_HELLO_LEN: usize = 16 * 1024;
 
 /// Largest payload of a Data frame. Small enough that one stream cannot hog the session
 /// for long between round-robin turns, large enough that the 9-byte header is noise.
 pub const MAX_DATA_LEN: usize = 64 * 1024;
 
-/// How much a pump reads from its socket at once.
-pub const READ_CHUNK: usize = 32 * 1024;
+/// Most a pump reads from its socket at once (bulk transfers grow to this).
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// What a pump reads at first, and the least it shrinks to for small exchanges.
+pub const MIN_READ: usize = 4 * 1024;
 
 /// Bytes a sender may have in flight on one stream before the receiver returns credit.
 /// 256 KiB keeps a loopback or LAN path full while bounding what a stalled reader can
@@ -24,14 +32,10 @@ pub const READ_CHUNK: usize = 32 * 1024;
 pub const INITIAL_STREAM_WINDOW: u32 = 256 * 1024;
 
 /// Bytes a sender may have in flight on a whole session. Session credit is returned as
-/// soon as data reaches a stream's queue, unless the receiver already buffers more than
-/// [`SESSION_BUFFER_BUDGET`]; so this window only bites under memory pressure, and one
-/// slow stream never stalls the others.
+/// soon as data reaches a stream's queue (never held back for a slow stream, so stalled
+/// readers cannot freeze the others); it bounds what a peer can push at a receiver that
+/// cannot get its own frames out.
 pub const INITIAL_SESSION_WINDOW: u32 = 64 * 1024 * 1024;
-
-/// Receiver-side memory budget per session (bytes delivered to streams but not yet
-/// written to their sockets). Above it, session credit is withheld until streams drain.
-pub const SESSION_BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 
 /// Largest window a peer may grant with credit; more is a protocol error (overflow).
 pub const MAX_WINDOW: u64 = (1 << 31) - 1;
@@ -40,8 +44,13 @@ pub const MAX_WINDOW: u64 = (1 << 31) - 1;
 /// connections through one session; each costs a few KiB when idle.
 pub const MAX_STREAMS_PER_SESSION: usize = 32 * 1024;
 
-/// Streams reset by us whose late frames are still tolerated (they may be in flight).
-pub const RESET_TOMBSTONES: usize = 4096;
+/// Cleanly closed streams remembered, so data a peer sends on them is caught as a
+/// protocol error. Older ones are forgotten (frames on them are then tolerated, never
+/// mistaken for errors).
+pub const RECENTLY_CLOSED: usize = 4096;
+
+/// Control frames a driver lets queue before it stops reading from its peer.
+pub const MAX_CONTROL_BACKLOG: usize = 4096;
 
 /// One deadline for TLS + Hello + authentication on a new tunnel connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

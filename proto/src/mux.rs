@@ -10,20 +10,24 @@
 //! ## Flow control
 //! - Per stream: a sender may have at most the granted window in flight; the receiver
 //!   returns credit as the local side *consumes* bytes (writes them to its socket). A stream
-//!   whose reader stalls stops at its window; others keep flowing.
-//! - Per session: credit is returned as soon as bytes are delivered to a stream, unless the
-//!   receiver already buffers more than its budget; then it is withheld until streams
-//!   drain. This caps memory per session without letting one slow stream stall the rest.
+//!   whose reader stalls stops at its window; others keep flowing. What a session can make
+//!   its receiver buffer is therefore bounded by streams × stream window, and the streams
+//!   are bounded (per session here, per gateway by the node's concurrency limit).
+//! - Per session: credit is returned as soon as bytes are delivered to a stream — never
+//!   held back for a slow stream, so any number of stalled readers cannot freeze the
+//!   others. The receiver counts session credit as granted only when the Credit frame is
+//!   actually written, so a peer that floods us while refusing to read our frames runs out
+//!   of session window and is cut off (`SessionWindowExceeded`).
 //!
 //! ## Roles
 //! Only the node opens streams (a client can never make the node dial anything); stream ids
 //! opened by the node are odd and strictly increasing.
 
-use crate::codec::{encode_data, encode_frame, put_header, FrameError};
+use crate::codec::{encode_data, encode_frame, put_header};
 use crate::frame::{Frame, FrameKind, OpenStream, ResetCode, ResetReason, StreamId};
 use crate::limits::{
     INITIAL_SESSION_WINDOW, INITIAL_STREAM_WINDOW, MAX_DATA_LEN, MAX_STREAMS_PER_SESSION,
-    MAX_WINDOW, RESET_TOMBSTONES, SESSION_BUFFER_BUDGET,
+    MAX_WINDOW, RECENTLY_CLOSED,
 };
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -54,15 +58,37 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct MuxConfig {
     pub max_streams: usize,
-    pub buffer_budget: u64,
 }
 
 impl Default for MuxConfig {
     fn default() -> Self {
         MuxConfig {
             max_streams: MAX_STREAMS_PER_SESSION,
-            buffer_budget: SESSION_BUFFER_BUDGET,
         }
+    }
+}
+
+/// A bounded set of stream ids that forgets the oldest first.
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: HashSet<StreamId>,
+    order: VecDeque<StreamId>,
+}
+
+impl RecentIds {
+    fn insert(&mut self, id: StreamId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > RECENTLY_CLOSED {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: StreamId) -> bool {
+        self.set.contains(&id)
     }
 }
 
@@ -197,12 +223,16 @@ pub struct Mux {
     streams: HashMap<StreamId, Stream>,
     next_local: StreamId,
     last_remote: StreamId,
-    tombstones: HashSet<StreamId>,
-    tombstone_order: VecDeque<StreamId>,
+    /// Streams closed cleanly (both FINs): the peer may never send on them again.
+    closed: RecentIds,
     session_send: u64,
     session_recv: u64,
     session_unacked: u64,
+    /// Session credit decided but not yet written (counted as granted once written).
+    session_credit_due: u64,
     buffered_total: u64,
+    /// At most one Pong waits, answering the latest Ping: a Ping flood cannot queue up.
+    pong_due: Option<u64>,
     ctrl: VecDeque<Frame>,
     ready: VecDeque<StreamId>,
     events: VecDeque<MuxEvent>,
@@ -216,12 +246,13 @@ impl Mux {
             streams: HashMap::new(),
             next_local: if role == Role::Node { 1 } else { 2 },
             last_remote: 0,
-            tombstones: HashSet::new(),
-            tombstone_order: VecDeque::new(),
+            closed: RecentIds::default(),
             session_send: u64::from(INITIAL_SESSION_WINDOW),
             session_recv: u64::from(INITIAL_SESSION_WINDOW),
             session_unacked: 0,
+            session_credit_due: 0,
             buffered_total: 0,
+            pong_due: None,
             ctrl: VecDeque::new(),
             ready: VecDeque::new(),
             events: VecDeque::new(),
@@ -240,6 +271,12 @@ impl Mux {
     /// Bytes delivered to streams and not yet consumed.
     pub fn buffered(&self) -> u64 {
         self.buffered_total
+    }
+
+    /// Control frames waiting to be written; the driver stops reading when this grows,
+    /// so a peer that does not read cannot make us queue without bound.
+    pub fn control_backlog(&self) -> usize {
+        self.ctrl.len()
     }
 
     /// The id the next [`Mux::open`] will use.
@@ -318,7 +355,6 @@ impl Mux {
     pub fn reset(&mut self, id: StreamId, reset: ResetReason) {
         if self.remove_stream(id) {
             self.ctrl.push_back(Frame::Reset { stream: id, reset });
-            self.add_tombstone(id);
         }
     }
 
@@ -357,8 +393,6 @@ impl Mux {
                 }
             }
         }
-        // Bytes of a stream already removed were taken off the budget at removal.
-        self.maybe_credit_session();
     }
 
     /// Queues a session-level frame (Ping, GoAway, Config, Notice, Report).
@@ -382,7 +416,7 @@ impl Mux {
             Frame::Reset { stream, reset } => self.on_reset(stream, reset),
             Frame::Credit { stream, increment } => self.on_credit(stream, increment),
             Frame::Ping { nonce } => {
-                self.ctrl.push_back(Frame::Pong { nonce });
+                self.pong_due = Some(nonce);
                 Ok(())
             }
             Frame::Pong { nonce } => {
@@ -436,7 +470,6 @@ impl Mux {
                     ),
                 ),
             });
-            self.add_tombstone(id);
             return Ok(());
         }
         self.streams.insert(id, Stream::new());
@@ -557,13 +590,14 @@ impl Mux {
         }
     }
 
-    /// For a frame on a stream not in the table: fine if we reset it (late frames), an
-    /// error if it was never opened or closed cleanly (the peer already sent its FIN).
+    /// For a Data or Fin frame on a stream not in the table: an error if it was never
+    /// opened, or if it closed cleanly (the peer already sent its FIN, so it may not send
+    /// again); otherwise tolerated — it was in flight when one side reset the stream.
     fn check_gone_stream(&self, kind: FrameKind, id: StreamId) -> Result<(), ProtocolError> {
-        if self.tombstones.contains(&id) {
-            Ok(())
-        } else if self.was_used(id) {
+        if self.closed.contains(id) {
             Err(ProtocolError::ClosedStream { kind, stream: id })
+        } else if self.was_used(id) {
+            Ok(())
         } else {
             Err(ProtocolError::UnknownStream { kind, stream: id })
         }
@@ -587,7 +621,10 @@ impl Mux {
 
     /// Whether [`Mux::poll_transmit`] has anything to write.
     pub fn wants_transmit(&self) -> bool {
-        !self.ctrl.is_empty() || (!self.ready.is_empty() && self.has_sendable_ready())
+        !self.ctrl.is_empty()
+            || self.pong_due.is_some()
+            || self.session_credit_due > 0
+            || (!self.ready.is_empty() && self.has_sendable_ready())
     }
 
     fn has_sendable_ready(&self) -> bool {
@@ -602,12 +639,30 @@ impl Mux {
     /// Encodes frames into `dst` until it holds at least `limit` bytes or nothing is left
     /// to send. Control frames go first; data is taken round-robin, one frame per stream
     /// per turn, within the session window. Returns whether anything was written.
-    pub fn poll_transmit(&mut self, dst: &mut BytesMut, limit: usize) -> Result<bool, FrameError> {
+    ///
+    /// A control frame that cannot be encoded (larger than the frame limit) is dropped
+    /// with the reason, so one oversized configuration cannot take the session down.
+    pub fn poll_transmit(&mut self, dst: &mut BytesMut, limit: usize) -> bool {
         let start = dst.len();
         let mut blocked = 0usize;
+        if let Some(nonce) = self.pong_due.take() {
+            self.encode_control(&Frame::Pong { nonce }, dst);
+        }
+        if self.session_credit_due > 0 {
+            let increment = self.session_credit_due.min(u64::from(u32::MAX)) as u32;
+            self.encode_control(
+                &Frame::Credit {
+                    stream: 0,
+                    increment,
+                },
+                dst,
+            );
+            self.session_credit_due -= u64::from(increment);
+            self.session_recv += u64::from(increment);
+        }
         while dst.len() < limit {
             if let Some(frame) = self.ctrl.pop_front() {
-                encode_frame(&frame, dst)?;
+                self.encode_control(&frame, dst);
                 continue;
             }
             if blocked >= self.ready.len() {
@@ -651,21 +706,24 @@ impl Mux {
                 self.ready.push_back(id);
             }
         }
-        Ok(dst.len() > start)
+        dst.len() > start
+    }
+
+    fn encode_control(&self, frame: &Frame, dst: &mut BytesMut) {
+        let mark = dst.len();
+        if let Err(e) = encode_frame(frame, dst) {
+            dst.truncate(mark);
+            tracing::error!("dropped a {} frame that cannot be sent: {e}", frame.kind());
+        }
     }
 
     // ---- bookkeeping ----------------------------------------------------------------
 
     fn maybe_credit_session(&mut self) {
         let threshold = u64::from(INITIAL_SESSION_WINDOW / 4);
-        if self.session_unacked >= threshold && self.buffered_total <= self.config.buffer_budget {
-            let increment = self.session_unacked as u32;
-            self.session_recv += self.session_unacked;
+        if self.session_unacked >= threshold {
+            self.session_credit_due += self.session_unacked;
             self.session_unacked = 0;
-            self.ctrl.push_back(Frame::Credit {
-                stream: 0,
-                increment,
-            });
         }
     }
 
@@ -676,29 +734,18 @@ impl Mux {
             .is_some_and(|st| st.fin_sent && st.remote_fin && st.pending.is_empty());
         if done {
             self.remove_stream(id);
+            self.closed.insert(id);
         }
     }
 
-    /// Removes a stream; its unconsumed bytes leave the session budget with it.
+    /// Removes a stream; its unconsumed bytes leave the buffered count with it.
     fn remove_stream(&mut self, id: StreamId) -> bool {
         match self.streams.remove(&id) {
             Some(st) => {
                 self.buffered_total = self.buffered_total.saturating_sub(st.buffered);
-                self.maybe_credit_session();
                 true
             }
             None => false,
-        }
-    }
-
-    fn add_tombstone(&mut self, id: StreamId) {
-        if self.tombstones.insert(id) {
-            self.tombstone_order.push_back(id);
-            if self.tombstone_order.len() > RESET_TOMBSTONES {
-                if let Some(old) = self.tombstone_order.pop_front() {
-                    self.tombstones.remove(&old);
-                }
-            }
         }
     }
 }
@@ -722,7 +769,7 @@ mod tests {
     /// Moves every frame `from` wants to send into `to`, returning any protocol error.
     fn deliver(from: &mut Mux, to: &mut Mux) -> Result<usize, ProtocolError> {
         let mut buf = BytesMut::new();
-        from.poll_transmit(&mut buf, usize::MAX).expect("encode");
+        from.poll_transmit(&mut buf, usize::MAX);
         let mut codec = FrameCodec::default();
         let mut n = 0;
         while let Some(frame) = codec.decode(&mut buf).expect("decode") {
@@ -745,7 +792,7 @@ mod tests {
 
     fn frames(m: &mut Mux) -> Vec<Frame> {
         let mut buf = BytesMut::new();
-        m.poll_transmit(&mut buf, usize::MAX).expect("encode");
+        m.poll_transmit(&mut buf, usize::MAX);
         let mut codec = FrameCodec::default();
         std::iter::from_fn(|| codec.decode(&mut buf).expect("decode")).collect()
     }
@@ -949,11 +996,9 @@ mod tests {
         // Open enough streams to cover the session window, and fill each.
         let per_stream = INITIAL_STREAM_WINDOW as usize;
         let streams = INITIAL_SESSION_WINDOW as usize / per_stream;
-        let config = MuxConfig {
-            buffer_budget: 0, // never return session credit
-            ..MuxConfig::default()
-        };
-        let mut client_tight = Mux::new(Role::Client, config);
+        // The client never gets to write its Credit frames (we never call its
+        // poll_transmit), as with a peer that floods without reading.
+        let mut client_tight = Mux::new(Role::Client, MuxConfig::default());
         for _ in 0..=streams {
             node.open(open_msg("d")).unwrap();
         }
@@ -1057,13 +1102,7 @@ mod tests {
     #[test]
     fn too_many_streams_resets_the_newcomer_without_killing_the_session() {
         let mut node = Mux::new(Role::Node, MuxConfig::default());
-        let mut client = Mux::new(
-            Role::Client,
-            MuxConfig {
-                max_streams: 2,
-                ..MuxConfig::default()
-            },
-        );
+        let mut client = Mux::new(Role::Client, MuxConfig { max_streams: 2 });
         for _ in 0..3 {
             node.open(open_msg("d")).unwrap();
         }
@@ -1123,18 +1162,11 @@ mod tests {
     }
 
     #[test]
-    fn session_credit_is_withheld_above_the_buffer_budget() {
-        let mut node = Mux::new(Role::Node, MuxConfig::default());
-        let mut client = Mux::new(
-            Role::Client,
-            MuxConfig {
-                buffer_budget: 1024,
-                ..MuxConfig::default()
-            },
-        );
-        // Enough unconsumed data to cross the session credit threshold.
-        let streams = (INITIAL_SESSION_WINDOW / 4 / INITIAL_STREAM_WINDOW) + 1;
-        for _ in 0..streams {
+    fn many_stalled_streams_never_stall_a_fresh_one() {
+        let (mut node, mut client) = pair();
+        // 300 streams whose readers never consume: 75 MiB sits in the client's queues,
+        // more than the whole session window.
+        for _ in 0..300 {
             let id = node.open(open_msg("d")).unwrap();
             let mut sent = 0;
             while sent < INITIAL_STREAM_WINDOW as usize {
@@ -1142,29 +1174,71 @@ mod tests {
                     .unwrap();
                 sent += MAX_DATA_LEN;
             }
+            deliver(&mut node, &mut client).unwrap();
+            deliver(&mut client, &mut node).unwrap();
         }
+        events(&mut client);
+        events(&mut node);
+        // A fresh stream still moves four windows' worth.
+        let fresh = node.open(open_msg("d")).unwrap();
+        let mut allowance = INITIAL_STREAM_WINDOW as usize;
+        let mut moved = 0;
+        while moved < 4 * INITIAL_STREAM_WINDOW as usize {
+            let n = allowance.min(MAX_DATA_LEN);
+            assert!(n > 0, "the fresh stream stalled after {moved} bytes");
+            node.send_data(fresh, Bytes::from(vec![2u8; n])).unwrap();
+            allowance -= n;
+            deliver(&mut node, &mut client).unwrap();
+            for ev in events(&mut client) {
+                if let MuxEvent::Data { stream, payload } = ev {
+                    assert_eq!(stream, fresh);
+                    moved += payload.len();
+                    client.consumed(stream, payload.len());
+                }
+            }
+            deliver(&mut client, &mut node).unwrap();
+            for ev in events(&mut node) {
+                if let MuxEvent::Credit { increment, .. } = ev {
+                    allowance += increment as usize;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_ping_flood_queues_one_pong() {
+        let (mut node, mut client) = pair();
+        for nonce in 0..10_000 {
+            client.handle_frame(Frame::Ping { nonce }).unwrap();
+        }
+        assert_eq!(client.control_backlog(), 0);
+        deliver(&mut client, &mut node).unwrap();
+        assert_eq!(events(&mut node), vec![MuxEvent::Pong { nonce: 9_999 }]);
+    }
+
+    #[test]
+    fn an_oversized_control_frame_is_dropped_not_fatal() {
+        let (mut node, mut client) = pair();
+        node.send_control(Frame::GoAway(GoAway {
+            reason: "x".repeat(crate::limits::MAX_FRAME_LEN + 1),
+            reconnect_after_ms: 0,
+        }));
+        node.send_control(Frame::Ping { nonce: 7 });
+        deliver(&mut node, &mut client).expect("the session survives");
+        deliver(&mut client, &mut node).unwrap();
+        assert_eq!(events(&mut node), vec![MuxEvent::Pong { nonce: 7 }]);
+    }
+
+    #[test]
+    fn late_data_after_a_reset_is_tolerated() {
+        let (mut node, mut client) = pair();
+        let first = node.open(open_msg("d")).unwrap();
         deliver(&mut node, &mut client).unwrap();
-        let out = frames(&mut client);
-        assert!(
-            !out.iter()
-                .any(|f| matches!(f, Frame::Credit { stream: 0, .. })),
-            "no session credit while over budget"
-        );
-        // Consuming everything brings the buffer under budget and credit flows.
-        let data: Vec<_> = events(&mut client)
-            .into_iter()
-            .filter_map(|e| match e {
-                MuxEvent::Data { stream, payload } => Some((stream, payload.len())),
-                _ => None,
-            })
-            .collect();
-        for (stream, n) in data {
-            client.consumed(stream, n);
-        }
-        assert_eq!(client.buffered(), 0);
-        assert!(frames(&mut client)
-            .iter()
-            .any(|f| matches!(f, Frame::Credit { stream: 0, .. })));
+        // The client resets it while the node's data is already on the wire.
+        client.reset(first, ResetReason::new(ResetCode::Aborted, "gone"));
+        node.send_data(first, Bytes::from_static(b"late")).unwrap();
+        node.send_fin(first).unwrap();
+        deliver(&mut node, &mut client).expect("late frames after a reset are no error");
     }
 
     #[test]

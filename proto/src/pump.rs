@@ -9,7 +9,7 @@
 
 use crate::driver::Command;
 use crate::frame::{ResetCode, ResetReason, StreamId};
-use crate::limits::{INITIAL_STREAM_WINDOW, READ_CHUNK};
+use crate::limits::{INITIAL_STREAM_WINDOW, MIN_READ, READ_CHUNK};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -124,6 +124,12 @@ pub struct PumpOptions {
     pub trace_id: Option<u64>,
 }
 
+/// Bytes written out before the pump reports them to the session on its own; smaller
+/// amounts ride along with the next Data or Fin. Well below the point where the peer could
+/// run out of window (a quarter of it is credited back at a time), so nothing stalls, and a
+/// request/response exchange costs no extra wake-up of the session.
+const CONSUMED_REPORT: usize = (INITIAL_STREAM_WINDOW / 8) as usize;
+
 /// Carries one stream to and from a local connection until both directions are done.
 pub struct Pump<IO> {
     io: IO,
@@ -131,10 +137,16 @@ pub struct Pump<IO> {
     allowance: u64,
     out: VecDeque<Bytes>,
     buf: BytesMut,
+    /// How much the next read asks for: grows while reads fill it, shrinks when they don't.
+    read_size: usize,
+    /// Bytes written out and not yet reported to the session.
+    unreported: usize,
     remote_fin: bool,
     read_done: bool,
     write_shut: bool,
     flush_needed: bool,
+    /// The session ended: finish writing what arrived, then stop.
+    session_lost: bool,
     options: PumpOptions,
 }
 
@@ -160,10 +172,13 @@ where
             allowance: u64::from(INITIAL_STREAM_WINDOW),
             out: VecDeque::new(),
             buf: BytesMut::new(),
+            read_size: MIN_READ,
+            unreported: 0,
             remote_fin: false,
             read_done: false,
             write_shut: false,
             flush_needed: false,
+            session_lost: false,
             options,
         }
     }
@@ -196,7 +211,11 @@ where
                 Poll::Ready(Some(StreamEvent::Reset(r))) => {
                     return (progress, Some(PumpOutcome::ResetByPeer(r)))
                 }
-                Poll::Ready(None) => return (progress, Some(PumpOutcome::SessionLost)),
+                Poll::Ready(None) => {
+                    // Bytes that already arrived still go out; nothing more will come.
+                    self.session_lost = true;
+                    return (true, None);
+                }
                 Poll::Pending => return (progress, None),
             }
         }
@@ -220,10 +239,13 @@ where
         }
         if written > 0 {
             self.flush_needed = true;
-            self.stream.send(Command::Consumed {
-                id: self.stream.id,
-                n: written,
-            });
+            self.unreported += written;
+            if self.unreported >= CONSUMED_REPORT {
+                self.stream.send(Command::Consumed {
+                    id: self.stream.id,
+                    n: std::mem::take(&mut self.unreported),
+                });
+            }
             if let Some(c) = &self.options.counters {
                 c.received.fetch_add(written as u64, Ordering::Relaxed);
             }
@@ -264,22 +286,32 @@ where
                 Poll::Pending => return Ok(false),
             }
         }
-        let want = (self.allowance as usize).min(READ_CHUNK);
+        let want = (self.allowance as usize).min(self.read_size);
         self.buf.reserve(want);
         let mut limited = (&mut self.buf).limit(want);
         match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited) {
             Poll::Ready(Ok(0)) => {
                 self.read_done = true;
                 self.buf = BytesMut::new();
-                self.stream.send(Command::Fin { id: self.stream.id });
+                self.stream.send(Command::Fin {
+                    id: self.stream.id,
+                    consumed: std::mem::take(&mut self.unreported),
+                });
                 Ok(true)
             }
             Poll::Ready(Ok(n)) => {
                 let chunk = self.buf.split().freeze();
                 self.allowance -= n as u64;
+                // Bulk reads fill the buffer: ask for more next time; small exchanges don't.
+                if n == want && want == self.read_size {
+                    self.read_size = (self.read_size * 2).min(READ_CHUNK);
+                } else if n < self.read_size / 4 {
+                    self.read_size = (self.read_size / 2).max(MIN_READ);
+                }
                 self.stream.send(Command::Data {
                     id: self.stream.id,
                     payload: chunk,
+                    consumed: std::mem::take(&mut self.unreported),
                 });
                 if let Some(c) = &self.options.counters {
                     c.sent.fetch_add(n as u64, Ordering::Relaxed);
@@ -318,9 +350,16 @@ where
                 Ok(p) => progress |= p,
                 Err(e) => return this.fail(e),
             }
-            match this.read_in(cx) {
-                Ok(p) => progress |= p,
-                Err(e) => return this.fail(e),
+            if this.session_lost {
+                // Nothing can be sent any more; once what arrived is written, stop.
+                if this.out.is_empty() && (!this.remote_fin || this.write_shut) {
+                    return Poll::Ready(PumpOutcome::SessionLost);
+                }
+            } else {
+                match this.read_in(cx) {
+                    Ok(p) => progress |= p,
+                    Err(e) => return this.fail(e),
+                }
             }
             if this.read_done && this.write_shut {
                 return Poll::Ready(PumpOutcome::Closed);
@@ -331,5 +370,56 @@ where
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn bytes_that_arrived_are_written_even_if_the_session_then_ends() {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
+        let stream = StreamHandle::new(1, events_rx, cmd_tx);
+        let (near, mut far) = tokio::io::duplex(64);
+        events_tx
+            .send(StreamEvent::Data(Bytes::from(vec![b'x'; 1000])))
+            .unwrap();
+        events_tx.send(StreamEvent::Fin).unwrap();
+        drop(events_tx); // the session is gone
+        let pump = tokio::spawn(Pump::new(near, stream, None));
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 1000, "the tail arrived, then EOF");
+        assert!(matches!(pump.await.unwrap(), PumpOutcome::SessionLost));
+    }
+
+    #[tokio::test]
+    async fn small_writes_are_reported_with_the_next_data_not_alone() {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+        let stream = StreamHandle::new(1, events_rx, cmd_tx);
+        let (near, mut far) = tokio::io::duplex(4096);
+        let pump = tokio::spawn(Pump::new(near, stream, None));
+        events_tx
+            .send(StreamEvent::Data(Bytes::from_static(b"response")))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        far.read_exact(&mut buf).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        far.write_all(b"next request").await.unwrap();
+        // The next command carries the 8 written bytes along with the request.
+        match cmd_rx.recv().await {
+            Some(Command::Data {
+                consumed, payload, ..
+            }) => {
+                assert_eq!(consumed, 8);
+                assert_eq!(&payload[..], b"next request");
+            }
+            other => panic!("expected Data, got {}", other.is_some()),
+        }
+        pump.abort();
     }
 }

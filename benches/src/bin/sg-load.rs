@@ -1,13 +1,38 @@
 //! `sg-load`: target services and load for the quickstart and `scripts/loadtest.sh`.
+//!
+//! Every measuring subcommand prints one JSON line (also appended to `--out`), so the
+//! harness can collect a run and `sg-load report` can summarize it.
 
 use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(name = "sg-load", about = "Target services and load generation for sg")]
 struct Cli {
+    /// Worker threads of the load generator.
+    #[arg(long, default_value_t = 2, global = true)]
+    threads: usize,
     #[command(subcommand)]
     command: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Measure {
+    /// Which path this run measures (direct, sg, rathole...).
+    #[arg(long, default_value = "direct")]
+    label: String,
+    /// Append the JSON line to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Processes whose CPU use to record, e.g. the node's pid (first) and the client's.
+    #[arg(long, value_delimiter = ',')]
+    watch: Vec<u32>,
 }
 
 #[derive(Subcommand)]
@@ -19,20 +44,157 @@ enum Cmd {
         #[arg(long, default_value = "hello from a private service, through sg\n")]
         body: String,
     },
+    /// Serve bulk upload/download.
+    BulkServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Echo every byte back.
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// HTTP load: keep-alive, or a new connection per request.
+    Http {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long)]
+        new_conn: bool,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// Bulk throughput in one direction.
+    Bulk {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, value_enum)]
+        direction: bulk::Direction,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// Hold idle connections (to an echo server) and measure the RSS of --watch processes.
+    Hold {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// Summarize a run: table on stdout, JSON and SVG files.
+    Report {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        json: PathBuf,
+        #[arg(long)]
+        svg: PathBuf,
+    },
+}
+
+fn emit(m: &Measure, test: &str, result: Value, cpu: Vec<procstat::CpuUse>) -> anyhow::Result<()> {
+    let node_cpu = cpu.first().map(|c| c.cores);
+    let line = json!({
+        "path": m.label,
+        "test": test,
+        "result": result,
+        "cpu": cpu,
+        "node_cpu_cores": if m.label == "sg" { json!(node_cpu) } else { Value::Null },
+    });
+    println!("{line}");
+    if let Some(path) = &m.out {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+async fn bound(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    let l = TcpListener::bind(listen).await?;
+    println!("listening on {}", l.local_addr()?);
+    Ok(l)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Report { input, json, svg } = &cli.command {
+        let text = std::fs::read_to_string(input)?;
+        let records: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let summary = report::summarize(records);
+        print!("{}", report::table(&summary));
+        std::fs::write(json, serde_json::to_vec_pretty(&summary)?)?;
+        std::fs::write(svg, report::svg(&summary))?;
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
         .enable_all()
         .build()?;
     rt.block_on(async {
         match cli.command {
             Cmd::HttpServer { listen, body } => {
-                let listener = sg_benches::http_server::bind(listen).await?;
-                println!("listening on {}", listener.local_addr()?);
-                sg_benches::http_server::serve(listener, body.into_bytes()).await?;
+                http_server::serve(bound(listen).await?, body.into_bytes()).await?;
             }
+            Cmd::BulkServer { listen } => bulk::serve(bound(listen).await?).await?,
+            Cmd::EchoServer { listen } => echo::serve(bound(listen).await?).await?,
+            Cmd::Http {
+                target,
+                connections,
+                duration,
+                new_conn,
+                m,
+            } => {
+                let watch = procstat::CpuWatch::start(&m.watch);
+                let r =
+                    http_load::run(target, connections, Duration::from_secs(duration), new_conn)
+                        .await;
+                let test = r.mode;
+                emit(&m, test, serde_json::to_value(&r)?, watch.finish())?;
+            }
+            Cmd::Bulk {
+                target,
+                direction,
+                duration,
+                connections,
+                m,
+            } => {
+                let watch = procstat::CpuWatch::start(&m.watch);
+                let r = bulk::run(
+                    target,
+                    direction,
+                    Duration::from_secs(duration),
+                    connections,
+                )
+                .await?;
+                let test = match direction {
+                    bulk::Direction::Up => "bulk_up",
+                    bulk::Direction::Down => "bulk_down",
+                };
+                emit(&m, test, serde_json::to_value(&r)?, watch.finish())?;
+            }
+            Cmd::Hold {
+                target,
+                connections,
+                m,
+            } => {
+                let r = hold::run(target, connections, &m.watch, Duration::from_secs(2)).await?;
+                emit(&m, "hold", serde_json::to_value(&r)?, Vec::new())?;
+            }
+            Cmd::Report { .. } => {}
         }
         Ok(())
     })

@@ -36,7 +36,8 @@ pub struct Gateway {
 
 struct Slot {
     record: DestinationRecord,
-    listener: Option<Addr<DestinationActor>>,
+    /// The listening actor and the port it serves.
+    listener: Option<(u16, Addr<DestinationActor>)>,
 }
 
 #[derive(Default)]
@@ -142,13 +143,13 @@ impl Gateway {
         } else {
             None
         };
-        if let Some(addr) = &slot.listener {
-            if want.is_some() && want == slot.record.cloud_port {
+        if let Some((port, addr)) = &slot.listener {
+            if want == Some(*port) {
                 addr.do_send(destination::UpdateRecord(slot.record.clone()));
                 return;
             }
         }
-        if let Some(addr) = slot.listener.take() {
+        if let Some((_, addr)) = slot.listener.take() {
             addr.do_send(destination::Stop);
         }
         if let Some(port) = want {
@@ -167,9 +168,10 @@ impl Gateway {
                 );
             }
             let listener = bound.ok();
-            slot.listener = Some(Supervisor::start(move |_| {
-                DestinationActor::new(shared, me, record, listener)
-            }));
+            slot.listener = Some((
+                port,
+                Supervisor::start(move |_| DestinationActor::new(shared, me, record, listener)),
+            ));
         }
     }
 
@@ -221,7 +223,7 @@ impl Actor for Gateway {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         for slot in self.destinations.values_mut() {
-            if let Some(addr) = slot.listener.take() {
+            if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
             }
         }
@@ -328,7 +330,7 @@ impl Handler<RemoveDestination> for Gateway {
     type Result = ();
     fn handle(&mut self, msg: RemoveDestination, _: &mut Self::Context) {
         if let Some(mut slot) = self.destinations.remove(&msg.0) {
-            if let Some(addr) = slot.listener.take() {
+            if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
             }
             self.push_config();

@@ -6,13 +6,17 @@ use super::gateway::{Gateway, SessionDown, SessionEntry, SessionUp};
 use super::NodeShared;
 use crate::records::EventKind;
 use actix::prelude::*;
-use sg_proto::driver::{SessionDriver, SessionEvent};
+use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
 use sg_proto::frame::{Frame, ReportKind};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// Longest message from a client report kept in the event log.
+const MAX_REPORT_LEN: usize = 500;
+
 pub struct Session<IO> {
+    handle: SessionHandle,
     shared: Arc<NodeShared>,
     gateway: Addr<Gateway>,
     gateway_id: String,
@@ -33,6 +37,7 @@ impl<IO> Session<IO> {
         events: UnboundedReceiver<SessionEvent>,
     ) -> Self {
         Session {
+            handle: entry.handle.clone(),
             shared,
             gateway,
             gateway_id,
@@ -71,7 +76,17 @@ where
                 .spawn(ctx);
         }
         if let Some(entry) = self.entry.take() {
-            self.gateway.do_send(SessionUp(entry));
+            // If the gateway went away during the handshake, nobody would ever close this
+            // session: close it now.
+            self.gateway
+                .send(SessionUp(entry))
+                .into_actor(self)
+                .map(|answer, act, _| {
+                    if answer.is_err() {
+                        act.handle.close("the gateway no longer exists");
+                    }
+                })
+                .spawn(ctx);
         }
     }
 
@@ -94,10 +109,19 @@ where
                     ReportKind::ConnectFailed => EventKind::ConnectFailed,
                     _ => EventKind::Other,
                 };
+                let mut message = report.message;
+                if message.len() > MAX_REPORT_LEN {
+                    let cut = (0..=MAX_REPORT_LEN)
+                        .rev()
+                        .find(|i| message.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    message.truncate(cut);
+                    message.push('…');
+                }
                 self.shared.event(
                     &self.gateway_id,
                     kind,
-                    report.message,
+                    message,
                     report.destination_id.as_deref(),
                     Some(&self.client_id),
                 );

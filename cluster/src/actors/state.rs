@@ -6,6 +6,7 @@
 use super::node::{Apply, Node};
 use crate::records::EventRecord;
 use crate::state::{Change, State, StateError};
+use crate::store::StoreError;
 use actix::prelude::*;
 
 pub struct StateActor {
@@ -52,7 +53,18 @@ impl<R: Send + 'static> Message for Mutate<R> {
 impl<R: Send + 'static> Handler<Mutate<R>> for StateActor {
     type Result = Result<R, StateError>;
     fn handle(&mut self, msg: Mutate<R>, _: &mut Self::Context) -> Self::Result {
-        let (out, changes) = (msg.0)(&mut self.state)?;
+        let (out, changes) = match (msg.0)(&mut self.state) {
+            Ok(done) => done,
+            Err(StateError::Store(StoreError::NotDurable(e))) => {
+                // Memory and disk may now disagree; nothing was acknowledged. Restart from
+                // what is on disk (the service manager restarts the node).
+                tracing::error!(
+                    "cannot make state durable ({e}); stopping so the node restarts from disk"
+                );
+                std::process::exit(74);
+            }
+            Err(e) => return Err(e),
+        };
         if !changes.is_empty() {
             if let Some(node) = &self.node {
                 node.do_send(Apply(changes));

@@ -26,6 +26,10 @@ pub enum StoreError {
         "the data dir was written by a newer sg (schema {found}, this build reads {supported})"
     )]
     SchemaTooNew { found: u32, supported: u32 },
+    /// The change is in sled's memory but could not be flushed: what is on disk is now
+    /// unknown, so the node must stop and reload from disk rather than carry on.
+    #[error("a committed change could not be flushed to disk: {0}")]
+    NotDurable(sled::Error),
 }
 
 /// One change inside a batch.

@@ -146,7 +146,7 @@ impl Store for SledStore {
                     StoreError::Sled(sled::Error::Unsupported("transaction aborted".into()))
                 }
             })?;
-        self.db.flush()?;
+        self.db.flush().map_err(StoreError::NotDurable)?;
         Ok(())
     }
 

@@ -1,0 +1,84 @@
+//! Holds many idle connections open and measures what they cost the processes that carry
+//! them: RSS before, RSS with every connection established end to end (one echo round
+//! trip each), divided by the number held.
+
+use crate::procstat::rss_kib;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldResult {
+    pub connections: usize,
+    pub established: usize,
+    pub rss_before_kib: Vec<(u32, u64)>,
+    pub rss_held_kib: Vec<(u32, u64)>,
+    /// Sum over the watched processes of (held - before) / established, in bytes.
+    pub bytes_per_connection: f64,
+}
+
+pub async fn run(
+    target: SocketAddr,
+    connections: usize,
+    pids: &[u32],
+    settle: Duration,
+) -> std::io::Result<HoldResult> {
+    // Let allocators settle, then take the baseline.
+    tokio::time::sleep(settle).await;
+    let before: Vec<(u32, u64)> = pids
+        .iter()
+        .filter_map(|p| rss_kib(*p).map(|r| (*p, r)))
+        .collect();
+    let mut held = Vec::with_capacity(connections);
+    let batch = 100;
+    for chunk_start in (0..connections).step_by(batch) {
+        let n = batch.min(connections - chunk_start);
+        let opens: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut s = TcpStream::connect(target).await?;
+                    s.write_all(b"x").await?;
+                    let mut b = [0u8; 1];
+                    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo")
+                        })??;
+                    Ok::<TcpStream, std::io::Error>(s)
+                })
+            })
+            .collect();
+        for o in opens {
+            if let Ok(Ok(s)) = o.await {
+                held.push(s);
+            }
+        }
+    }
+    tokio::time::sleep(settle).await;
+    let after: Vec<(u32, u64)> = pids
+        .iter()
+        .filter_map(|p| rss_kib(*p).map(|r| (*p, r)))
+        .collect();
+    let established = held.len();
+    let delta_kib: i64 = after
+        .iter()
+        .map(|(p, a)| {
+            let b = before
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, b)| *b)
+                .unwrap_or(*a);
+            *a as i64 - b as i64
+        })
+        .sum();
+    drop(held);
+    Ok(HoldResult {
+        connections,
+        established,
+        rss_before_kib: before,
+        rss_held_kib: after,
+        bytes_per_connection: (delta_kib as f64 * 1024.0) / established.max(1) as f64,
+    })
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Load-test harness: starts, on 127.0.0.1 only, target services (nginx from Debian, or
+# sg-load's HTTP server; sg-load's bulk and echo servers), an sg node and client, and with
+# --peer rathole a rathole server and client with TLS; then measures every path in the same
+# run and prints one table of figures and ratios (also written as JSON and SVG).
+#
+#   scripts/loadtest.sh [--peer rathole] [--duration SECS] [--connections N] [--hold N]
+#                       [--results DIR] [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+peer=""; duration=10; connections=50; hold=5000; results="$root/results"; sessions=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --peer) peer="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --hold) hold="$2"; shift 2 ;;
+    --results) results="$2"; shift 2 ;;
+    --sessions) sessions="$2"; shift 2 ;;
+    --quick) duration=3; hold=1000; shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "loadtest: unknown argument $1 (see --help)"; exit 2 ;;
+  esac
+done
+case "$peer" in ""|rathole) ;; *) echo "loadtest: --peer supports rathole"; exit 2 ;; esac
+# Bounded: every measurement runs for a fixed time and the hold count is capped.
+[ "$duration" -le 120 ] || { echo "loadtest: --duration is at most 120"; exit 2; }
+[ "$hold" -le 20000 ] || { echo "loadtest: --hold is at most 20000"; exit 2; }
+
+say() { printf '\033[1m[loadtest %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+apt_install() {
+  say "installing $* from Debian"
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
+
+command -v nginx >/dev/null || apt_install nginx-light || say "nginx unavailable: using sg-load's HTTP server"
+say "building sg (release)"
+cargo build --release -j2 --bins --quiet
+bin="$root/target/release"
+
+if [ "$peer" = rathole ]; then
+  rathole=$(command -v rathole || true)
+  [ -n "$rathole" ] || rathole="$root/target/peers/bin/rathole"
+  if [ ! -x "$rathole" ]; then
+    { command -v pkg-config >/dev/null && dpkg -s libssl-dev >/dev/null 2>&1; } || apt_install pkg-config libssl-dev
+    say "installing rathole from crates.io (with TLS) into target/peers"
+    cargo install -j2 --quiet --root "$root/target/peers" rathole --no-default-features --features server,client,tls
+  fi
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sg-loadtest.XXXXXX")
+mkdir -p "$results"
+stamp=$(date +%Y%m%d-%H%M%S)
+out="$results/loadtest-$stamp.jsonl"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_file() { for _ in $(seq 1 200); do [ -s "$1" ] && return 0; sleep 0.05; done; echo "loadtest: $2 did not start (see $work)"; exit 1; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "loadtest: nothing listens on $1 ($2)"; exit 1; }
+json_field() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" | head -n1; }
+
+# ---- targets ----------------------------------------------------------------------------
+http_port=$(free_port)
+if command -v nginx >/dev/null; then
+  mkdir -p "$work/nginx/logs"
+  cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  server { listen 127.0.0.1:$http_port; location / { return 200 "hello from nginx behind sg\n"; } }
+}
+NGINX
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
+  http_target="nginx"
+else
+  "$bin/sg-load" --threads 1 http-server --listen "127.0.0.1:$http_port" >"$work/http.out" 2>&1 &
+  pids+=($!); http_target="sg-load http-server"
+fi
+wait_port "$http_port" "$http_target"
+"$bin/sg-load" --threads 1 bulk-server --listen 127.0.0.1:0 >"$work/bulk.out" 2>&1 & pids+=($!)
+"$bin/sg-load" --threads 1 echo-server --listen 127.0.0.1:0 >"$work/echo.out" 2>&1 & pids+=($!)
+wait_file "$work/bulk.out" "bulk server"; wait_file "$work/echo.out" "echo server"
+bulk_port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/bulk.out")
+echo_port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/echo.out")
+say "targets: $http_target on :$http_port, bulk on :$bulk_port, echo on :$echo_port"
+
+# ---- sg ---------------------------------------------------------------------------------
+"$bin/sg-node" --region loadtest --data-dir "$work/node" --tunnel-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
+  --cloud-host 127.0.0.1 --cloud-bind 127.0.0.1 --cloud-ports 31000-31100 -l WARN >"$work/node.log" 2>&1 &
+node_pid=$!; pids+=($node_pid)
+wait_file "$work/node/node.json" "sg-node"
+ctl() { "$bin/sgctl" --data-dir "$work/node" --json "$@"; }
+gw_json=$(ctl gateway create loadtest)
+gw=$(echo "$gw_json" | json_field id); token=$(echo "$gw_json" | json_field token)
+ctl plan set --max-connections-per-gateway 100000 >/dev/null
+sg_http=$(ctl destination create "$gw" --name http --resource "127.0.0.1:$http_port" | json_field cloud_port)
+sg_bulk=$(ctl destination create "$gw" --name bulk --resource "127.0.0.1:$bulk_port" | json_field cloud_port)
+sg_echo=$(ctl destination create "$gw" --name echo --resource "127.0.0.1:$echo_port" | json_field cloud_port)
+"$bin/sg-client" "$gw" -t "$token" --server "$(json_field tunnel <"$work/node/node.json")" \
+  --ca "$work/node/ca.pem" --sessions "$sessions" -l WARN >"$work/client.log" 2>&1 &
+client_pid=$!; pids+=($client_pid)
+for _ in $(seq 1 100); do curl -fs --max-time 1 "http://127.0.0.1:$sg_http/" >/dev/null && break; sleep 0.1; done
+say "sg: node pid $node_pid, client pid $client_pid ($sessions sessions), cloud ports $sg_http/$sg_bulk/$sg_echo"
+
+# ---- peer -------------------------------------------------------------------------------
+if [ "$peer" = rathole ]; then
+  mkdir -p "$work/rathole"; cd "$work/rathole"
+  # ECDSA P-256, as in the published rathole figures.
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+  openssl req -x509 -new -key ca.key -subj /CN=loadtest-ca -days 2 -out ca.pem 2>/dev/null
+  openssl ecparam -name prime256v1 -genkey -noout -out server.key 2>/dev/null
+  openssl req -new -key server.key -subj /CN=localhost -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
+  openssl pkcs12 -export -out identity.pfx -inkey server.key -in server.pem -certfile ca.pem -passout pass:sgbench
+  rt_port=$(free_port); rt_http=$(free_port); rt_bulk=$(free_port); rt_echo=$(free_port)
+  cat >server.toml <<TOML
+[server]
+bind_addr = "127.0.0.1:$rt_port"
+default_token = "loadtest"
+[server.transport]
+type = "tls"
+[server.transport.tls]
+pkcs12 = "identity.pfx"
+pkcs12_password = "sgbench"
+[server.services.http]
+bind_addr = "127.0.0.1:$rt_http"
+[server.services.bulk]
+bind_addr = "127.0.0.1:$rt_bulk"
+[server.services.echo]
+bind_addr = "127.0.0.1:$rt_echo"
+TOML
+  cat >client.toml <<TOML
+[client]
+remote_addr = "localhost:$rt_port"
+default_token = "loadtest"
+[client.transport]
+type = "tls"
+[client.transport.tls]
+trusted_root = "ca.pem"
+hostname = "localhost"
+[client.services.http]
+local_addr = "127.0.0.1:$http_port"
+[client.services.bulk]
+local_addr = "127.0.0.1:$bulk_port"
+[client.services.echo]
+local_addr = "127.0.0.1:$echo_port"
+TOML
+  RUST_LOG=warn "$rathole" --server server.toml >server.log 2>&1 & peer_server=$!; pids+=($peer_server)
+  RUST_LOG=warn "$rathole" --client client.toml >client.log 2>&1 & peer_client=$!; pids+=($peer_client)
+  cd "$root"
+  for _ in $(seq 1 100); do curl -fs --max-time 1 "http://127.0.0.1:$rt_http/" >/dev/null && break; sleep 0.1; done
+  say "rathole (TLS): server pid $peer_server, client pid $peer_client"
+fi
+
+# ---- measurements -----------------------------------------------------------------------
+paths="direct sg ${peer}"
+target_of() { # path kind -> port
+  case "$1:$2" in
+    direct:http) echo "$http_port" ;; direct:bulk) echo "$bulk_port" ;; direct:echo) echo "$echo_port" ;;
+    sg:http) echo "$sg_http" ;; sg:bulk) echo "$sg_bulk" ;; sg:echo) echo "$sg_echo" ;;
+    rathole:http) echo "$rt_http" ;; rathole:bulk) echo "$rt_bulk" ;; rathole:echo) echo "$rt_echo" ;;
+  esac
+}
+watch_of() {
+  case "$1" in sg) echo "$node_pid,$client_pid" ;; rathole) echo "$peer_server,$peer_client" ;; *) echo "" ;; esac
+}
+load() { "$bin/sg-load" --threads 2 "$@" --out "$out" >/dev/null; }
+steps=$(( $(echo $paths | wc -w) * 4 + $(echo $paths | wc -w) - 1 ))
+step=0
+next() { step=$((step + 1)); say "[$step/$steps] $*"; }
+for test in keep_alive new_connection bulk_up bulk_down; do
+  for p in $paths; do
+    port=$(target_of "$p" http); w=$(watch_of "$p")
+    case "$test" in
+      keep_alive) next "$p: keep-alive HTTP, $connections connections, ${duration}s"
+        load http --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
+      new_connection) next "$p: a new connection per request, $connections at once, ${duration}s"
+        load http --new-conn --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
+      bulk_up|bulk_down) dir=${test#bulk_}; next "$p: bulk $dir, one connection, ${duration}s"
+        load bulk --direction "$dir" --target "127.0.0.1:$(target_of "$p" bulk)" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
+    esac
+    sleep 1
+  done
+done
+for p in sg $peer; do
+  next "$p: hold $hold idle connections, RSS of both ends"
+  load hold --target "127.0.0.1:$(target_of "$p" echo)" --connections "$hold" --label "$p" --watch "$(watch_of "$p")"
+done
+
+say "done; results in $results/loadtest-$stamp.{jsonl,json,svg}"
+echo
+"$bin/sg-load" report --input "$out" --json "$results/loadtest-$stamp.json" --svg "$results/loadtest-$stamp.svg"
+cp "$results/loadtest-$stamp.json" "$results/latest.json"; cp "$results/loadtest-$stamp.svg" "$results/latest.svg"
