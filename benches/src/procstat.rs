@@ -16,7 +16,32 @@ fn ticks_per_sec() -> f64 {
 
 /// User + system CPU seconds of a process so far.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// One thread's CPU time so far: (thread id, name, seconds).
+pub type ThreadTime = (u32, String, f64);
+
+/// CPU seconds of each thread of a process.
+pub fn thread_seconds(pid: u32) -> Vec<ThreadTime> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm"))
+                .ok()?
+                .trim()
+                .to_string();
+            let secs = stat_seconds(&e.path().join("stat").display().to_string())?;
+            Some((tid, name, secs))
+        })
+        .collect()
+}
+
+fn stat_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -37,16 +62,25 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Measures how many cores a set of processes used over an interval.
+/// Measures how many cores a set of processes (and each of their threads) used over an
+/// interval.
 pub struct CpuWatch {
     start: Instant,
-    before: Vec<(u32, f64)>,
+    before: Vec<(u32, f64, Vec<ThreadTime>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuUse {
     pub pid: u32,
     /// CPU seconds per wall second: 2.0 means two full cores.
+    pub cores: f64,
+    /// The same per thread, busiest first (threads under 1% of a core left out).
+    pub threads: Vec<ThreadUse>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadUse {
+    pub name: String,
     pub cores: f64,
 }
 
@@ -56,7 +90,7 @@ impl CpuWatch {
             start: Instant::now(),
             before: pids
                 .iter()
-                .filter_map(|p| cpu_seconds(*p).map(|c| (*p, c)))
+                .filter_map(|p| cpu_seconds(*p).map(|c| (*p, c, thread_seconds(*p))))
                 .collect(),
         }
     }
@@ -65,10 +99,21 @@ impl CpuWatch {
         let wall = self.start.elapsed().as_secs_f64().max(1e-6);
         self.before
             .iter()
-            .filter_map(|(pid, c0)| {
-                cpu_seconds(*pid).map(|c1| CpuUse {
+            .filter_map(|(pid, c0, threads0)| {
+                let c1 = cpu_seconds(*pid)?;
+                let mut threads: Vec<ThreadUse> = thread_seconds(*pid)
+                    .into_iter()
+                    .filter_map(|(tid, name, s1)| {
+                        let s0 = threads0.iter().find(|t| t.0 == tid).map_or(0.0, |t| t.2);
+                        let cores = (s1 - s0) / wall;
+                        (cores >= 0.01).then_some(ThreadUse { name, cores })
+                    })
+                    .collect();
+                threads.sort_by(|a, b| b.cores.total_cmp(&a.cores));
+                Some(CpuUse {
                     pid: *pid,
                     cores: (c1 - c0) / wall,
+                    threads,
                 })
             })
             .collect()

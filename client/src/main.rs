@@ -1,11 +1,17 @@
 //! `sg-client GW_ID... -t TOKEN1--TOKEN2 --server HOST:PORT --ca ca.pem`
+//!
+//! Threads: one single-threaded runtime per core ("workers"), each running its share of the
+//! tunnels; a session and every stream it carries stay on one thread, so handing bytes
+//! between a session and its streams never wakes another thread. The main thread only
+//! waits for signals and for tunnels that end.
 
 use clap::Parser;
-use sg_client::config::{ClientArgs, ClientConfig};
+use sg_client::config::{ClientArgs, ClientConfig, GatewayCredentials, ServerAddr};
 use sg_client::stats::GatewayStats;
 use sg_client::tunnel::{self, ClientContext, GatewayRuntime, TunnelEnd};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
 
 fn main() -> ExitCode {
     let config = match ClientConfig::from_args(ClientArgs::parse()) {
@@ -19,41 +25,6 @@ fn main() -> ExitCode {
         eprintln!("sg-client: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sg-client: cannot start: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(run(config))
-}
-
-fn init_logging(config: &ClientConfig) -> Result<(), String> {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(config.log_level.filter())
-        .with_target(false);
-    match &config.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
-}
-
-async fn run(config: ClientConfig) -> ExitCode {
     let tls = match sg_proto::tls::client_config(config.trust.clone(), None) {
         Ok(c) => tokio_rustls::TlsConnector::from(Arc::new(c)),
         Err(e) => {
@@ -76,46 +47,125 @@ async fn run(config: ClientConfig) -> ExitCode {
         config.gateways.len(),
         config.servers.len()
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tunnels = tokio::task::JoinSet::new();
+    let tunnels = plan_tunnels(&config);
+    let total = tunnels.len();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let mut shares: Vec<Vec<(Arc<GatewayRuntime>, ServerAddr)>> =
+        vec![Vec::new(); cores.min(total).max(1)];
+    let n = shares.len();
+    for (i, t) in tunnels.into_iter().enumerate() {
+        shares[i % n].push(t);
+    }
+    let mut threads = Vec::new();
+    for (i, share) in shares.into_iter().enumerate() {
+        let (ctx, stop_rx, done_tx) = (ctx.clone(), stop_rx.clone(), done_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("sg-worker-{i}"))
+            .spawn(move || run_worker(ctx, share, stop_rx, done_tx));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                eprintln!("sg-client: cannot start a worker thread: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    drop(done_tx);
+    let code = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(supervise(total, stop_tx, done_rx)),
+        Err(e) => {
+            eprintln!("sg-client: cannot start: {e}");
+            ExitCode::from(1)
+        }
+    };
+    for t in threads {
+        let _ = t.join();
+    }
+    code
+}
+
+/// One tunnel per gateway, per node, per `--sessions`.
+fn plan_tunnels(config: &ClientConfig) -> Vec<(Arc<GatewayRuntime>, ServerAddr)> {
+    let mut out = Vec::new();
     for creds in &config.gateways {
         let gw = Arc::new(GatewayRuntime {
-            creds: creds.clone(),
+            creds: GatewayCredentials::clone(creds),
             stats: Arc::new(GatewayStats::default()),
         });
         for server in &config.servers {
             for _ in 0..config.sessions {
-                tunnels.spawn(tunnel::run(
-                    ctx.clone(),
-                    gw.clone(),
-                    server.clone(),
-                    stop_rx.clone(),
-                ));
+                out.push((gw.clone(), server.clone()));
             }
         }
     }
-    let mut refused = 0usize;
-    let mut ended = 0usize;
-    let total = tunnels.len();
+    out
+}
+
+/// A worker thread: a single-threaded runtime running its tunnels until they end.
+fn run_worker(
+    ctx: Arc<ClientContext>,
+    tunnels: Vec<(Arc<GatewayRuntime>, ServerAddr)>,
+    stop: watch::Receiver<bool>,
+    done: mpsc::UnboundedSender<TunnelEnd>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start a worker runtime: {e}");
+            for _ in &tunnels {
+                let _ = done.send(TunnelEnd::Shutdown);
+            }
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for (gw, server) in tunnels {
+            set.spawn(tunnel::run(ctx.clone(), gw, server, stop.clone()));
+        }
+        while let Some(joined) = set.join_next().await {
+            let end = joined.unwrap_or_else(|e| {
+                tracing::error!("a tunnel task failed: {e}");
+                TunnelEnd::Shutdown
+            });
+            let _ = done.send(end);
+        }
+    });
+}
+
+/// Waits for a signal (then stops every tunnel) or for every tunnel to end on its own.
+async fn supervise(
+    total: usize,
+    stop: watch::Sender<bool>,
+    mut done: mpsc::UnboundedReceiver<TunnelEnd>,
+) -> ExitCode {
+    let (mut ended, mut refused) = (0usize, 0usize);
     loop {
         tokio::select! {
-            joined = tunnels.join_next() => match joined {
-                Some(Ok(end)) => {
+            end = done.recv() => match end {
+                Some(end) => {
                     ended += 1;
                     if matches!(end, TunnelEnd::Refused(_)) {
                         refused += 1;
                     }
-                }
-                Some(Err(e)) => {
-                    ended += 1;
-                    tracing::error!("a tunnel task failed: {e}");
+                    if ended == total {
+                        break;
+                    }
                 }
                 None => break,
             },
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
-                let _ = stop_tx.send(true);
-                while tunnels.join_next().await.is_some() {}
+                let _ = stop.send(true);
+                while done.recv().await.is_some() {}
                 return ExitCode::SUCCESS;
             }
         }
@@ -128,6 +178,27 @@ async fn run(config: ClientConfig) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+fn init_logging(config: &ClientConfig) -> Result<(), String> {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(config.log_level.filter())
+        .with_target(false);
+    match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

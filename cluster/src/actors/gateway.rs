@@ -17,6 +17,7 @@ use sg_proto::frame::{
 use sg_proto::pump::{PumpCounters, StreamHandle};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,9 @@ pub struct Gateway {
     plan: Plan,
     destinations: HashMap<String, Slot>,
     sessions: SessionSet<SessionEntry>,
-    active_connections: u32,
+    /// Live connection figures, shared with every connection's guard: a finished
+    /// connection gives its slot back without a message to this actor.
+    live: Arc<LiveCounters>,
     totals: Totals,
     notice: LimitNotice,
 }
@@ -43,9 +46,15 @@ struct Slot {
 #[derive(Default)]
 struct Totals {
     connections: u64,
-    to_resources: u64,
-    to_cloud: u64,
     refused: u64,
+}
+
+/// Counters a connection updates when it ends, from whatever thread it ran on.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    active: AtomicU32,
+    to_resources: AtomicU64,
+    to_cloud: AtomicU64,
 }
 
 #[derive(Default)]
@@ -77,7 +86,7 @@ impl Gateway {
             plan,
             destinations: HashMap::new(),
             sessions: SessionSet::default(),
-            active_connections: 0,
+            live: Arc::new(LiveCounters::default()),
             totals: Totals::default(),
             notice: LimitNotice::default(),
         }
@@ -483,19 +492,24 @@ pub struct Ticket {
     pub guard: ConnectionGuard,
 }
 
-/// Returns the connection's slot to its gateway when dropped.
+/// Returns the connection's slot to its gateway when dropped, and adds its bytes to the
+/// gateway's totals.
 pub struct ConnectionGuard {
-    gateway: Addr<Gateway>,
+    live: Arc<LiveCounters>,
     pub counters: Arc<PumpCounters>,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        self.gateway.do_send(ConnectionClosed {
-            to_resources: self.counters.sent.load(Ordering::Relaxed),
-            to_cloud: self.counters.received.load(Ordering::Relaxed),
-        });
+        self.live.to_resources.fetch_add(
+            self.counters.sent.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.live.to_cloud.fetch_add(
+            self.counters.received.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.live.active.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -537,7 +551,7 @@ impl Handler<OpenConnection> for Gateway {
             return Err(());
         }
         let limit = self.plan.max_connections_per_gateway;
-        if self.active_connections >= limit {
+        if self.live.active.load(Ordering::Acquire) >= limit {
             self.shared.event(
                 &gid,
                 EventKind::LimitReached,
@@ -577,14 +591,14 @@ impl Handler<OpenConnection> for Gateway {
             match session.handle.open_stream(open) {
                 Ok(stream) => {
                     let arbiter = session.arbiter.clone();
-                    self.active_connections += 1;
+                    self.live.active.fetch_add(1, Ordering::AcqRel);
                     self.totals.connections += 1;
                     return Ok(Ticket {
                         stream,
                         arbiter,
                         connection,
                         guard: ConnectionGuard {
-                            gateway: ctx.address(),
+                            live: self.live.clone(),
                             counters: Arc::new(PumpCounters::default()),
                         },
                     });
@@ -596,22 +610,6 @@ impl Handler<OpenConnection> for Gateway {
                 }
             }
         }
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ConnectionClosed {
-    pub to_resources: u64,
-    pub to_cloud: u64,
-}
-
-impl Handler<ConnectionClosed> for Gateway {
-    type Result = ();
-    fn handle(&mut self, msg: ConnectionClosed, _: &mut Self::Context) {
-        self.active_connections = self.active_connections.saturating_sub(1);
-        self.totals.to_resources += msg.to_resources;
-        self.totals.to_cloud += msg.to_cloud;
     }
 }
 
@@ -638,7 +636,6 @@ pub struct ListClients;
 impl Handler<ListClients> for Gateway {
     type Result = MessageResult<ListClients>;
     fn handle(&mut self, _: ListClients, _: &mut Self::Context) -> Self::Result {
-        use std::sync::atomic::Ordering;
         MessageResult(
             self.sessions
                 .iter()
@@ -688,11 +685,11 @@ impl Handler<GetStats> for Gateway {
         MessageResult(GatewayStats {
             gateway_id: self.id().to_string(),
             clients: self.sessions.len(),
-            active_connections: self.active_connections,
+            active_connections: self.live.active.load(Ordering::Acquire),
             total_connections: self.totals.connections,
             refused_connections: self.totals.refused,
-            bytes_to_resources: self.totals.to_resources,
-            bytes_to_cloud: self.totals.to_cloud,
+            bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
+            bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
             max_connections: self.plan.max_connections_per_gateway,
         })
     }
