@@ -2,11 +2,12 @@
 //! through encode and decode, for one bulk stream and for many streams exchanging small
 //! messages. Run with `cargo bench -p sg-benches --bench mux`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sg_proto::codec::FrameCodec;
 use sg_proto::frame::OpenStream;
 use sg_proto::mux::{Mux, MuxConfig, MuxEvent, Role};
+use sg_proto::transmit::Transmit;
 use tokio_util::codec::Decoder;
 
 fn open_msg() -> OpenStream {
@@ -18,10 +19,12 @@ fn open_msg() -> OpenStream {
 }
 
 /// Moves everything `from` wants to send into `to`; returns the Data bytes delivered.
-fn deliver(from: &mut Mux, to: &mut Mux, buf: &mut BytesMut) -> usize {
-    from.poll_transmit(buf, usize::MAX);
+fn deliver(from: &mut Mux, to: &mut Mux, out: &mut Transmit) -> usize {
+    from.poll_transmit(out, usize::MAX);
+    let mut buf = out.to_bytes();
+    out.advance(usize::MAX);
     let mut codec = FrameCodec::default();
-    while let Ok(Some(frame)) = codec.decode(buf) {
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
         let _ = to.handle_frame(frame);
     }
     let mut n = 0;
@@ -41,8 +44,8 @@ fn bulk(c: &mut Criterion) {
     let mut node = Mux::new(Role::Node, MuxConfig::default());
     let mut client = Mux::new(Role::Client, MuxConfig::default());
     let id = node.open(open_msg()).expect("open");
-    let mut buf = BytesMut::with_capacity(1 << 20);
-    let mut back = BytesMut::with_capacity(1 << 16);
+    let mut buf = Transmit::new();
+    let mut back = Transmit::new();
     g.bench_function("one_stream_256KiB", |b| {
         b.iter(|| {
             for _ in 0..8 {
@@ -70,8 +73,8 @@ fn small_messages(c: &mut Criterion) {
     let ids: Vec<_> = (0..streams)
         .map(|_| node.open(open_msg()).expect("open"))
         .collect();
-    let mut buf = BytesMut::with_capacity(1 << 16);
-    let mut back = BytesMut::with_capacity(1 << 16);
+    let mut buf = Transmit::new();
+    let mut back = Transmit::new();
     g.bench_function("64_streams_one_request_each", |b| {
         b.iter(|| {
             for id in &ids {

@@ -15,11 +15,13 @@ use crate::frame::{Frame, OpenStream, ResetCode, ResetReason, StreamId};
 use crate::limits::{HEARTBEAT_DEAD_AFTER, HEARTBEAT_INTERVAL, MAX_CONTROL_BACKLOG, WRITE_BATCH};
 use crate::mux::{Mux, MuxConfig, MuxError, MuxEvent, ProtocolError, Role};
 use crate::pump::{StreamEvent, StreamHandle};
-use bytes::{Buf, Bytes, BytesMut};
+use crate::transmit::Transmit;
+use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -240,7 +242,7 @@ where
         codec: FrameCodec::default(),
         decode_pending: !leftover.is_empty(),
         rbuf: leftover,
-        wbuf: BytesMut::with_capacity(16 * 1024),
+        out: Transmit::new(),
         cmd_rx,
         cmd_tx,
         app: app_tx,
@@ -264,7 +266,7 @@ pub struct SessionDriver<IO> {
     codec: FrameCodec,
     rbuf: BytesMut,
     decode_pending: bool,
-    wbuf: BytesMut,
+    out: Transmit,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     cmd_tx: mpsc::UnboundedSender<Command>,
     app: mpsc::UnboundedSender<SessionEvent>,
@@ -281,6 +283,8 @@ pub struct SessionDriver<IO> {
 
 /// Rounds of work before the driver yields to its neighbours on the same thread.
 const ROUNDS_BEFORE_YIELD: usize = 32;
+/// Chunks handed to one vectored write.
+const MAX_IO_SLICES: usize = 64;
 
 impl<IO> Future for SessionDriver<IO>
 where
@@ -321,7 +325,7 @@ where
         self.dispatch_events();
         progress |= self.write(cx)?;
         if let Some(reason) = &self.closing {
-            if self.wbuf.is_empty() && !self.mux.wants_transmit() && !self.flush_needed {
+            if self.out.is_empty() && !self.mux.wants_transmit() && !self.flush_needed {
                 let reason = reason.clone();
                 // Best effort: the connection is going away either way.
                 let _ = Pin::new(&mut self.io).poll_shutdown(cx);
@@ -518,18 +522,21 @@ where
     fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, SessionEnd> {
         let mut progress = false;
         loop {
-            if self.wbuf.len() < WRITE_BATCH {
-                self.mux.poll_transmit(&mut self.wbuf, WRITE_BATCH);
+            if self.out.len() < WRITE_BATCH {
+                self.mux.poll_transmit(&mut self.out, WRITE_BATCH);
             }
-            if self.wbuf.is_empty() {
+            if self.out.is_empty() {
                 break;
             }
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+            self.out.seal();
+            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+            let n = self.out.io_slices(&mut slices);
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => {
                     return Err(SessionEnd::Io(io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.wbuf.advance(n);
+                    self.out.advance(n);
                     self.flush_needed = true;
                     progress = true;
                     self.stats.wire_out.fetch_add(n as u64, Ordering::Relaxed);

@@ -24,6 +24,7 @@ pub mod loglevel;
 pub mod mux;
 pub mod pump;
 pub mod tls;
+pub mod transmit;
 pub mod version;
 
 pub use codec::{FrameCodec, FrameError};

@@ -23,12 +23,13 @@
 //! Only the node opens streams (a client can never make the node dial anything); stream ids
 //! opened by the node are odd and strictly increasing.
 
-use crate::codec::{encode_data, encode_frame, put_header};
+use crate::codec::{encode_frame, put_header};
 use crate::frame::{Frame, FrameKind, OpenStream, ResetCode, ResetReason, StreamId};
 use crate::limits::{
     INITIAL_SESSION_WINDOW, INITIAL_STREAM_WINDOW, MAX_DATA_LEN, MAX_STREAMS_PER_SESSION,
     MAX_WINDOW, RECENTLY_CLOSED,
 };
+use crate::transmit::Transmit;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -642,27 +643,27 @@ impl Mux {
     ///
     /// A control frame that cannot be encoded (larger than the frame limit) is dropped
     /// with the reason, so one oversized configuration cannot take the session down.
-    pub fn poll_transmit(&mut self, dst: &mut BytesMut, limit: usize) -> bool {
+    pub fn poll_transmit(&mut self, dst: &mut Transmit, limit: usize) -> bool {
         let start = dst.len();
         let mut blocked = 0usize;
         if let Some(nonce) = self.pong_due.take() {
-            self.encode_control(&Frame::Pong { nonce }, dst);
+            Self::encode_control(&Frame::Pong { nonce }, dst.buf());
         }
         if self.session_credit_due > 0 {
             let increment = self.session_credit_due.min(u64::from(u32::MAX)) as u32;
-            self.encode_control(
+            Self::encode_control(
                 &Frame::Credit {
                     stream: 0,
                     increment,
                 },
-                dst,
+                dst.buf(),
             );
             self.session_credit_due -= u64::from(increment);
             self.session_recv += u64::from(increment);
         }
         while dst.len() < limit {
             if let Some(frame) = self.ctrl.pop_front() {
-                self.encode_control(&frame, dst);
+                Self::encode_control(&frame, dst.buf());
                 continue;
             }
             if blocked >= self.ready.len() {
@@ -692,11 +693,12 @@ impl Mux {
                 } else {
                     front.split_to(n)
                 };
-                encode_data(dst, id, &chunk);
+                put_header(dst.buf(), FrameKind::Data, id, chunk.len());
+                dst.put_payload(chunk);
                 self.session_send -= n as u64;
             }
             if st.pending.is_empty() && st.fin_queued && !st.fin_sent {
-                put_header(dst, FrameKind::Fin, id, 0);
+                put_header(dst.buf(), FrameKind::Fin, id, 0);
                 st.fin_sent = true;
                 self.maybe_remove(id);
                 continue;
@@ -709,7 +711,7 @@ impl Mux {
         dst.len() > start
     }
 
-    fn encode_control(&self, frame: &Frame, dst: &mut BytesMut) {
+    fn encode_control(frame: &Frame, dst: &mut BytesMut) {
         let mark = dst.len();
         if let Err(e) = encode_frame(frame, dst) {
             dst.truncate(mark);
@@ -768,8 +770,9 @@ mod tests {
 
     /// Moves every frame `from` wants to send into `to`, returning any protocol error.
     fn deliver(from: &mut Mux, to: &mut Mux) -> Result<usize, ProtocolError> {
-        let mut buf = BytesMut::new();
-        from.poll_transmit(&mut buf, usize::MAX);
+        let mut out = Transmit::new();
+        from.poll_transmit(&mut out, usize::MAX);
+        let mut buf = out.to_bytes();
         let mut codec = FrameCodec::default();
         let mut n = 0;
         while let Some(frame) = codec.decode(&mut buf).expect("decode") {
@@ -791,8 +794,9 @@ mod tests {
     }
 
     fn frames(m: &mut Mux) -> Vec<Frame> {
-        let mut buf = BytesMut::new();
-        m.poll_transmit(&mut buf, usize::MAX);
+        let mut out = Transmit::new();
+        m.poll_transmit(&mut out, usize::MAX);
+        let mut buf = out.to_bytes();
         let mut codec = FrameCodec::default();
         std::iter::from_fn(|| codec.decode(&mut buf).expect("decode")).collect()
     }
