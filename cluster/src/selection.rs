@@ -46,25 +46,32 @@ impl<T> SessionSet<T> {
         self.entries.drain(..).map(|(_, v)| v)
     }
 
-    /// Picks the least-loaded eligible session, rotating among equals.
+    /// Picks the least-loaded eligible session, rotating among equals; among equals a
+    /// `preferred` one (on the caller's own thread) wins.
     pub fn pick(
         &mut self,
         eligible: impl Fn(&T) -> bool,
         load: impl Fn(&T) -> usize,
+        preferred: impl Fn(&T) -> bool,
     ) -> Option<&T> {
         let n = self.entries.len();
-        let mut best: Option<(usize, usize)> = None;
+        let mut best: Option<(usize, usize, bool)> = None;
         for step in 0..n {
             let i = (self.cursor + step) % n;
             let v = &self.entries[i].1;
             if !eligible(v) {
                 continue;
             }
-            let l = load(v);
-            if best.is_none_or(|(_, bl)| l < bl) {
-                best = Some((i, l));
+            let (l, p) = (load(v), preferred(v));
+            let better = match best {
+                None => true,
+                Some((_, bl, bp)) => l < bl || (l == bl && p && !bp),
+            };
+            if better {
+                best = Some((i, l, p));
             }
         }
+        let best = best.map(|(i, l, _)| (i, l));
         let (i, _) = best?;
         self.cursor = (i + 1) % n;
         Some(&self.entries[i].1)
@@ -81,7 +88,7 @@ mod tests {
         s.insert("a".into(), ("a", 0));
         s.insert("b".into(), ("b", 0));
         let picks: Vec<_> = (0..4)
-            .map(|_| s.pick(|_| true, |v| v.1).unwrap().0)
+            .map(|_| s.pick(|_| true, |v| v.1, |_| false).unwrap().0)
             .collect();
         assert_eq!(picks, vec!["a", "b", "a", "b"]);
     }
@@ -92,7 +99,26 @@ mod tests {
         s.insert("a".into(), ("a", 5));
         s.insert("b".into(), ("b", 1));
         s.insert("c".into(), ("c", 3));
-        assert_eq!(s.pick(|_| true, |v| v.1).unwrap().0, "b");
+        assert_eq!(s.pick(|_| true, |v| v.1, |_| false).unwrap().0, "b");
+    }
+
+    #[test]
+    fn among_equals_the_preferred_one_wins() {
+        let mut s = SessionSet::default();
+        s.insert("a".into(), ("a", 1));
+        s.insert("b".into(), ("b", 1));
+        s.insert("c".into(), ("c", 0));
+        for _ in 0..3 {
+            assert_eq!(
+                s.pick(|_| true, |v| v.1, |v| v.0 == "b").unwrap().0,
+                "c",
+                "load first"
+            );
+        }
+        s.insert("c".into(), ("c", 1));
+        for _ in 0..3 {
+            assert_eq!(s.pick(|_| true, |v| v.1, |v| v.0 == "b").unwrap().0, "b");
+        }
     }
 
     #[test]
@@ -101,9 +127,9 @@ mod tests {
         s.insert("a".into(), ("a", 0));
         s.insert("b".into(), ("b", 0));
         s.remove("a");
-        assert_eq!(s.pick(|_| true, |v| v.1).unwrap().0, "b");
-        assert!(s.pick(|v| v.0 != "b", |v| v.1).is_none());
+        assert_eq!(s.pick(|_| true, |v| v.1, |_| false).unwrap().0, "b");
+        assert!(s.pick(|v| v.0 != "b", |v| v.1, |_| false).is_none());
         s.remove("b");
-        assert!(s.pick(|_| true, |v| v.1).is_none());
+        assert!(s.pick(|_| true, |v| v.1, |_| false).is_none());
     }
 }

@@ -13,6 +13,7 @@ use crate::ids::new_id;
 use crate::limiter::HandshakeLimiter;
 use crate::records::EventKind;
 use crate::time::now_secs;
+use crate::workers::Worker;
 use actix::prelude::*;
 use sg_proto::driver::{self, DriverConfig};
 use sg_proto::frame::{Refusal, RefuseCode, Welcome};
@@ -72,10 +73,10 @@ impl TunnelListener {
                     continue;
                 }
             };
-            let arbiter = this.shared.workers.pick();
+            let worker = this.shared.workers.pick();
             let me = this.clone();
-            let placed = arbiter.clone();
-            arbiter.spawn(async move {
+            let placed = worker.clone();
+            worker.handle.spawn(async move {
                 let outcome =
                     tokio::time::timeout(HANDSHAKE_TIMEOUT, me.establish(std_sock, peer, placed))
                         .await
@@ -96,7 +97,7 @@ impl TunnelListener {
         &self,
         sock: std::net::TcpStream,
         peer: SocketAddr,
-        arbiter: ArbiterHandle,
+        worker: Worker,
     ) -> Result<(), TunnelError> {
         let sock = TcpStream::from_std(sock).map_err(TunnelError::Socket)?;
         let _ = sock.set_nodelay(true);
@@ -183,7 +184,7 @@ impl TunnelListener {
             peer,
             connected_at: now_secs(),
             handle,
-            arbiter,
+            worker,
             token_hash: auth.token_hash,
         };
         // We run on the session's arbiter, so the actor starts here.

@@ -1,9 +1,18 @@
-//! The worker arbiters: one single-threaded event loop per core. Sessions are placed
-//! round-robin across them, and each session's connections run on its arbiter, so the node
-//! uses every core and a connection's bytes never cross threads inside the node.
+//! The worker arbiters: one single-threaded event loop per core. Sessions and gateways are
+//! placed round-robin across them; each session's connections run on its arbiter, so the
+//! node uses every core and a connection's bytes never cross threads inside the node. A
+//! gateway's cloud ports accept on the gateway's arbiter, so admitting a connection involves
+//! no other thread unless the chosen session lives elsewhere.
 
 use actix::{Arbiter, ArbiterHandle};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One worker arbiter: its position (to tell "same thread" cheaply) and its handle.
+#[derive(Clone)]
+pub struct Worker {
+    pub index: usize,
+    pub handle: ArbiterHandle,
+}
 
 pub struct Workers {
     arbiters: Vec<Arbiter>,
@@ -19,10 +28,13 @@ impl Workers {
         }
     }
 
-    /// The arbiter for the next session.
-    pub fn pick(&self) -> ArbiterHandle {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
-        self.arbiters[i].handle()
+    /// The arbiter for the next session or gateway.
+    pub fn pick(&self) -> Worker {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        Worker {
+            index,
+            handle: self.arbiters[index].handle(),
+        }
     }
 
     pub fn len(&self) -> usize {

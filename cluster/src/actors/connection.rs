@@ -7,8 +7,14 @@ use actix::prelude::*;
 use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, StreamHandle};
 use std::net::SocketAddr;
 
+/// A cloud connection's socket: already on this arbiter, or moving to it from another.
+pub enum Socket {
+    Here(tokio::net::TcpStream),
+    Moved(std::net::TcpStream),
+}
+
 pub struct Connection {
-    socket: Option<std::net::TcpStream>,
+    socket: Option<Socket>,
     stream: Option<StreamHandle>,
     peer: SocketAddr,
     destination: String,
@@ -17,12 +23,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        socket: std::net::TcpStream,
-        peer: SocketAddr,
-        destination: String,
-        ticket: Ticket,
-    ) -> Self {
+    pub fn new(socket: Socket, peer: SocketAddr, destination: String, ticket: Ticket) -> Self {
         Connection {
             socket: Some(socket),
             stream: Some(ticket.stream),
@@ -42,16 +43,19 @@ impl Actor for Connection {
             ctx.stop();
             return;
         };
-        // The socket moves to this arbiter's runtime here.
-        let socket = match tokio::net::TcpStream::from_std(socket) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("Connection #{}: cannot adopt the socket: {e}", self.number);
-                ctx.stop();
-                return;
-            }
+        let socket = match socket {
+            Socket::Here(s) => s,
+            // The socket moves to this arbiter's runtime here.
+            Socket::Moved(s) => match tokio::net::TcpStream::from_std(s) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("Connection #{}: cannot adopt the socket: {e}", self.number);
+                    ctx.stop();
+                    return;
+                }
+            },
         };
-        let _ = socket.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see destination::bind).
         tracing::debug!(
             "Connection #{} from {} to destination {} opened",
             self.number,

@@ -5,7 +5,7 @@
 //! Supervised: if the actor stops for any reason other than [`Stop`], it is restarted in
 //! place and binds the same port again; a port that cannot be bound is retried with backoff.
 
-use super::connection::Connection;
+use super::connection::{Connection, Socket};
 use super::gateway::{Gateway, OpenConnection};
 use super::NodeShared;
 use crate::records::{DestinationRecord, EventKind};
@@ -23,7 +23,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const MAX_BIND_RETRY: Duration = Duration::from_secs(30);
 
 /// Binds a cloud port (with SO_REUSEADDR, so a restarted node gets its ports back while old
-/// connections linger in TIME_WAIT).
+/// connections linger in TIME_WAIT, and TCP_NODELAY for every connection it accepts).
 pub fn bind(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
     let addr = SocketAddr::new(ip, port);
     let socket = if addr.is_ipv4() {
@@ -32,12 +32,17 @@ pub fn bind(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // Accepted connections inherit TCP_NODELAY from the listener (Linux), which saves a
+    // syscall per connection.
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_BACKLOG)
 }
 
 pub struct DestinationActor {
     shared: Arc<NodeShared>,
+    /// The worker arbiter this listener runs on (its gateway's).
+    worker: usize,
     gateway: Addr<Gateway>,
     record: DestinationRecord,
     listener: Option<TcpListener>,
@@ -51,9 +56,11 @@ impl DestinationActor {
         gateway: Addr<Gateway>,
         record: DestinationRecord,
         listener: Option<TcpListener>,
+        worker: usize,
     ) -> Self {
         DestinationActor {
             shared,
+            worker,
             gateway,
             record,
             listener,
@@ -120,6 +127,7 @@ impl DestinationActor {
             peer,
         };
         let destination = self.record.id.clone();
+        let here = self.worker;
         self.gateway
             .send(open)
             .into_actor(self)
@@ -128,6 +136,11 @@ impl DestinationActor {
                     // Refused: the gateway logged why; closing the socket tells the app.
                     return;
                 };
+                if ticket.worker.index == here {
+                    // The session lives on this thread: no hand-over at all.
+                    Connection::new(Socket::Here(sock), peer, destination, ticket).start();
+                    return;
+                }
                 let std_sock = match sock.into_std() {
                     Ok(s) => s,
                     Err(e) => {
@@ -135,9 +148,9 @@ impl DestinationActor {
                         return;
                     }
                 };
-                let arbiter = ticket.arbiter.clone();
-                Connection::start_in_arbiter(&arbiter, move |_| {
-                    Connection::new(std_sock, peer, destination, ticket)
+                let worker = ticket.worker.handle.clone();
+                Connection::start_in_arbiter(&worker, move |_| {
+                    Connection::new(Socket::Moved(std_sock), peer, destination, ticket)
                 });
             })
             .spawn(ctx);

@@ -8,6 +8,7 @@ use crate::ids::token_matches;
 use crate::records::{DestinationRecord, EventKind, GatewayRecord, Plan};
 use crate::selection::SessionSet;
 use crate::time::{now_secs, rfc3339};
+use crate::workers::Worker;
 use actix::prelude::*;
 use serde::Serialize;
 use sg_proto::driver::SessionHandle;
@@ -26,6 +27,8 @@ pub const LIMIT_NOTICE_INTERVAL: Duration = Duration::from_secs(30);
 
 pub struct Gateway {
     shared: Arc<NodeShared>,
+    /// The worker arbiter this gateway (and its cloud ports) runs on.
+    worker: usize,
     record: GatewayRecord,
     plan: Plan,
     destinations: HashMap<String, Slot>,
@@ -73,15 +76,16 @@ pub struct SessionEntry {
     pub peer: SocketAddr,
     pub connected_at: u64,
     pub handle: SessionHandle,
-    pub arbiter: ArbiterHandle,
+    pub worker: Worker,
     /// The token hash the session authenticated against; stale after regeneration.
     pub token_hash: String,
 }
 
 impl Gateway {
-    pub fn new(shared: Arc<NodeShared>, record: GatewayRecord, plan: Plan) -> Self {
+    pub fn new(shared: Arc<NodeShared>, record: GatewayRecord, plan: Plan, worker: usize) -> Self {
         Gateway {
             shared,
+            worker,
             record,
             plan,
             destinations: HashMap::new(),
@@ -177,9 +181,12 @@ impl Gateway {
                 );
             }
             let listener = bound.ok();
+            let worker = self.worker;
             slot.listener = Some((
                 port,
-                Supervisor::start(move |_| DestinationActor::new(shared, me, record, listener)),
+                Supervisor::start(move |_| {
+                    DestinationActor::new(shared, me, record, listener, worker)
+                }),
             ));
         }
     }
@@ -487,7 +494,7 @@ pub struct OpenConnection {
 /// gives the concurrency slot back however the connection ends.
 pub struct Ticket {
     pub stream: StreamHandle,
-    pub arbiter: ArbiterHandle,
+    pub worker: Worker,
     pub connection: u64,
     pub guard: ConnectionGuard,
 }
@@ -566,10 +573,12 @@ impl Handler<OpenConnection> for Gateway {
             return Err(());
         }
         loop {
-            let Some(session) = self
-                .sessions
-                .pick(|s| !s.handle.is_closed(), |s| s.handle.active_streams())
-            else {
+            let here = self.worker;
+            let Some(session) = self.sessions.pick(
+                |s| !s.handle.is_closed(),
+                |s| s.handle.active_streams(),
+                |s| s.worker.index == here,
+            ) else {
                 self.shared.event(
                     &gid,
                     EventKind::SessionRefused,
@@ -590,12 +599,12 @@ impl Handler<OpenConnection> for Gateway {
             };
             match session.handle.open_stream(open) {
                 Ok(stream) => {
-                    let arbiter = session.arbiter.clone();
+                    let worker = session.worker.clone();
                     self.live.active.fetch_add(1, Ordering::AcqRel);
                     self.totals.connections += 1;
                     return Ok(Ticket {
                         stream,
-                        arbiter,
+                        worker,
                         connection,
                         guard: ConnectionGuard {
                             live: self.live.clone(),

@@ -50,7 +50,12 @@ impl Handler<Apply> for Node {
                     Some(addr) => addr.do_send(gateway::UpdateRecord(record)),
                     None => {
                         let id = record.id.clone();
-                        let addr = Gateway::new(self.shared.clone(), record, self.plan).start();
+                        let (shared, plan) = (self.shared.clone(), self.plan);
+                        let worker = self.shared.workers.pick();
+                        let index = worker.index;
+                        let addr = Gateway::start_in_arbiter(&worker.handle, move |_| {
+                            Gateway::new(shared, record, plan, index)
+                        });
                         self.gateways.insert(id, addr);
                     }
                 },
