@@ -8,7 +8,9 @@ use sg_proto::tls::{self, ServerTrust};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_SESSIONS: usize = 1;
+/// Sessions per gateway per node: two, so a node spreads one client's connections over
+/// two of its cores.
+pub const DEFAULT_SESSIONS: usize = 2;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 
 #[derive(Debug, Parser)]
@@ -43,7 +45,7 @@ pub struct ClientArgs {
     /// Reconnect attempts after a session drops; -1 retries forever (the default).
     #[arg(long, allow_hyphen_values = true, value_name = "N")]
     pub reconnect: Option<i64>,
-    /// Sessions per gateway per node (more spread load over the node's cores).
+    /// Sessions per gateway per node (default 2; more spread load over the node's cores).
     #[arg(long, value_name = "N")]
     pub sessions: Option<usize>,
     /// Seconds to wait for a private service to accept a connection.

@@ -622,10 +622,10 @@ impl Handler<OpenConnection> for Gateway {
     }
 }
 
-/// One connected client as the API shows it (F18).
+/// One connected client process as the API shows it (F18); a client may hold several
+/// sessions to this node for the gateway (`--sessions`), summed here.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientView {
-    pub session_id: String,
     pub client_id: String,
     pub version: String,
     pub hostname: String,
@@ -633,6 +633,7 @@ pub struct ClientView {
     pub region: String,
     pub node_id: String,
     pub connected_at: String,
+    pub sessions: usize,
     pub active_streams: usize,
     pub total_streams: u64,
     pub rtt_ms: f64,
@@ -645,27 +646,46 @@ pub struct ListClients;
 impl Handler<ListClients> for Gateway {
     type Result = MessageResult<ListClients>;
     fn handle(&mut self, _: ListClients, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.sessions
-                .iter()
-                .map(|s| {
-                    let st = s.handle.stats();
-                    ClientView {
-                        session_id: s.session_id.clone(),
-                        client_id: s.client_id.clone(),
-                        version: s.client_version.clone(),
-                        hostname: s.hostname.clone(),
-                        address: s.peer.to_string(),
-                        region: self.shared.region.clone(),
-                        node_id: self.shared.node_id.clone(),
-                        connected_at: rfc3339(s.connected_at),
-                        active_streams: s.handle.active_streams(),
-                        total_streams: st.total_streams.load(Ordering::Relaxed),
-                        rtt_ms: st.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        let mut views: Vec<ClientView> = Vec::new();
+        for s in self.sessions.iter() {
+            let st = s.handle.stats();
+            let rtt = st.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0;
+            let total = st.total_streams.load(Ordering::Relaxed);
+            match views.iter_mut().find(|v| v.client_id == s.client_id) {
+                Some(v) => {
+                    v.sessions += 1;
+                    v.active_streams += s.handle.active_streams();
+                    v.total_streams += total;
+                    if rtt > 0.0 && (v.rtt_ms == 0.0 || rtt < v.rtt_ms) {
+                        v.rtt_ms = rtt;
                     }
-                })
-                .collect(),
-        )
+                }
+                None => views.push(ClientView {
+                    client_id: s.client_id.clone(),
+                    version: s.client_version.clone(),
+                    hostname: s.hostname.clone(),
+                    address: s.peer.ip().to_string(),
+                    region: self.shared.region.clone(),
+                    node_id: self.shared.node_id.clone(),
+                    connected_at: rfc3339(s.connected_at),
+                    sessions: 1,
+                    active_streams: s.handle.active_streams(),
+                    total_streams: total,
+                    rtt_ms: rtt,
+                }),
+            }
+        }
+        MessageResult(views)
+    }
+}
+
+impl Gateway {
+    /// Distinct client processes connected for this gateway.
+    fn client_count(&self) -> usize {
+        let mut ids: Vec<&str> = self.sessions.iter().map(|s| s.client_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
     }
 }
 
@@ -693,7 +713,7 @@ impl Handler<GetStats> for Gateway {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(GatewayStats {
             gateway_id: self.id().to_string(),
-            clients: self.sessions.len(),
+            clients: self.client_count(),
             active_connections: self.live.active.load(Ordering::Acquire),
             total_connections: self.totals.connections,
             refused_connections: self.totals.refused,

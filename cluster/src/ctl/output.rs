@@ -176,6 +176,7 @@ impl Printer {
             "version",
             "address",
             "region",
+            "sessions",
             "active_streams",
             "connected_at",
         ];
