@@ -138,6 +138,32 @@ impl ApiClient {
         path: &str,
         payload: &[u8],
     ) -> Result<ApiResponse, ClientError> {
+        let (status, body) = self.exchange(method, path, payload)?;
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ClientError::BadResponse(format!(
+                    "{e}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ))
+            })?
+        };
+        Ok(ApiResponse { status, body })
+    }
+
+    /// A GET whose answer is text, not JSON (`/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<(u16, String), ClientError> {
+        let (status, body) = self.exchange("GET", path, b"")?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        payload: &[u8],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let host_header = if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -225,7 +251,7 @@ fn read_all<R: Read>(r: &mut R) -> Result<Vec<u8>, ClientError> {
     }
 }
 
-fn parse_response(raw: &[u8]) -> Result<ApiResponse, ClientError> {
+fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -247,17 +273,7 @@ fn parse_response(raw: &[u8]) -> Result<ApiResponse, ClientError> {
     if chunked {
         body = dechunk(&body)?;
     }
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ClientError::BadResponse(format!(
-                "{e}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ))
-        })?
-    };
-    Ok(ApiResponse { status, body })
+    Ok((status, body))
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, ClientError> {
@@ -288,17 +304,18 @@ mod tests {
 
     #[test]
     fn responses_parse_plain_and_chunked() {
-        let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"a\":1}\r\n")
-            .unwrap();
-        assert_eq!(r.status, 201);
-        assert_eq!(r.body["a"], 1);
+        let (status, body) =
+            parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"a\":1}\r\n")
+                .unwrap();
+        assert_eq!(status, 201);
+        assert_eq!(body, b"{\"a\":1}\r\n");
         let r = parse_response(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"b\r\n4\r\n\":2}\r\n0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(r.body["b"], 2);
+        assert_eq!(r.1, b"{\"b\":2}");
         let r = parse_response(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
-        assert!(r.body.is_null());
+        assert!(r.1.is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod api;
 pub mod config;
+pub mod controls;
 pub mod ctl;
 pub mod events;
 pub mod http_client;

@@ -1,6 +1,7 @@
 //! The records the node stores. Each carries a format version (`v`) so the stored form can
 //! evolve; new fields arrive with serde defaults, so older records still load.
 
+use crate::controls::{CloudTls, IpRule};
 use serde::{Deserialize, Serialize};
 use sg_proto::frame::AppProtocol;
 
@@ -51,6 +52,12 @@ pub struct DestinationRecord {
     #[serde(default)]
     pub suspended: bool,
     pub created_at: u64,
+    /// Allowed sources; empty means anyone may connect.
+    #[serde(default)]
+    pub ip_rules: Vec<IpRule>,
+    /// What the cloud port speaks: plain TCP, TLS or mutual TLS.
+    #[serde(default)]
+    pub cloud_tls: CloudTls,
 }
 
 /// The limits of this installation.
@@ -105,6 +112,7 @@ pub enum EventKind {
     ConnectFailed,
     DestinationDisabled,
     GatewayDisabled,
+    TlsRefused,
     PortBindFailed,
     #[serde(other)]
     Other,

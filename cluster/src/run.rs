@@ -7,10 +7,10 @@ use crate::actors::NodeShared;
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::ids::{hash_token, new_id};
-use crate::limiter::HandshakeLimiter;
+
 use crate::pki::{self, write_private, NodePki};
 use crate::ports::PortPool;
-use crate::state::State;
+use crate::state::{Issuer, State};
 use crate::store::SledStore;
 use crate::tunnel::TunnelListener;
 use crate::workers::Workers;
@@ -113,7 +113,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         tracing::info!("{note}");
     }
     let NodePki {
-        ca: _ca,
+        ca,
         ca_path,
         server,
         notes,
@@ -127,6 +127,10 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let state = State::open(
         Box::new(store),
         PortPool::new(config.cloud_ports.clone(), config.cloud_bind),
+        Issuer {
+            cloud_host: config.cloud_host.clone(),
+            ca: ca.map(Arc::new),
+        },
     )
     .map_err(|source| NodeError::Store {
         path: store_path.display().to_string(),
@@ -200,7 +204,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tunnel_tls)),
             shared: shared.clone(),
             node: node.clone(),
-            limiter: Arc::new(HandshakeLimiter::default()),
+            limiter: shared.handshakes.clone(),
         }
         .run(),
     );
@@ -223,6 +227,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
             cloud_host: config.cloud_host.clone(),
             region: config.region.clone(),
             node_id: node_id.clone(),
+            handshakes: shared.handshakes.clone(),
         },
         api_listener,
         api_tls,

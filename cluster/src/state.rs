@@ -6,7 +6,9 @@
 //! and returns the [`Change`]s the actors must apply. It does no I/O beyond the store, so
 //! the rules are unit-tested directly (see the tests below).
 
+use crate::controls::{CloudTls, CloudTlsInput, FieldError, IpRule, IpRules};
 use crate::ids::{hash_token, new_id, new_token};
+use crate::pki::CertificateAuthority;
 use crate::ports::PortPool;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD_VERSION};
 use crate::store::{Op, Store, StoreError};
@@ -14,6 +16,7 @@ use crate::time::now_secs;
 use serde::Deserialize;
 use sg_proto::frame::AppProtocol;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Default lifetime of a gateway token.
 pub const DEFAULT_TOKEN_DAYS: u32 = 365;
@@ -33,7 +36,7 @@ pub enum StateError {
     #[error("{what} {id} does not exist")]
     NotFound { what: &'static str, id: String },
     #[error("{field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid { field: String, reason: String },
     #[error("plan limit reached: {limit} is {max}; raise it with `sgctl plan set` or deactivate something first")]
     LimitReached { limit: &'static str, max: u32 },
     #[error("{message}")]
@@ -45,12 +48,29 @@ pub enum StateError {
 }
 
 impl StateError {
-    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         StateError::Invalid {
-            field,
+            field: field.into(),
             reason: reason.into(),
         }
     }
+}
+
+impl From<FieldError> for StateError {
+    fn from(e: FieldError) -> Self {
+        StateError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// What the state needs to issue certificates for TLS cloud ports.
+#[derive(Clone)]
+pub struct Issuer {
+    pub cloud_host: String,
+    /// The node's own CA; `None` when it serves an operator certificate.
+    pub ca: Option<Arc<CertificateAuthority>>,
 }
 
 /// What the actors must do after a committed change.
@@ -112,6 +132,10 @@ pub struct NewDestination {
     /// Ask for a specific cloud port inside the node's range.
     #[serde(default)]
     pub cloud_port: Option<u32>,
+    #[serde(default)]
+    pub ip_rules: Option<Vec<IpRule>>,
+    #[serde(default)]
+    pub cloud_tls: Option<CloudTlsInput>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -129,6 +153,12 @@ pub struct DestinationPatch {
     pub active: Option<bool>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Replaces the rules; `[]` removes them all.
+    #[serde(default)]
+    pub ip_rules: Option<Vec<IpRule>>,
+    /// Replaces user-side TLS.
+    #[serde(default)]
+    pub cloud_tls: Option<CloudTlsInput>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -151,13 +181,14 @@ pub struct IssuedToken {
 
 pub struct State {
     store: Box<dyn Store>,
+    issuer: Issuer,
     plan: Plan,
     gateways: BTreeMap<String, GatewayRecord>,
     destinations: BTreeMap<String, DestinationRecord>,
     ports: PortPool,
 }
 
-fn validate_name(field: &'static str, name: &str) -> Result<String, StateError> {
+fn validate_name(field: &str, name: &str) -> Result<String, StateError> {
     let name = name.trim();
     if name.is_empty() {
         return Err(StateError::invalid(field, "must not be empty"));
@@ -200,7 +231,7 @@ fn validate_host(host: &str) -> Result<String, StateError> {
     Ok(host.to_string())
 }
 
-fn validate_port(field: &'static str, port: u32) -> Result<u16, StateError> {
+fn validate_port(field: &str, port: u32) -> Result<u16, StateError> {
     match u16::try_from(port) {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(StateError::invalid(
@@ -223,7 +254,11 @@ fn token_expiry(days: Option<u32>) -> Result<u64, StateError> {
 
 impl State {
     /// Loads everything from the store.
-    pub fn open(store: Box<dyn Store>, mut ports: PortPool) -> Result<Self, StoreError> {
+    pub fn open(
+        store: Box<dyn Store>,
+        mut ports: PortPool,
+        issuer: Issuer,
+    ) -> Result<Self, StoreError> {
         let plan = store.plan()?.unwrap_or_default();
         let gateways = store
             .gateways()?
@@ -242,6 +277,7 @@ impl State {
         }
         Ok(State {
             store,
+            issuer,
             plan,
             gateways,
             destinations,
@@ -562,6 +598,14 @@ impl State {
                 max: self.plan.max_destinations,
             });
         }
+        let ip_rules = match &req.ip_rules {
+            Some(rules) => IpRules::parse(rules)?.1,
+            None => Vec::new(),
+        };
+        let cloud_tls = match req.cloud_tls {
+            Some(t) => CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?,
+            None => CloudTls::default(),
+        };
         let cloud_port = if active {
             Some(self.allocate(requested)?)
         } else {
@@ -581,6 +625,8 @@ impl State {
             enabled: req.enabled.unwrap_or(true),
             suspended,
             created_at: now_secs(),
+            ip_rules,
+            cloud_tls,
         };
         self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d.clone(), vec![Change::Destination(d)]))
@@ -636,6 +682,13 @@ impl State {
         }
         if let Some(enabled) = patch.enabled {
             d.enabled = enabled;
+        }
+        if let Some(rules) = &patch.ip_rules {
+            d.ip_rules = IpRules::parse(rules)?.1;
+        }
+        if let Some(t) = patch.cloud_tls {
+            d.cloud_tls =
+                CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?;
         }
         match (old.active, patch.active) {
             (false, Some(true)) => {
@@ -695,7 +748,7 @@ impl State {
     /// cloud port is released; gateways can then be reactivated one by one.
     pub fn set_plan(&mut self, update: PlanUpdate) -> Result<(Plan, Vec<Change>), StateError> {
         let mut plan = self.plan;
-        let check = |field: &'static str, v: Option<u32>, cur: u32| -> Result<u32, StateError> {
+        let check = |field: &str, v: Option<u32>, cur: u32| -> Result<u32, StateError> {
             match v {
                 Some(0) => Err(StateError::invalid(field, "must be at least 1")),
                 Some(v) => Ok(v),
@@ -778,7 +831,14 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let base = free_block(8);
         let ports = PortPool::new(base..=base + 7, Ipv4Addr::LOCALHOST.into());
-        (State::open(Box::new(store), ports).unwrap(), dir)
+        (State::open(Box::new(store), ports, issuer()).unwrap(), dir)
+    }
+
+    fn issuer() -> Issuer {
+        Issuer {
+            cloud_host: "127.0.0.1".into(),
+            ca: None,
+        }
     }
 
     fn free_block(n: u16) -> u16 {
@@ -837,6 +897,7 @@ mod tests {
         let again = State::open(
             Box::new(store),
             PortPool::new(port..=port, Ipv4Addr::LOCALHOST.into()),
+            issuer(),
         )
         .unwrap();
         assert_eq!(again.gateways().len(), 1);
@@ -853,7 +914,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err();
-        assert!(matches!(err, StateError::Invalid { field: "name", .. }));
+        assert!(matches!(&err, StateError::Invalid { field, .. } if field == "name"));
         let g = gw(&mut s, "g");
         for (host, port, field) in [
             ("", 1, "resource_host"),
@@ -873,7 +934,7 @@ mod tests {
                 )
                 .unwrap_err();
             assert!(
-                matches!(&err, StateError::Invalid { field: f, .. } if *f == field),
+                matches!(&err, StateError::Invalid { field: f, .. } if f == field),
                 "{err}"
             );
         }
@@ -884,10 +945,7 @@ mod tests {
                 token_expires_in_days: Some(0),
                 ..Default::default()
             }),
-            Err(StateError::Invalid {
-                field: "token_expires_in_days",
-                ..
-            })
+            Err(StateError::Invalid { field, .. }) if field == "token_expires_in_days"
         ));
     }
 

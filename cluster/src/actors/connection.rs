@@ -1,11 +1,23 @@
 //! The Connection actor: one per carried cloud connection, living on its session's arbiter.
-//! It owns the connection's pump (a plain future, not a message per chunk) and its
-//! [`ConnectionGuard`], whose drop returns the concurrency slot to the gateway.
+//! It terminates user-side TLS when its cloud port asks for it, then opens the stream to the
+//! client and runs the connection's pump (a plain future, not a message per chunk). Its
+//! [`ConnectionGuard`] gives the concurrency slot back when it ends, however it ends.
 
-use super::gateway::{ConnectionGuard, Ticket};
+use super::gateway::{ConnectionGuard, Refused, Ticket};
+use super::NodeShared;
+use crate::records::EventKind;
 use actix::prelude::*;
-use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, StreamHandle};
+use sg_proto::driver::SessionHandle;
+use sg_proto::frame::OpenStream;
+use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, ReadReady};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+
+/// One deadline for a cloud application's TLS handshake.
+const CLOUD_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A cloud connection's socket: already on this arbiter, or moving to it from another.
 pub enum Socket {
@@ -15,23 +27,56 @@ pub enum Socket {
 
 pub struct Connection {
     socket: Option<Socket>,
-    stream: Option<StreamHandle>,
+    session: SessionHandle,
+    open: Option<OpenStream>,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<NodeShared>,
+    gateway_id: String,
     peer: SocketAddr,
     destination: String,
     number: u64,
-    _guard: ConnectionGuard,
+    guard: ConnectionGuard,
+}
+
+/// How carrying a connection ended.
+enum Ended {
+    Pump(PumpOutcome),
+    SessionGone,
+    TlsFailed(String),
 }
 
 impl Connection {
-    pub fn new(socket: Socket, peer: SocketAddr, destination: String, ticket: Ticket) -> Self {
+    pub fn new(
+        socket: Socket,
+        peer: SocketAddr,
+        destination: String,
+        ticket: Ticket,
+        tls: Option<TlsAcceptor>,
+        shared: Arc<NodeShared>,
+    ) -> Self {
         Connection {
             socket: Some(socket),
-            stream: Some(ticket.stream),
+            session: ticket.session,
+            number: ticket.open.connection,
+            open: Some(ticket.open),
+            tls,
+            shared,
+            gateway_id: ticket.gateway_id,
             peer,
             destination,
-            number: ticket.connection,
-            _guard: ticket.guard,
+            guard: ticket.guard,
         }
+    }
+}
+
+/// Opens the stream and pumps until both directions are done.
+async fn carry<IO>(io: IO, session: SessionHandle, open: OpenStream, options: PumpOptions) -> Ended
+where
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin,
+{
+    match session.open_stream(open) {
+        Ok(stream) => Ended::Pump(Pump::with_options(io, stream, options).await),
+        Err(_) => Ended::SessionGone,
     }
 }
 
@@ -39,7 +84,7 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (Some(socket), Some(stream)) = (self.socket.take(), self.stream.take()) else {
+        let (Some(socket), Some(open)) = (self.socket.take(), self.open.take()) else {
             ctx.stop();
             return;
         };
@@ -62,38 +107,63 @@ impl Actor for Connection {
             self.peer,
             self.destination
         );
-        let pump = Pump::with_options(
-            socket,
-            stream,
-            PumpOptions {
-                counters: Some(self._guard.counters.clone()),
-                trace_id: Some(self.number),
-            },
-        );
-        pump.into_actor(self)
-            .map(|outcome, act, ctx| {
-                match outcome {
-                    PumpOutcome::Closed => {
-                        tracing::debug!("Connection #{} closed", act.number)
-                    }
-                    PumpOutcome::ResetByPeer(r) => tracing::info!(
-                        "Connection #{} from {} closed by the client: {} ({:?})",
-                        act.number,
-                        act.peer,
-                        r.message,
-                        r.code
-                    ),
-                    PumpOutcome::SessionLost => tracing::info!(
-                        "Connection #{} from {} lost its client session",
-                        act.number,
-                        act.peer
-                    ),
-                    PumpOutcome::Io(e) => {
-                        tracing::debug!("Connection #{} ended: {e}", act.number)
+        let options = PumpOptions {
+            counters: Some(self.guard.counters.clone()),
+            trace_id: Some(self.number),
+        };
+        let session = self.session.clone();
+        let tls = self.tls.clone();
+        async move {
+            match tls {
+                None => carry(socket, session, open, options).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(CLOUD_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket))
+                        .await
+                    {
+                        Ok(Ok(stream)) => carry(stream, session, open, options).await,
+                        Ok(Err(e)) => Ended::TlsFailed(e.to_string()),
+                        Err(_) => Ended::TlsFailed("no TLS handshake within 10s".into()),
                     }
                 }
-                ctx.stop();
-            })
-            .spawn(ctx);
+            }
+        }
+        .into_actor(self)
+        .map(|ended, act, ctx| {
+            act.report(ended);
+            ctx.stop();
+        })
+        .spawn(ctx);
+    }
+}
+
+impl Connection {
+    fn report(&self, ended: Ended) {
+        let n = self.number;
+        match ended {
+            Ended::Pump(PumpOutcome::Closed) => tracing::debug!("Connection #{n} closed"),
+            Ended::Pump(PumpOutcome::ResetByPeer(r)) => tracing::info!(
+                "Connection #{n} from {} closed by the client: {} ({:?})",
+                self.peer,
+                r.message,
+                r.code
+            ),
+            Ended::Pump(PumpOutcome::SessionLost) | Ended::SessionGone => {
+                tracing::info!("Connection #{n} from {} lost its client session", self.peer)
+            }
+            Ended::Pump(PumpOutcome::Io(e)) => tracing::debug!("Connection #{n} ended: {e}"),
+            Ended::TlsFailed(why) => {
+                self.guard.refuse(Refused::Tls);
+                self.shared.event(
+                    &self.gateway_id,
+                    EventKind::TlsRefused,
+                    format!(
+                        "refused a connection from {} to destination {}: TLS handshake failed: {why}",
+                        self.peer, self.destination
+                    ),
+                    Some(&self.destination),
+                    None,
+                );
+            }
+        }
     }
 }

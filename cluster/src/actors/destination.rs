@@ -6,8 +6,9 @@
 //! place and binds the same port again; a port that cannot be bound is retried with backoff.
 
 use super::connection::{Connection, Socket};
-use super::gateway::{Gateway, OpenConnection};
+use super::gateway::{Gateway, LiveCounters, OpenConnection, Refused};
 use super::NodeShared;
+use crate::controls::IpRules;
 use crate::records::{DestinationRecord, EventKind};
 use actix::prelude::*;
 use std::io;
@@ -15,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// Connections a cloud port queues before it accepts them.
 const ACCEPT_BACKLOG: u32 = 1024;
@@ -39,8 +41,30 @@ pub fn bind(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
+/// What a cloud port speaks, ready to use.
+enum CloudSide {
+    Plain,
+    Tls(TlsAcceptor),
+    /// The stored TLS settings do not load (they were valid when stored): refuse rather
+    /// than carry connections in the clear.
+    Broken(String),
+}
+
+impl CloudSide {
+    fn of(record: &DestinationRecord) -> CloudSide {
+        match record.cloud_tls.server_config() {
+            Ok(None) => CloudSide::Plain,
+            Ok(Some(config)) => CloudSide::Tls(TlsAcceptor::from(config)),
+            Err(e) => CloudSide::Broken(format!("{}: {}", e.field, e.reason)),
+        }
+    }
+}
+
 pub struct DestinationActor {
     shared: Arc<NodeShared>,
+    live: Arc<LiveCounters>,
+    rules: IpRules,
+    cloud: CloudSide,
     /// The worker arbiter this listener runs on (its gateway's).
     worker: usize,
     gateway: Addr<Gateway>,
@@ -57,9 +81,18 @@ impl DestinationActor {
         record: DestinationRecord,
         listener: Option<TcpListener>,
         worker: usize,
+        live: Arc<LiveCounters>,
     ) -> Self {
+        let rules = IpRules::from_stored(&record.ip_rules);
+        let cloud = CloudSide::of(&record);
+        if let CloudSide::Broken(why) = &cloud {
+            tracing::error!(destination = %record.id, "cloud TLS settings do not load ({why}); refusing connections");
+        }
         DestinationActor {
             shared,
+            live,
+            rules,
+            cloud,
             worker,
             gateway,
             record,
@@ -122,6 +155,28 @@ impl DestinationActor {
     }
 
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+        if !self.rules.allows(peer) {
+            // Closed before a single byte is read or forwarded.
+            drop(sock);
+            self.live.refuse(Refused::IpRule);
+            self.shared.event(
+                &self.record.gateway_id,
+                EventKind::IpRefused,
+                format!(
+                    "refused a connection from {peer} to destination {}: not allowed by its IP rules",
+                    self.record.id
+                ),
+                Some(&self.record.id),
+                None,
+            );
+            return;
+        }
+        let tls = match &self.cloud {
+            CloudSide::Plain => None,
+            CloudSide::Tls(acceptor) => Some(acceptor.clone()),
+            CloudSide::Broken(_) => return,
+        };
+        let shared = self.shared.clone();
         let open = OpenConnection {
             destination_id: self.record.id.clone(),
             peer,
@@ -138,7 +193,8 @@ impl DestinationActor {
                 };
                 if ticket.worker.index == here {
                     // The session lives on this thread: no hand-over at all.
-                    Connection::new(Socket::Here(sock), peer, destination, ticket).start();
+                    Connection::new(Socket::Here(sock), peer, destination, ticket, tls, shared)
+                        .start();
                     return;
                 }
                 let std_sock = match sock.into_std() {
@@ -150,7 +206,14 @@ impl DestinationActor {
                 };
                 let worker = ticket.worker.handle.clone();
                 Connection::start_in_arbiter(&worker, move |_| {
-                    Connection::new(Socket::Moved(std_sock), peer, destination, ticket)
+                    Connection::new(
+                        Socket::Moved(std_sock),
+                        peer,
+                        destination,
+                        ticket,
+                        tls,
+                        shared,
+                    )
                 });
             })
             .spawn(ctx);
@@ -198,6 +261,8 @@ pub struct UpdateRecord(pub DestinationRecord);
 impl Handler<UpdateRecord> for DestinationActor {
     type Result = ();
     fn handle(&mut self, msg: UpdateRecord, _: &mut Self::Context) {
+        self.rules = IpRules::from_stored(&msg.0.ip_rules);
+        self.cloud = CloudSide::of(&msg.0);
         self.record = msg.0;
     }
 }
@@ -214,10 +279,4 @@ impl Handler<Stop> for DestinationActor {
         ctx.stop();
         ctx.terminate();
     }
-}
-
-/// Used by the gateway to record refusals that happen here (IP rules).
-#[allow(dead_code)]
-fn refuse(shared: &NodeShared, record: &DestinationRecord, kind: EventKind, message: String) {
-    shared.event(&record.gateway_id, kind, message, Some(&record.id), None);
 }

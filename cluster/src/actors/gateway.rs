@@ -15,7 +15,7 @@ use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
     DestinationSpec, Frame, GatewayConfig, Notice, NoticeKind, OpenStream, Refusal, RefuseCode,
 };
-use sg_proto::pump::{PumpCounters, StreamHandle};
+use sg_proto::pump::PumpCounters;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -36,7 +36,6 @@ pub struct Gateway {
     /// Live connection figures, shared with every connection's guard: a finished
     /// connection gives its slot back without a message to this actor.
     live: Arc<LiveCounters>,
-    totals: Totals,
     notice: LimitNotice,
 }
 
@@ -46,18 +45,66 @@ struct Slot {
     listener: Option<(u16, Addr<DestinationActor>)>,
 }
 
-#[derive(Default)]
-struct Totals {
-    connections: u64,
-    refused: u64,
+/// Why a cloud connection was refused (counted per reason for /metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    IpRule,
+    DestinationDisabled,
+    GatewayDisabled,
+    Limit,
+    NoClient,
+    Tls,
 }
 
-/// Counters a connection updates when it ends, from whatever thread it ran on.
+impl Refused {
+    pub const ALL: [Refused; 6] = [
+        Refused::IpRule,
+        Refused::DestinationDisabled,
+        Refused::GatewayDisabled,
+        Refused::Limit,
+        Refused::NoClient,
+        Refused::Tls,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::IpRule => "ip_rule",
+            Refused::DestinationDisabled => "destination_disabled",
+            Refused::GatewayDisabled => "gateway_disabled",
+            Refused::Limit => "limit",
+            Refused::NoClient => "no_client",
+            Refused::Tls => "tls",
+        }
+    }
+}
+
+/// A gateway's connection counters, updated from whatever thread a connection runs on.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
     active: AtomicU32,
+    total: AtomicU64,
     to_resources: AtomicU64,
     to_cloud: AtomicU64,
+    refused: [AtomicU64; 6],
+}
+
+impl LiveCounters {
+    pub fn refuse(&self, why: Refused) {
+        if let Some(i) = Refused::ALL.iter().position(|r| *r == why) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn refused(&self, why: Refused) -> u64 {
+        Refused::ALL
+            .iter()
+            .position(|r| *r == why)
+            .map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
+    }
+
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+    }
 }
 
 #[derive(Default)]
@@ -91,7 +138,6 @@ impl Gateway {
             destinations: HashMap::new(),
             sessions: SessionSet::default(),
             live: Arc::new(LiveCounters::default()),
-            totals: Totals::default(),
             notice: LimitNotice::default(),
         }
     }
@@ -181,18 +227,17 @@ impl Gateway {
                 );
             }
             let listener = bound.ok();
-            let worker = self.worker;
+            let (worker, live) = (self.worker, self.live.clone());
             slot.listener = Some((
                 port,
                 Supervisor::start(move |_| {
-                    DestinationActor::new(shared, me, record, listener, worker)
+                    DestinationActor::new(shared, me, record, listener, worker, live)
                 }),
             ));
         }
     }
 
     fn refuse_over_limit(&mut self, ctx: &mut Context<Self>) {
-        self.totals.refused += 1;
         self.notice.pending += 1;
         let due = self
             .notice
@@ -484,18 +529,22 @@ impl Handler<SessionDown> for Gateway {
 
 /// A cloud connection asking to be carried.
 #[derive(Message)]
-#[rtype(result = "Result<Ticket, ()>")]
+#[rtype(result = "Result<Ticket, Refused>")]
 pub struct OpenConnection {
     pub destination_id: String,
     pub peer: SocketAddr,
 }
 
-/// Permission to carry one connection: its stream, where to run it, and a guard that
-/// gives the concurrency slot back however the connection ends.
+/// Permission to carry one connection: the session to carry it on, what to tell the
+/// client, where to run it, and a guard that gives the concurrency slot back however the
+/// connection ends. The stream itself is opened by the connection, once it is ready (after
+/// its TLS handshake, for a TLS cloud port), so a refused handshake never reaches the
+/// private service.
 pub struct Ticket {
-    pub stream: StreamHandle,
+    pub session: SessionHandle,
+    pub open: OpenStream,
     pub worker: Worker,
-    pub connection: u64,
+    pub gateway_id: String,
     pub guard: ConnectionGuard,
 }
 
@@ -504,6 +553,13 @@ pub struct Ticket {
 pub struct ConnectionGuard {
     live: Arc<LiveCounters>,
     pub counters: Arc<PumpCounters>,
+}
+
+impl ConnectionGuard {
+    /// Counts the connection as refused (it ends before carrying anything).
+    pub fn refuse(&self, why: Refused) {
+        self.live.refuse(why);
+    }
 }
 
 impl Drop for ConnectionGuard {
@@ -520,105 +576,85 @@ impl Drop for ConnectionGuard {
     }
 }
 
+impl Gateway {
+    fn refuse(&self, why: Refused, kind: EventKind, dest: &str, message: String) -> Refused {
+        self.live.refuse(why);
+        self.shared
+            .event(&self.record.id, kind, message, Some(dest), None);
+        why
+    }
+}
+
 impl Handler<OpenConnection> for Gateway {
-    type Result = Result<Ticket, ()>;
+    type Result = Result<Ticket, Refused>;
     fn handle(&mut self, msg: OpenConnection, ctx: &mut Self::Context) -> Self::Result {
-        let gid = self.record.id.clone();
         let dest = msg.destination_id.as_str();
+        let peer = msg.peer;
         let Some(slot) = self.destinations.get(dest) else {
-            return Err(());
+            return Err(Refused::DestinationDisabled);
         };
-        if !slot.record.active {
-            return Err(());
-        }
-        if !slot.record.enabled {
-            self.shared.event(
-                &gid,
+        if !slot.record.active || !slot.record.enabled {
+            return Err(self.refuse(
+                Refused::DestinationDisabled,
                 EventKind::DestinationDisabled,
-                format!(
-                    "refused a connection from {} to disabled destination {dest}",
-                    msg.peer
-                ),
-                Some(dest),
-                None,
-            );
-            return Err(());
+                dest,
+                format!("refused a connection from {peer} to disabled destination {dest}"),
+            ));
         }
         if !self.record.enabled {
-            self.shared.event(
-                &gid,
+            return Err(self.refuse(
+                Refused::GatewayDisabled,
                 EventKind::GatewayDisabled,
-                format!(
-                    "refused a connection from {} to destination {dest}: gateway disabled",
-                    msg.peer
-                ),
-                Some(dest),
-                None,
-            );
-            return Err(());
+                dest,
+                format!("refused a connection from {peer} to destination {dest}: gateway disabled"),
+            ));
         }
         let limit = self.plan.max_connections_per_gateway;
         if self.live.active.load(Ordering::Acquire) >= limit {
-            self.shared.event(
-                &gid,
+            let why = self.refuse(
+                Refused::Limit,
                 EventKind::LimitReached,
+                dest,
                 format!(
-                    "refused a connection from {} to destination {dest}: {limit} concurrent connections is the limit",
-                    msg.peer
+                    "refused a connection from {peer} to destination {dest}: {limit} concurrent connections is the limit"
                 ),
-                Some(dest),
-                None,
             );
             self.refuse_over_limit(ctx);
-            return Err(());
+            return Err(why);
         }
-        loop {
-            let here = self.worker;
-            let Some(session) = self.sessions.pick(
+        let here = self.worker;
+        let picked = self
+            .sessions
+            .pick(
                 |s| !s.handle.is_closed(),
                 |s| s.handle.active_streams(),
                 |s| s.worker.index == here,
-            ) else {
-                self.shared.event(
-                    &gid,
-                    EventKind::SessionRefused,
-                    format!(
-                        "refused a connection from {} to destination {dest}: no client is connected",
-                        msg.peer
-                    ),
-                    Some(dest),
-                    None,
-                );
-                return Err(());
-            };
-            let connection = self.shared.next_connection();
-            let open = OpenStream {
+            )
+            .map(|s| (s.handle.clone(), s.worker.clone()));
+        let Some((session, worker)) = picked else {
+            return Err(self.refuse(
+                Refused::NoClient,
+                EventKind::SessionRefused,
+                dest,
+                format!("refused a connection from {peer} to destination {dest}: no client is connected"),
+            ));
+        };
+        self.live.active.fetch_add(1, Ordering::AcqRel);
+        self.live.total.fetch_add(1, Ordering::Relaxed);
+        Ok(Ticket {
+            session,
+            open: OpenStream {
                 destination_id: dest.to_string(),
-                peer: msg.peer.to_string(),
-                connection,
-            };
-            match session.handle.open_stream(open) {
-                Ok(stream) => {
-                    let worker = session.worker.clone();
-                    self.live.active.fetch_add(1, Ordering::AcqRel);
-                    self.totals.connections += 1;
-                    return Ok(Ticket {
-                        stream,
-                        worker,
-                        connection,
-                        guard: ConnectionGuard {
-                            live: self.live.clone(),
-                            counters: Arc::new(PumpCounters::default()),
-                        },
-                    });
-                }
-                Err(_) => {
-                    // That session just closed: forget it and try the next one.
-                    let id = session.session_id.clone();
-                    self.sessions.remove(&id);
-                }
-            }
-        }
+                peer: peer.to_string(),
+                connection: self.shared.next_connection(),
+            },
+            worker,
+            gateway_id: self.record.id.clone(),
+            guard: ConnectionGuard {
+                live: self.live.clone(),
+                counters: Arc::new(PumpCounters::default()),
+            },
+        })
     }
 }
 
@@ -689,6 +725,48 @@ impl Gateway {
     }
 }
 
+/// What `/metrics` shows of one gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    pub gateway_id: String,
+    pub name: String,
+    pub active: bool,
+    pub enabled: bool,
+    pub clients: usize,
+    pub sessions: usize,
+    pub active_connections: u32,
+    pub total_connections: u64,
+    pub refused: Vec<(Refused, u64)>,
+    pub bytes_to_resources: u64,
+    pub bytes_to_cloud: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "GatewayMetrics")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for Gateway {
+    type Result = MessageResult<GetMetrics>;
+    fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        MessageResult(GatewayMetrics {
+            gateway_id: self.record.id.clone(),
+            name: self.record.name.clone(),
+            active: self.record.active,
+            enabled: self.record.enabled,
+            clients: self.client_count(),
+            sessions: self.sessions.len(),
+            active_connections: self.live.active.load(Ordering::Acquire),
+            total_connections: self.live.total.load(Ordering::Relaxed),
+            refused: Refused::ALL
+                .iter()
+                .map(|r| (*r, self.live.refused(*r)))
+                .collect(),
+            bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
+            bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// The gateway's connection figures, summed over all its clients (F18).
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayStats {
@@ -715,8 +793,8 @@ impl Handler<GetStats> for Gateway {
             gateway_id: self.id().to_string(),
             clients: self.client_count(),
             active_connections: self.live.active.load(Ordering::Acquire),
-            total_connections: self.totals.connections,
-            refused_connections: self.totals.refused,
+            total_connections: self.live.total.load(Ordering::Relaxed),
+            refused_connections: self.live.refused_total(),
             bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
             bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
             max_connections: self.plan.max_connections_per_gateway,

@@ -19,11 +19,13 @@ pub mod session;
 pub mod state;
 
 use crate::events::EventThrottle;
+use crate::limiter::HandshakeLimiter;
 use crate::records::{EventKind, EventRecord, RECORD_VERSION};
 use crate::workers::Workers;
 use actix::Addr;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Read-only facts and shared services every actor of the node may use.
 pub struct NodeShared {
@@ -34,6 +36,8 @@ pub struct NodeShared {
     pub workers: Workers,
     pub state: Addr<state::StateActor>,
     pub throttle: EventThrottle,
+    /// Caps on unauthenticated tunnel connections (shared with the tunnel listener).
+    pub handshakes: Arc<HandshakeLimiter>,
     next_connection: AtomicU64,
 }
 
@@ -54,6 +58,7 @@ impl NodeShared {
             workers,
             state,
             throttle: EventThrottle::default(),
+            handshakes: Arc::new(HandshakeLimiter::default()),
             next_connection: AtomicU64::new(1),
         }
     }

@@ -100,10 +100,7 @@ impl From<StateError> for ApiError {
     fn from(e: StateError) -> Self {
         match e {
             StateError::NotFound { what, id } => ApiError::NotFound { what, id },
-            StateError::Invalid { field, reason } => ApiError::Invalid {
-                field: field.to_string(),
-                reason,
-            },
+            StateError::Invalid { field, reason } => ApiError::Invalid { field, reason },
             e @ StateError::LimitReached { .. } => ApiError::LimitReached(e.to_string()),
             StateError::Conflict { code, message } => ApiError::Conflict { code, message },
             e @ StateError::NoFreePort { .. } => ApiError::NoFreePort(e.to_string()),

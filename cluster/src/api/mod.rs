@@ -5,6 +5,7 @@
 //! — so a `201` for a destination means its cloud port is already listening.
 
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod views;
 
@@ -28,6 +29,7 @@ pub struct ApiState {
     pub cloud_host: String,
     pub region: String,
     pub node_id: String,
+    pub handshakes: std::sync::Arc<crate::limiter::HandshakeLimiter>,
 }
 
 impl ApiState {

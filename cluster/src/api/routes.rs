@@ -4,7 +4,8 @@
 use super::error::ApiError;
 use super::views::*;
 use super::{Admin, ApiState};
-use crate::actors::gateway::{GetStats, ListClients};
+use crate::actors::gateway::{GetMetrics, GetStats, ListClients};
+use crate::actors::node::AllGateways;
 use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -13,40 +14,42 @@ type Api = web::Data<ApiState>;
 type Reply = Result<HttpResponse, ApiError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz)).service(
-        web::scope("/v1")
-            .route("/gateways", web::post().to(create_gateway))
-            .route("/gateways", web::get().to(list_gateways))
-            .route("/gateways/{id}", web::get().to(show_gateway))
-            .route("/gateways/{id}", web::patch().to(update_gateway))
-            .route("/gateways/{id}", web::delete().to(delete_gateway))
-            .route("/gateways/{id}/token", web::post().to(regenerate_token))
-            .route(
-                "/gateways/{id}/destinations",
-                web::post().to(create_destination),
-            )
-            .route(
-                "/gateways/{id}/destinations",
-                web::get().to(list_destinations),
-            )
-            .route(
-                "/gateways/{id}/destinations/{did}",
-                web::get().to(show_destination),
-            )
-            .route(
-                "/gateways/{id}/destinations/{did}",
-                web::patch().to(update_destination),
-            )
-            .route(
-                "/gateways/{id}/destinations/{did}",
-                web::delete().to(delete_destination),
-            )
-            .route("/gateways/{id}/clients", web::get().to(list_clients))
-            .route("/gateways/{id}/stats", web::get().to(gateway_stats))
-            .route("/gateways/{id}/events", web::get().to(gateway_events))
-            .route("/plan", web::get().to(show_plan))
-            .route("/plan", web::put().to(set_plan)),
-    );
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/v1")
+                .route("/gateways", web::post().to(create_gateway))
+                .route("/gateways", web::get().to(list_gateways))
+                .route("/gateways/{id}", web::get().to(show_gateway))
+                .route("/gateways/{id}", web::patch().to(update_gateway))
+                .route("/gateways/{id}", web::delete().to(delete_gateway))
+                .route("/gateways/{id}/token", web::post().to(regenerate_token))
+                .route(
+                    "/gateways/{id}/destinations",
+                    web::post().to(create_destination),
+                )
+                .route(
+                    "/gateways/{id}/destinations",
+                    web::get().to(list_destinations),
+                )
+                .route(
+                    "/gateways/{id}/destinations/{did}",
+                    web::get().to(show_destination),
+                )
+                .route(
+                    "/gateways/{id}/destinations/{did}",
+                    web::patch().to(update_destination),
+                )
+                .route(
+                    "/gateways/{id}/destinations/{did}",
+                    web::delete().to(delete_destination),
+                )
+                .route("/gateways/{id}/clients", web::get().to(list_clients))
+                .route("/gateways/{id}/stats", web::get().to(gateway_stats))
+                .route("/gateways/{id}/events", web::get().to(gateway_events))
+                .route("/plan", web::get().to(show_plan))
+                .route("/plan", web::put().to(set_plan)),
+        );
 }
 
 pub async fn not_found(req: HttpRequest) -> Reply {
@@ -63,6 +66,32 @@ async fn healthz(api: Api) -> HttpResponse {
         "node_id": api.node_id,
         "version": sg_proto::version::PRODUCT_VERSION,
     }))
+}
+
+async fn metrics(_: Admin, api: Api) -> Reply {
+    let gateways = api.node.send(AllGateways).await?;
+    let mut figures = Vec::with_capacity(gateways.len());
+    for g in gateways {
+        if let Ok(m) = g.send(GetMetrics).await {
+            figures.push(m);
+        }
+    }
+    figures.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
+    let (plan, usage) = api.read(|s| (s.plan(), s.plan_view().usage)).await?;
+    let text = super::metrics::render(&super::metrics::Snapshot {
+        node_id: api.node_id.clone(),
+        region: api.region.clone(),
+        version: sg_proto::version::PRODUCT_VERSION,
+        plan,
+        active_gateways: usage.active_gateways,
+        active_destinations: usage.active_destinations,
+        gateways: figures,
+        handshakes_refused: api.handshakes.refused(),
+        handshakes_pending: api.handshakes.pending(),
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
 }
 
 async fn create_gateway(_: Admin, api: Api, body: web::Json<NewGateway>) -> Reply {

@@ -1,6 +1,7 @@
 //! The JSON shapes the API answers with. Field names are binding (SPEC.md); new fields may
 //! be added.
 
+use crate::controls::{CloudTlsView, IpRule};
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};
 use serde::Serialize;
@@ -55,6 +56,8 @@ pub struct DestinationView {
     pub active: bool,
     pub enabled: bool,
     pub created_at: String,
+    pub ip_rules: Vec<IpRule>,
+    pub cloud_tls: CloudTlsView,
 }
 
 impl DestinationView {
@@ -71,6 +74,8 @@ impl DestinationView {
             active: d.active,
             enabled: d.enabled,
             created_at: rfc3339(d.created_at),
+            ip_rules: d.ip_rules.clone(),
+            cloud_tls: d.cloud_tls.view(),
         }
     }
 }

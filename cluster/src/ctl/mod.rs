@@ -56,6 +56,8 @@ pub enum Command {
     Plan(PlanCmd),
     /// Is the node up?
     Health,
+    /// The node's Prometheus metrics.
+    Metrics,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +126,24 @@ pub struct DestinationFields {
     active: Option<bool>,
     #[arg(long)]
     enabled: Option<bool>,
+    /// Allow connections only from CIDR (optionally from source ports LOW-HIGH); repeat.
+    #[arg(long = "ip-rule", value_name = "CIDR[,PORTS]")]
+    ip_rules: Vec<String>,
+    /// Remove every IP rule (update).
+    #[arg(long, conflicts_with = "ip_rules")]
+    no_ip_rules: bool,
+    /// User-side TLS on the cloud port: none, tls or mutual.
+    #[arg(long, value_name = "MODE")]
+    cloud_tls: Option<String>,
+    /// Certificate (PEM chain) for the cloud port; without it the node issues one.
+    #[arg(long, value_name = "FILE", requires = "cloud_key")]
+    cloud_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cloud-cert.
+    #[arg(long, value_name = "FILE", requires = "cloud_cert")]
+    cloud_key: Option<PathBuf>,
+    /// CA (PEM) that signs the client certificates a "mutual" cloud port accepts.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +298,42 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         m.insert("protocol".into(), json!(p));
     }
     bool_fields(&mut m, f.active, f.enabled);
+    if f.no_ip_rules {
+        m.insert("ip_rules".into(), json!([]));
+    } else if !f.ip_rules.is_empty() {
+        let rules: Vec<Value> = f
+            .ip_rules
+            .iter()
+            .map(|r| match r.split_once(',') {
+                Some((cidr, ports)) => json!({ "cidr": cidr, "ports": ports }),
+                None => json!({ "cidr": r }),
+            })
+            .collect();
+        m.insert("ip_rules".into(), Value::Array(rules));
+    }
+    let read = |p: &PathBuf| -> Result<String, CtlError> {
+        std::fs::read_to_string(p)
+            .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", p.display())))
+    };
+    if f.cloud_tls.is_some() || f.cloud_cert.is_some() || f.client_ca.is_some() {
+        let mut t = Map::new();
+        let mode = f.cloud_tls.clone().unwrap_or_else(|| {
+            if f.client_ca.is_some() {
+                "mutual".into()
+            } else {
+                "tls".into()
+            }
+        });
+        t.insert("mode".into(), json!(mode));
+        if let (Some(c), Some(k)) = (&f.cloud_cert, &f.cloud_key) {
+            t.insert("cert_pem".into(), json!(read(c)?));
+            t.insert("key_pem".into(), json!(read(k)?));
+        }
+        if let Some(ca) = &f.client_ca {
+            t.insert("client_ca_pem".into(), json!(read(ca)?));
+        }
+        m.insert("cloud_tls".into(), Value::Object(t));
+    }
     Ok(m)
 }
 
@@ -289,6 +345,17 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Health => {
             let v = check(api.get("/healthz")?)?;
             out.object(&v, &["status", "region", "node_id", "version"]);
+        }
+        Command::Metrics => {
+            let (status, text) = api.get_text("/metrics")?;
+            if status != 200 {
+                return Err(CtlError::Api {
+                    status,
+                    code: "metrics".into(),
+                    message: text,
+                });
+            }
+            print!("{text}");
         }
         Command::Gateway(cmd) => match cmd {
             GatewayCmd::Create {

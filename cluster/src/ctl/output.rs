@@ -130,6 +130,36 @@ impl Printer {
                 "enabled",
             ],
         );
+        if !self.json {
+            let rules: Vec<String> = v["ip_rules"]
+                .as_array()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| match r["ports"].as_str() {
+                            Some(p) => format!("{} ports {p}", text(&r["cidr"])),
+                            None => text(&r["cidr"]),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "ip_rules       {}",
+                if rules.is_empty() {
+                    "- (anyone)".into()
+                } else {
+                    rules.join(", ")
+                }
+            );
+            let tls = &v["cloud_tls"];
+            let mut line = text(&tls["mode"]);
+            if let Some(fp) = tls["cert_fingerprint"].as_str() {
+                line.push_str(&format!(", certificate {fp}"));
+                if tls["issued_by_node"] == true {
+                    line.push_str(" (issued by the node's CA)");
+                }
+            }
+            println!("cloud_tls      {line}");
+        }
     }
 
     pub fn destinations(&self, v: &Value) {

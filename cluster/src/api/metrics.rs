@@ -1,0 +1,223 @@
+//! `GET /metrics`: the node's figures in the Prometheus text format.
+
+use crate::actors::gateway::{GatewayMetrics, Refused};
+use crate::records::Plan;
+use std::fmt::Write as _;
+
+/// Everything one scrape shows.
+pub struct Snapshot {
+    pub node_id: String,
+    pub region: String,
+    pub version: &'static str,
+    pub plan: Plan,
+    pub active_gateways: u32,
+    pub active_destinations: u32,
+    pub gateways: Vec<GatewayMetrics>,
+    pub handshakes_refused: u64,
+    pub handshakes_pending: usize,
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut o = String::new();
+    family(&mut o, "sg_node_info", "gauge", "The node's identity.");
+    let _ = writeln!(
+        o,
+        "sg_node_info{{region=\"{}\",node_id=\"{}\",version=\"{}\"}} 1",
+        label(&s.region),
+        label(&s.node_id),
+        s.version
+    );
+    for (name, help, v) in [
+        (
+            "sg_plan_max_gateways",
+            "Plan limit on active gateways.",
+            s.plan.max_gateways,
+        ),
+        (
+            "sg_plan_max_destinations",
+            "Plan limit on active destinations.",
+            s.plan.max_destinations,
+        ),
+        (
+            "sg_plan_max_connections_per_gateway",
+            "Plan limit on concurrent connections per gateway.",
+            s.plan.max_connections_per_gateway,
+        ),
+        ("sg_gateways_active", "Active gateways.", s.active_gateways),
+        (
+            "sg_destinations_active",
+            "Active destinations.",
+            s.active_destinations,
+        ),
+    ] {
+        family(&mut o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        &mut o,
+        "sg_gateway_up",
+        "gauge",
+        "1 when the gateway is active and enabled.",
+    );
+    for g in &s.gateways {
+        let _ = writeln!(
+            o,
+            "sg_gateway_up{{gateway=\"{}\",name=\"{}\"}} {}",
+            label(&g.gateway_id),
+            label(&g.name),
+            u8::from(g.active && g.enabled)
+        );
+    }
+    let per_gateway: [(&str, &str, &str, fn(&GatewayMetrics) -> u64); 4] = [
+        (
+            "sg_gateway_clients",
+            "gauge",
+            "Client processes connected.",
+            |g| g.clients as u64,
+        ),
+        (
+            "sg_gateway_sessions",
+            "gauge",
+            "Client sessions connected.",
+            |g| g.sessions as u64,
+        ),
+        (
+            "sg_gateway_connections_active",
+            "gauge",
+            "Connections being carried.",
+            |g| u64::from(g.active_connections),
+        ),
+        (
+            "sg_gateway_connections_total",
+            "counter",
+            "Connections admitted.",
+            |g| g.total_connections,
+        ),
+    ];
+    for (name, kind, help, get) in per_gateway {
+        family(&mut o, name, kind, help);
+        for g in &s.gateways {
+            let _ = writeln!(
+                o,
+                "{name}{{gateway=\"{}\"}} {}",
+                label(&g.gateway_id),
+                get(g)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "sg_gateway_connections_refused_total",
+        "counter",
+        "Cloud connections refused, by reason.",
+    );
+    for g in &s.gateways {
+        for r in Refused::ALL {
+            let n = g
+                .refused
+                .iter()
+                .find(|(why, _)| *why == r)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(
+                o,
+                "sg_gateway_connections_refused_total{{gateway=\"{}\",reason=\"{}\"}} {n}",
+                label(&g.gateway_id),
+                r.label()
+            );
+        }
+    }
+    family(
+        &mut o,
+        "sg_gateway_bytes_total",
+        "counter",
+        "Bytes carried by finished connections, by direction.",
+    );
+    for g in &s.gateways {
+        let id = label(&g.gateway_id);
+        let _ = writeln!(
+            o,
+            "sg_gateway_bytes_total{{gateway=\"{id}\",direction=\"to_resources\"}} {}",
+            g.bytes_to_resources
+        );
+        let _ = writeln!(
+            o,
+            "sg_gateway_bytes_total{{gateway=\"{id}\",direction=\"to_cloud\"}} {}",
+            g.bytes_to_cloud
+        );
+    }
+    family(
+        &mut o,
+        "sg_tunnel_handshakes_refused_total",
+        "counter",
+        "Tunnel connections closed at once because too many handshakes were pending.",
+    );
+    let _ = writeln!(
+        o,
+        "sg_tunnel_handshakes_refused_total {}",
+        s.handshakes_refused
+    );
+    family(
+        &mut o,
+        "sg_tunnel_handshakes_pending",
+        "gauge",
+        "Tunnel handshakes in progress.",
+    );
+    let _ = writeln!(o, "sg_tunnel_handshakes_pending {}", s.handshakes_pending);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_and_escapes_labels() {
+        let s = Snapshot {
+            node_id: "nd_1".into(),
+            region: "us-south".into(),
+            version: "0.6.0",
+            plan: Plan::default(),
+            active_gateways: 1,
+            active_destinations: 2,
+            gateways: vec![GatewayMetrics {
+                gateway_id: "gw_1".into(),
+                name: "a \"quoted\" name".into(),
+                active: true,
+                enabled: true,
+                clients: 1,
+                sessions: 2,
+                active_connections: 3,
+                total_connections: 4,
+                refused: vec![(Refused::Limit, 5)],
+                bytes_to_resources: 6,
+                bytes_to_cloud: 7,
+            }],
+            handshakes_refused: 0,
+            handshakes_pending: 0,
+        };
+        let text = render(&s);
+        assert!(
+            text.contains("sg_gateway_up{gateway=\"gw_1\",name=\"a \\\"quoted\\\" name\"} 1"),
+            "{text}"
+        );
+        assert!(text
+            .contains("sg_gateway_connections_refused_total{gateway=\"gw_1\",reason=\"limit\"} 5"));
+        assert!(text.contains(
+            "sg_gateway_connections_refused_total{gateway=\"gw_1\",reason=\"ip_rule\"} 0"
+        ));
+        assert!(text.contains("# TYPE sg_gateway_connections_total counter"));
+        assert!(text.contains("sg_destinations_active 2"));
+    }
+}
