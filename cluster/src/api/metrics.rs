@@ -17,6 +17,9 @@ pub struct Snapshot {
     pub handshakes_pending: usize,
 }
 
+/// A per-gateway family: name, type, help, and how to read its value.
+type PerGateway = (&'static str, &'static str, &'static str, fn(&GatewayMetrics) -> u64);
+
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -80,7 +83,7 @@ pub fn render(s: &Snapshot) -> String {
             u8::from(g.active && g.enabled)
         );
     }
-    let per_gateway: [(&str, &str, &str, fn(&GatewayMetrics) -> u64); 4] = [
+    let per_gateway: [PerGateway; 4] = [
         (
             "sg_gateway_clients",
             "gauge",
