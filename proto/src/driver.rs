@@ -319,10 +319,15 @@ where
         // Stop reading while our own control frames cannot get out: a peer that does not
         // read must not make us queue without bound. (Data needs no such stop: windows
         // bound it, and stopping on full data buffers could deadlock two busy peers.)
-        if self.closing.is_none() && self.mux.control_backlog() < MAX_CONTROL_BACKLOG {
-            progress |= self.read(cx)?;
-        }
+        let read = if self.closing.is_none() && self.mux.control_backlog() < MAX_CONTROL_BACKLOG {
+            self.read(cx)
+        } else {
+            Ok(false)
+        };
+        // Whatever was decoded is delivered even if the connection then ended: the peer's
+        // last frames (data, a notice) arrive together with its close.
         self.dispatch_events();
+        progress |= read?;
         progress |= self.write(cx)?;
         if let Some(reason) = &self.closing {
             if self.out.is_empty() && !self.mux.wants_transmit() && !self.flush_needed {
@@ -639,6 +644,35 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "echoed bytes differ");
         assert!(matches!(pump.await.expect("pump"), PumpOutcome::Closed));
+    }
+
+    #[tokio::test]
+    async fn frames_that_arrive_with_the_close_are_still_delivered() {
+        use crate::codec::encode_frame;
+        use crate::frame::{Notice, NoticeKind};
+        let (a, mut b) = tokio::io::duplex(4096);
+        let (_client, mut events, driver) =
+            start(a, BytesMut::new(), DriverConfig::new(Role::Client));
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &Frame::Notice(Notice {
+                kind: NoticeKind::SessionClosed,
+                message: "token regenerated".into(),
+                count: 0,
+            }),
+            &mut buf,
+        )
+        .unwrap();
+        // The notice and the close in one go.
+        b.write_all(&buf).await.unwrap();
+        drop(b);
+        assert!(matches!(driver.await, SessionEnd::PeerClosed));
+        match events.recv().await {
+            Some(SessionEvent::Control(Frame::Notice(n))) => {
+                assert_eq!(n.message, "token regenerated")
+            }
+            other => panic!("the notice was lost: {other:?}"),
+        }
     }
 
     #[tokio::test]

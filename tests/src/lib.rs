@@ -439,6 +439,7 @@ impl Drop for Client {
 pub struct EchoServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -447,13 +448,15 @@ impl EchoServer {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind echo");
         let addr = listener.local_addr().expect("echo addr");
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), accepted.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -473,8 +476,14 @@ impl EchoServer {
         EchoServer {
             addr,
             stop,
+            accepted,
             thread: Some(thread),
         }
+    }
+
+    /// Connections the private service has seen so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -556,4 +565,123 @@ pub fn sha256(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Connects to a loopback cloud port from a chosen source address (e.g. `127.0.0.2:0`).
+pub fn connect_from(port: u16, source: &str) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let src: SocketAddr = source
+        .parse()
+        .map_err(|_| std::io::Error::other("bad source"))?;
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&src.into())?;
+    sock.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// Whether a connection to the cloud port gets `msg` echoed back.
+pub fn echoes(mut s: TcpStream, msg: &[u8]) -> bool {
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).is_ok() && got == msg
+}
+
+/// What `openssl s_client` saw talking to a TLS cloud port: it sends `line`, waits for the
+/// echo, and reports the whole output.
+pub struct OpensslRun {
+    pub output: String,
+    pub echoed: bool,
+}
+
+/// Runs the real `openssl s_client` against `port`, verifying with `ca`, with `extra`
+/// arguments (e.g. `-cert`/`-key`).
+pub fn openssl_echo(port: u16, ca: &Path, extra: &[&str], line: &str) -> OpensslRun {
+    use std::sync::Mutex;
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+        ])
+        .arg(ca)
+        .arg("-verify_return_error")
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (scripts/test.sh installs it)");
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let out = output.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut pipe = pipe;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }));
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(format!("{line}\n").as_bytes());
+        // Keep stdin open while waiting for the echo (EOF would end s_client early).
+        let echoed = wait_until(Duration::from_secs(10), || {
+            let o = output.lock().map(|o| o.clone()).unwrap_or_default();
+            o.matches(line).count() >= 1 && o.contains("Verify return code")
+                || matches!(child.try_wait(), Ok(Some(_)))
+        });
+        let _ = echoed;
+        drop(stdin);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = child.kill();
+    let _ = child.wait();
+    for r in readers {
+        let _ = r.join();
+    }
+    let output = output.lock().map(|o| o.clone()).unwrap_or_default();
+    // The echo is the line coming back after the handshake report.
+    let echoed = output
+        .split("Verify return code")
+        .nth(1)
+        .is_some_and(|after| after.contains(line));
+    OpensslRun { output, echoed }
+}
+
+/// Runs a command and panics with its output if it fails (test fixtures: openssl).
+pub fn run_cmd(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

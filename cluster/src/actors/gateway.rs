@@ -269,7 +269,13 @@ impl Gateway {
             "{count} connection(s) to gateway {} refused: the limit of {limit} concurrent connections was reached",
             self.record.id
         );
+        // One notice per client process, not per session: each client logs one line.
+        let mut told: Vec<&str> = Vec::new();
         for s in self.sessions.iter() {
+            if told.contains(&s.client_id.as_str()) {
+                continue;
+            }
+            told.push(&s.client_id);
             let _ = s.handle.send_control(Frame::Notice(Notice {
                 kind: NoticeKind::ConnectionLimit,
                 message: message.clone(),

@@ -18,7 +18,12 @@ pub struct Snapshot {
 }
 
 /// A per-gateway family: name, type, help, and how to read its value.
-type PerGateway = (&'static str, &'static str, &'static str, fn(&GatewayMetrics) -> u64);
+type PerGateway = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&GatewayMetrics) -> u64,
+);
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {

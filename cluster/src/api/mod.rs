@@ -87,21 +87,43 @@ impl FromRequest for Admin {
     }
 }
 
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_BODY)
-        .content_type_required(false)
-        .error_handler(|err, _| {
-            use actix_web::error::JsonPayloadError as E;
-            let message = match &err {
-                E::Deserialize(e) => format!("invalid JSON body: {e}"),
-                E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => {
-                    format!("the body is larger than {limit} bytes")
-                }
-                other => format!("invalid JSON body: {other}"),
-            };
-            ApiError::BadBody(message).into()
+/// A JSON request body. Unlike `web::Json`, a bad body is refused with the path of the
+/// offending field (`cloud_tls.mode: unknown variant ...`), so the caller knows what to fix.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Body<T>, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes
+                .await
+                .map_err(|e| ApiError::BadBody(format!("cannot read the body: {e}")))?;
+            if bytes.len() > MAX_BODY {
+                return Err(ApiError::BadBody(format!(
+                    "the body is larger than {MAX_BODY} bytes"
+                )));
+            }
+            let mut de = serde_json::Deserializer::from_slice(&bytes);
+            serde_path_to_error::deserialize(&mut de)
+                .map(Body)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let inner = e.into_inner();
+                    if path.is_empty() || path == "." {
+                        ApiError::BadBody(format!("invalid JSON body: {inner}"))
+                    } else {
+                        ApiError::BadBody(format!("invalid JSON body: {path}: {inner}"))
+                    }
+                })
         })
+    }
+}
+
+fn payload_config() -> web::PayloadConfig {
+    web::PayloadConfig::new(MAX_BODY)
 }
 
 fn path_config() -> web::PathConfig {
@@ -124,7 +146,7 @@ pub fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(json_config())
+            .app_data(payload_config())
             .app_data(path_config())
             .app_data(query_config())
             .configure(routes::configure)

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::views::*;
-use super::{Admin, ApiState};
+use super::{Admin, ApiState, Body};
 use crate::actors::gateway::{GetMetrics, GetStats, ListClients};
 use crate::actors::node::AllGateways;
 use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
@@ -94,8 +94,8 @@ async fn metrics(_: Admin, api: Api) -> Reply {
         .body(text))
 }
 
-async fn create_gateway(_: Admin, api: Api, body: web::Json<NewGateway>) -> Reply {
-    let req = body.into_inner();
+async fn create_gateway(_: Admin, api: Api, body: Body<NewGateway>) -> Reply {
+    let req = body.0;
     let issued = api.mutate(move |s| s.create_gateway(req)).await?;
     Ok(HttpResponse::Created().json(GatewayView::new(&issued.gateway, Some(issued.token))))
 }
@@ -116,9 +116,9 @@ async fn update_gateway(
     _: Admin,
     api: Api,
     id: web::Path<String>,
-    body: web::Json<GatewayPatch>,
+    body: Body<GatewayPatch>,
 ) -> Reply {
-    let (id, patch) = (id.into_inner(), body.into_inner());
+    let (id, patch) = (id.into_inner(), body.0);
     let g = api.mutate(move |s| s.update_gateway(&id, patch)).await?;
     Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
 }
@@ -157,9 +157,9 @@ async fn create_destination(
     _: Admin,
     api: Api,
     id: web::Path<String>,
-    body: web::Json<NewDestination>,
+    body: Body<NewDestination>,
 ) -> Reply {
-    let (id, req) = (id.into_inner(), body.into_inner());
+    let (id, req) = (id.into_inner(), body.0);
     let d = api.mutate(move |s| s.create_destination(&id, req)).await?;
     Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.cloud_host)))
 }
@@ -186,9 +186,9 @@ async fn update_destination(
     _: Admin,
     api: Api,
     path: web::Path<(String, String)>,
-    body: web::Json<DestinationPatch>,
+    body: Body<DestinationPatch>,
 ) -> Reply {
-    let ((id, did), patch) = (path.into_inner(), body.into_inner());
+    let ((id, did), patch) = (path.into_inner(), body.0);
     let d = api
         .mutate(move |s| s.update_destination(&id, &did, patch))
         .await?;
@@ -244,8 +244,8 @@ async fn show_plan(_: Admin, api: Api) -> Reply {
     Ok(HttpResponse::Ok().json(view))
 }
 
-async fn set_plan(_: Admin, api: Api, body: web::Json<PlanUpdate>) -> Reply {
-    let update = body.into_inner();
+async fn set_plan(_: Admin, api: Api, body: Body<PlanUpdate>) -> Reply {
+    let update = body.0;
     api.mutate(move |s| s.set_plan(update)).await?;
     let view = api.read(|s| s.plan_view()).await?;
     Ok(HttpResponse::Ok().json(view))

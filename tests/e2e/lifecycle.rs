@@ -1,0 +1,365 @@
+//! Gateway and destination lifecycle (F4, F6, F7, F21): active/inactive, enabled/disabled,
+//! plan limits and downgrades, the concurrency limit and its notices, token regeneration,
+//! and every change surviving `kill -9`.
+
+use serde_json::{json, Value};
+use sg_e2e::*;
+use std::net::TcpStream;
+use std::time::Duration;
+
+struct Setup {
+    node: Node,
+    echo: EchoServer,
+    gw: String,
+    token: String,
+    did: String,
+    port: u16,
+    client: Client,
+}
+
+fn setup() -> Setup {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("life");
+    let (did, port) = node.create_destination(&gw, "echo", echo.addr);
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port), "{}", client.log());
+    Setup {
+        node,
+        echo,
+        gw,
+        token,
+        did,
+        port,
+        client,
+    }
+}
+
+fn patch(node: &Node, path: &str, body: Value) -> Value {
+    let r = node.call("PATCH", path, Some(body));
+    assert_eq!(r.status, 200, "PATCH {path}: {}", r.body);
+    r.body
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        node.events(gw).iter().any(|e| e["kind"] == kind)
+    })
+}
+
+#[test]
+fn a_disabled_destination_refuses_connections_but_keeps_its_port() {
+    let s = setup();
+    let path = format!("/v1/gateways/{}/destinations/{}", s.gw, s.did);
+    let d = patch(&s.node, &path, json!({ "enabled": false }));
+    assert_eq!(d["enabled"], false);
+    assert_eq!(
+        d["cloud_port"].as_u64(),
+        Some(s.port as u64),
+        "the port stays provisioned"
+    );
+    let before = s.echo.accepted();
+    assert!(listening(s.port), "something still listens on the port");
+    assert_eq!(
+        echo_once(s.port, b"blocked?"),
+        None,
+        "but connections are refused"
+    );
+    assert_eq!(
+        s.echo.accepted(),
+        before,
+        "nothing reached the private service"
+    );
+    assert!(has_event(&s.node, &s.gw, "destination_disabled"));
+    patch(&s.node, &path, json!({ "enabled": true }));
+    assert_eq!(echo_once(s.port, b"back").as_deref(), Some(&b"back"[..]));
+}
+
+#[test]
+fn an_inactive_destination_has_no_port_and_gets_the_same_one_back() {
+    let s = setup();
+    let path = format!("/v1/gateways/{}/destinations/{}", s.gw, s.did);
+    let d = patch(&s.node, &path, json!({ "active": false }));
+    assert_eq!(d["cloud_port"], Value::Null);
+    assert!(
+        wait_until(Duration::from_secs(5), || !listening(s.port)),
+        "nothing listens any more"
+    );
+    let plan = s.node.call("GET", "/v1/plan", None).body;
+    assert_eq!(
+        plan["usage"]["active_destinations"], 0,
+        "inactive is not counted"
+    );
+    let d = patch(&s.node, &path, json!({ "active": true }));
+    assert_eq!(
+        d["cloud_port"].as_u64(),
+        Some(s.port as u64),
+        "same port again"
+    );
+    assert!(wait_echo(s.port));
+}
+
+#[test]
+fn a_disabled_gateway_carries_nothing_until_enabled() {
+    let s = setup();
+    let path = format!("/v1/gateways/{}", s.gw);
+    patch(&s.node, &path, json!({ "enabled": false }));
+    assert_eq!(echo_once(s.port, b"x"), None);
+    assert!(has_event(&s.node, &s.gw, "gateway_disabled"));
+    assert!(
+        s.client
+            .wait_log("the gateway is disabled", Duration::from_secs(5)),
+        "the client is told: {}",
+        s.client.log()
+    );
+    patch(&s.node, &path, json!({ "enabled": true }));
+    assert_eq!(echo_once(s.port, b"again").as_deref(), Some(&b"again"[..]));
+}
+
+#[test]
+fn an_inactive_gateway_takes_its_destinations_down_and_brings_them_back() {
+    let s = setup();
+    let gpath = format!("/v1/gateways/{}", s.gw);
+    let dpath = format!("{gpath}/destinations/{}", s.did);
+    patch(&s.node, &gpath, json!({ "active": false }));
+    let d = s.node.call("GET", &dpath, None).body;
+    assert_eq!(
+        (d["active"].clone(), d["cloud_port"].clone()),
+        (json!(false), Value::Null)
+    );
+    assert!(wait_until(Duration::from_secs(5), || !listening(s.port)));
+    assert!(s.node.wait_clients(&s.gw, 0), "its sessions are closed");
+    // A destination of an inactive gateway cannot be activated; the error names the gateway.
+    let r = s
+        .node
+        .call("PATCH", &dpath, Some(json!({ "active": true })));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body["error"], "gateway_inactive");
+    assert!(
+        r.body["message"].as_str().unwrap_or("").contains(&s.gw),
+        "{}",
+        r.body
+    );
+    // Reactivating the gateway brings the destination back on its port; the client
+    // reconnects by itself.
+    patch(&s.node, &gpath, json!({ "active": true }));
+    let d = s.node.call("GET", &dpath, None).body;
+    assert_eq!(d["cloud_port"].as_u64(), Some(s.port as u64));
+    assert!(wait_echo(s.port), "{}", s.client.log());
+}
+
+#[test]
+fn plan_limits_refuse_creates_and_a_downgrade_deactivates_everything() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let r = node.call(
+        "PUT",
+        "/v1/plan",
+        Some(json!({ "max_gateways": 2, "max_destinations": 2 })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (a, token_a) = node.create_gateway("a");
+    let (b, _) = node.create_gateway("b");
+    let r = node.call("POST", "/v1/gateways", Some(json!({ "name": "c" })));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["error"], "limit_reached");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_gateways"),
+        "{}",
+        r.body
+    );
+    let (_, port_a) = node.create_destination(&a, "echo", echo.addr);
+    let (_, port_b) = node.create_destination(&b, "echo", echo.addr);
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{a}/destinations"),
+        Some(json!({ "name": "third", "resource_host": "127.0.0.1", "resource_port": 1 })),
+    );
+    assert_eq!(r.status, 409);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_destinations"),
+        "{}",
+        r.body
+    );
+
+    // Below current usage: every gateway goes inactive, every cloud port is released.
+    let r = node.call("PUT", "/v1/plan", Some(json!({ "max_gateways": 1 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["usage"]["active_gateways"], 0);
+    assert_eq!(r.body["usage"]["active_destinations"], 0);
+    assert!(wait_until(Duration::from_secs(5), || !listening(port_a)
+        && !listening(port_b)));
+    for g in node
+        .call("GET", "/v1/gateways", None)
+        .body
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(g["active"], false);
+    }
+    // One gateway can be reactivated under the new plan; a second cannot.
+    patch(
+        &node,
+        &format!("/v1/gateways/{a}"),
+        json!({ "active": true }),
+    );
+    let r = node.call(
+        "PATCH",
+        &format!("/v1/gateways/{b}"),
+        Some(json!({ "active": true })),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let _client = Client::start(&node, &[(&a, &token_a)], &[]);
+    assert!(wait_echo(port_a));
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_and_clients_hear_at_most_every_30s() {
+    let s = setup();
+    let r = s.node.call(
+        "PUT",
+        "/v1/plan",
+        Some(json!({ "max_connections_per_gateway": 2 })),
+    );
+    assert_eq!(r.status, 200);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let c = connect(s.port);
+            assert!(echoes(c.try_clone().unwrap(), &[i]));
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    let before = s.echo.accepted();
+    assert_eq!(
+        echo_once(s.port, b"third"),
+        None,
+        "the third is closed at once"
+    );
+    assert_eq!(s.echo.accepted(), before);
+    assert!(has_event(&s.node, &s.gw, "limit_reached"));
+    let line = "connection(s) to gateway";
+    assert!(
+        s.client.wait_log(line, Duration::from_secs(5)),
+        "{}",
+        s.client.log()
+    );
+    assert!(s.client.log().contains("ERROR"), "logged as an error");
+    // Three more within the 30 seconds: no new line yet, then one line with their count.
+    for _ in 0..3 {
+        assert_eq!(echo_once(s.port, b"more"), None);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.client.log().matches(line).count(),
+        1,
+        "{}",
+        s.client.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(35), || s
+            .client
+            .log()
+            .matches(line)
+            .count()
+            == 2),
+        "{}",
+        s.client.log()
+    );
+    assert!(
+        s.client.log().contains("3 connection(s) to gateway"),
+        "{}",
+        s.client.log()
+    );
+    drop(held);
+    assert!(wait_until(Duration::from_secs(5), || echo_once(
+        s.port, b"ok"
+    )
+    .is_some()));
+}
+
+#[test]
+fn regenerating_the_token_closes_sessions_and_refuses_the_old_token() {
+    let mut s = setup();
+    let r = s
+        .node
+        .call("POST", &format!("/v1/gateways/{}/token", s.gw), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let new_token = r.body["token"].as_str().unwrap().to_string();
+    assert_ne!(new_token, s.token);
+    assert!(
+        s.client
+            .wait_log("token regenerated", Duration::from_secs(10)),
+        "{}",
+        s.client.log()
+    );
+    assert!(
+        s.client.wait_exit(Duration::from_secs(20)).is_some(),
+        "the old token is refused for good"
+    );
+    assert!(s.client.log().contains("bad_token"), "{}", s.client.log());
+    assert!(has_event(&s.node, &s.gw, "session_closed"));
+    let _fresh = Client::start(&s.node, &[(&s.gw, &new_token)], &[]);
+    assert!(wait_echo(s.port));
+}
+
+#[test]
+fn every_change_survives_kill9() {
+    let mut node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, _) = node.create_gateway("durable");
+    let (did, _) = node.create_destination(&gw, "echo", echo.addr);
+    node.call(
+        "PUT",
+        "/v1/plan",
+        Some(json!({ "max_connections_per_gateway": 77 })),
+    );
+    patch(
+        &node,
+        &format!("/v1/gateways/{gw}"),
+        json!({ "name": "renamed", "enabled": false }),
+    );
+    let dpath = format!("/v1/gateways/{gw}/destinations/{did}");
+    patch(
+        &node,
+        &dpath,
+        json!({ "ip_rules": [{ "cidr": "127.0.0.1" }], "cloud_tls": { "mode": "tls" }, "enabled": false }),
+    );
+    let token = node
+        .call("POST", &format!("/v1/gateways/{gw}/token"), None)
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = (
+        node.call("GET", "/v1/plan", None).body,
+        node.call("GET", &format!("/v1/gateways/{gw}"), None).body,
+        node.call("GET", &dpath, None).body,
+    );
+
+    node.restart();
+
+    let after = (
+        node.call("GET", "/v1/plan", None).body,
+        node.call("GET", &format!("/v1/gateways/{gw}"), None).body,
+        node.call("GET", &dpath, None).body,
+    );
+    assert_eq!(before, after);
+    assert_eq!(after.0["max_connections_per_gateway"], 77);
+    assert_eq!(after.1["name"], "renamed");
+    assert_eq!(after.2["ip_rules"], json!([{ "cidr": "127.0.0.1/32" }]));
+    assert_eq!(after.2["cloud_tls"]["mode"], "tls");
+    // The regenerated token is the one that works.
+    let c = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1), "{}", c.log());
+}

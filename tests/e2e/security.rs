@@ -1,0 +1,469 @@
+//! The node's security controls (F9, F10, F22, F23): IP rules, user-side TLS and mutual TLS
+//! on cloud ports with a real TLS client (openssl s_client), typed errors for bad input,
+//! the event log and /metrics.
+
+use serde_json::{json, Value};
+use sg_e2e::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn create(node: &Node, gw: &str, body: Value) -> Value {
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body
+}
+
+fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        node.events(gw).iter().any(|e| e["kind"] == kind)
+    })
+}
+
+#[test]
+fn ip_rules_refuse_other_sources_before_a_single_byte() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("ips");
+    let addr = echo.addr.to_string();
+    let d = create(
+        &node,
+        &gw,
+        json!({ "name": "only-127.0.0.1", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
+                "ip_rules": [{ "cidr": "127.0.0.1/32" }, { "cidr": "::1/128" }] }),
+    );
+    let port = d["cloud_port"].as_u64().unwrap() as u16;
+    let ported = create(
+        &node,
+        &gw,
+        json!({ "name": "ports", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
+                "ip_rules": [{ "cidr": "127.0.0.0/8", "ports": "40000-40100" }] }),
+    );
+    let ported_port = ported["cloud_port"].as_u64().unwrap() as u16;
+    let _client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port), "{addr}");
+
+    let before = echo.accepted();
+    let outsider = connect_from(port, "127.0.0.2:0").expect("the TCP connect itself succeeds");
+    assert!(!echoes(outsider, b"let me in"), "127.0.0.2 is refused");
+    assert_eq!(echo.accepted(), before, "the private service never saw it");
+    assert!(
+        echoes(connect_from(port, "127.0.0.1:0").unwrap(), b"welcome"),
+        "127.0.0.1 is allowed"
+    );
+
+    // Source port ranges.
+    assert!(echoes(
+        connect_from(ported_port, "127.0.0.1:40050").unwrap(),
+        b"in range"
+    ));
+    assert!(!echoes(
+        connect_from(ported_port, "127.0.0.1:40200").unwrap(),
+        b"out of range"
+    ));
+
+    assert!(has_event(&node, &gw, "ip_refused"));
+    let refusals: Vec<Value> = node
+        .events(&gw)
+        .into_iter()
+        .filter(|e| e["kind"] == "ip_refused")
+        .collect();
+    assert!(
+        refusals.iter().any(
+            |e| e["message"].as_str().unwrap_or("").contains("127.0.0.2:")
+                && e["destination_id"] == d["id"]
+        ),
+        "{refusals:?}"
+    );
+}
+
+/// A client CA and an application certificate it signs, made with the openssl CLI.
+fn client_pki(dir: &Path) {
+    std::fs::write(
+        dir.join("app.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "cca.key",
+        "-out",
+        "cca.pem",
+        "-subj",
+        "/CN=app-ca",
+        "-days",
+        "2",
+    ]);
+    run_cmd(dir, "openssl", &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "app.key", "-out", "app.csr", "-subj", "/CN=app"]);
+    run_cmd(dir, "openssl", &csr);
+    run_cmd(
+        dir,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "app.csr",
+            "-CA",
+            "cca.pem",
+            "-CAkey",
+            "cca.key",
+            "-CAcreateserial",
+            "-out",
+            "app.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "app.ext",
+        ],
+    );
+}
+
+#[test]
+fn tls_and_mutual_tls_cloud_ports_work_with_openssl() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("tls");
+    let base = json!({ "resource_host": "127.0.0.1", "resource_port": echo.addr.port() });
+    let mut tls_body = base.clone();
+    tls_body["name"] = json!("tls");
+    tls_body["cloud_tls"] = json!({ "mode": "tls" });
+    let tls = create(&node, &gw, tls_body);
+    assert_eq!(tls["cloud_tls"]["issued_by_node"], true);
+    assert!(
+        !tls.to_string().contains("PRIVATE KEY"),
+        "the key is never shown"
+    );
+    let tls_port = tls["cloud_port"].as_u64().unwrap() as u16;
+
+    let pki = tempfile::tempdir().unwrap();
+    client_pki(pki.path());
+    let mut mutual_body = base.clone();
+    mutual_body["name"] = json!("mutual");
+    mutual_body["cloud_tls"] = json!({
+        "mode": "mutual",
+        "client_ca_pem": std::fs::read_to_string(pki.path().join("cca.pem")).unwrap(),
+    });
+    let mutual = create(&node, &gw, mutual_body);
+    let mutual_port = mutual["cloud_port"].as_u64().unwrap() as u16;
+    let _client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+
+    // TLS with the certificate the node issued from its CA.
+    let run = openssl_echo(tls_port, &node.ca_path(), &[], "hello over tls");
+    assert!(
+        run.output.contains("Verify return code: 0 (ok)"),
+        "{}",
+        run.output
+    );
+    assert!(run.echoed, "{}", run.output);
+
+    // Mutual TLS: without a client certificate the handshake is refused...
+    let before = echo.accepted();
+    let run = openssl_echo(mutual_port, &node.ca_path(), &[], "no certificate");
+    assert!(!run.echoed, "{}", run.output);
+    assert!(has_event(&node, &gw, "tls_refused"));
+    assert_eq!(
+        echo.accepted(),
+        before,
+        "a refused handshake never reaches the private service"
+    );
+    // ...and with one signed by the uploaded CA it works.
+    let cert = pki.path().join("app.pem");
+    let key = pki.path().join("app.key");
+    let run = openssl_echo(
+        mutual_port,
+        &node.ca_path(),
+        &[
+            "-cert",
+            cert.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+        ],
+        "hello with a certificate",
+    );
+    assert!(run.echoed, "{}", run.output);
+}
+
+#[test]
+fn bad_security_input_names_the_field_and_stores_nothing() {
+    let node = Node::start();
+    let (gw, _) = node.create_gateway("bad");
+    let base = |extra: Value| {
+        let mut b = json!({ "name": "d", "resource_host": "127.0.0.1", "resource_port": 80 });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let pki = tempfile::tempdir().unwrap();
+    client_pki(pki.path());
+    let cert = std::fs::read_to_string(pki.path().join("app.pem")).unwrap();
+    let other_key = std::fs::read_to_string(pki.path().join("cca.key")).unwrap();
+    let cases = [
+        (
+            json!({ "ip_rules": [{ "cidr": "10.0.0.0/33" }] }),
+            "ip_rules[0].cidr",
+        ),
+        (
+            json!({ "ip_rules": [{ "cidr": "nonsense" }] }),
+            "ip_rules[0].cidr",
+        ),
+        (
+            json!({ "ip_rules": [{ "cidr": "10.0.0.0/8", "ports": "0-70000" }] }),
+            "ip_rules[0].ports",
+        ),
+        (
+            json!({ "cloud_tls": { "mode": "tls", "cert_pem": "not pem", "key_pem": other_key } }),
+            "cloud_tls.cert_pem",
+        ),
+        (
+            json!({ "cloud_tls": { "mode": "tls", "cert_pem": cert, "key_pem": other_key } }),
+            "cloud_tls.key_pem",
+        ),
+        (
+            json!({ "cloud_tls": { "mode": "tls", "cert_pem": cert } }),
+            "cloud_tls.key_pem",
+        ),
+        (
+            json!({ "cloud_tls": { "mode": "mutual" } }),
+            "cloud_tls.client_ca_pem",
+        ),
+        (
+            json!({ "cloud_tls": { "mode": "sometimes" } }),
+            "cloud_tls.mode",
+        ),
+        (
+            json!({ "ip_rules": [{ "cidr": "10.0.0.0/8", "prots": "1-2" }] }),
+            "ip_rules[0]",
+        ),
+    ];
+    for (extra, field) in cases {
+        let body = base(extra.clone());
+        let r = node.call(
+            "POST",
+            &format!("/v1/gateways/{gw}/destinations"),
+            Some(body),
+        );
+        assert_eq!(r.status, 400, "{extra}: {}", r.body);
+        let message = r.body["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(field),
+            "{extra}: {message:?} should name {field}"
+        );
+    }
+    assert_eq!(
+        node.call("GET", &format!("/v1/gateways/{gw}/destinations"), None)
+            .body,
+        json!([])
+    );
+    // A bad patch leaves the stored rules alone.
+    let d = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(base(json!({ "ip_rules": [{ "cidr": "192.0.2.0/24" }] }))),
+    );
+    let path = format!(
+        "/v1/gateways/{gw}/destinations/{}",
+        d.body["id"].as_str().unwrap()
+    );
+    let r = node.call(
+        "PATCH",
+        &path,
+        Some(json!({ "ip_rules": [{ "cidr": "x" }] })),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        node.call("GET", &path, None).body["ip_rules"],
+        json!([{ "cidr": "192.0.2.0/24" }])
+    );
+}
+
+#[test]
+fn events_and_metrics_tell_operators_what_was_refused() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("observed");
+    let d = create(
+        &node,
+        &gw,
+        json!({ "name": "e", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
+                "ip_rules": [{ "cidr": "127.0.0.1/32" }] }),
+    );
+    let port = d["cloud_port"].as_u64().unwrap() as u16;
+    let mut bad = Client::start(&node, &[(&gw, "sgt_wrong")], &[]);
+    assert!(bad.wait_exit(Duration::from_secs(20)).is_some());
+    let _good = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port));
+    for _ in 0..2 {
+        assert!(!echoes(connect_from(port, "127.0.0.2:0").unwrap(), b"x"));
+    }
+    assert!(has_event(&node, &gw, "ip_refused"));
+
+    let r = node.call("GET", &format!("/v1/gateways/{gw}/events?limit=2"), None);
+    let events = r.body.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events[0]["at"].as_str() >= events[1]["at"].as_str(),
+        "newest first: {events:?}"
+    );
+    let all = node.events(&gw);
+    assert!(all.iter().any(|e| e["kind"] == "bad_token"));
+    assert!(
+        !serde_json::to_string(&all).unwrap().contains(&token[4..]),
+        "no token in events"
+    );
+    let r = node.call("GET", &format!("/v1/gateways/{gw}/events?limit=0"), None);
+    assert_eq!(r.status, 400);
+
+    let (status, text) = node.api.get_text("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("sg_node_info{region=\"test\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "sg_gateway_connections_refused_total{{gateway=\"{gw}\",reason=\"ip_rule\"}} 2"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("sg_gateway_clients{{gateway=\"{gw}\"}} 1")),
+        "{text}"
+    );
+    assert!(text.contains("sg_destinations_active 1"), "{text}");
+    let anon =
+        sg_cluster::http_client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+    assert_eq!(anon.get_text("/metrics").unwrap().0, 401);
+}
+
+#[test]
+fn sgctl_drives_every_control() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let run = |args: &[&str]| -> String {
+        let out = node.sgctl(args);
+        assert!(
+            out.status.success(),
+            "sgctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let created: Value = serde_json::from_str(&run(&[
+        "--json",
+        "gateway",
+        "create",
+        "ctl",
+        "--token-expires-in-days",
+        "30",
+    ]))
+    .unwrap();
+    let gw = created["id"].as_str().unwrap().to_string();
+    let resource = echo.addr.to_string();
+    let d: Value = serde_json::from_str(&run(&[
+        "--json",
+        "destination",
+        "create",
+        &gw,
+        "--name",
+        "e",
+        "--resource",
+        &resource,
+        "--ip-rule",
+        "127.0.0.1/32",
+        "--ip-rule",
+        "10.0.0.0/8,1024-65535",
+        "--cloud-tls",
+        "tls",
+    ]))
+    .unwrap();
+    assert_eq!(
+        d["ip_rules"][1],
+        json!({ "cidr": "10.0.0.0/8", "ports": "1024-65535" })
+    );
+    assert_eq!(d["cloud_tls"]["mode"], "tls");
+    let did = d["id"].as_str().unwrap().to_string();
+    let shown = run(&["destination", "show", &gw, &did]);
+    assert!(
+        shown.contains("issued by the node's CA") && shown.contains("10.0.0.0/8 ports 1024-65535"),
+        "{shown}"
+    );
+    run(&[
+        "destination",
+        "update",
+        &gw,
+        &did,
+        "--no-ip-rules",
+        "--cloud-tls",
+        "none",
+        "--enabled",
+        "false",
+    ]);
+    let d = node
+        .call(
+            "GET",
+            &format!("/v1/gateways/{gw}/destinations/{did}"),
+            None,
+        )
+        .body;
+    assert_eq!(
+        (
+            d["ip_rules"].clone(),
+            d["cloud_tls"]["mode"].clone(),
+            d["enabled"].clone()
+        ),
+        (json!([]), json!("none"), json!(false))
+    );
+    run(&["destination", "update", &gw, &did, "--active", "false"]);
+    assert_eq!(
+        node.call(
+            "GET",
+            &format!("/v1/gateways/{gw}/destinations/{did}"),
+            None
+        )
+        .body["cloud_port"],
+        Value::Null
+    );
+    run(&[
+        "gateway",
+        "update",
+        &gw,
+        "--enabled",
+        "false",
+        "--name",
+        "renamed",
+    ]);
+    run(&["gateway", "update", &gw, "--active", "false"]);
+    let g = node.call("GET", &format!("/v1/gateways/{gw}"), None).body;
+    assert_eq!(
+        (g["name"].clone(), g["enabled"].clone(), g["active"].clone()),
+        (json!("renamed"), json!(false), json!(false))
+    );
+    let plan = run(&["plan", "set", "--max-connections-per-gateway", "9"]);
+    assert!(
+        plan.contains("max_connections_per_gateway") && plan.contains('9'),
+        "{plan}"
+    );
+    let token = run(&["gateway", "token", &gw]);
+    assert!(token.contains("sgt_"), "{token}");
+    run(&["gateway", "events", &gw]);
+    run(&["gateway", "stats", &gw]);
+    run(&["gateway", "clients", &gw]);
+    let metrics = run(&["metrics"]);
+    assert!(metrics.contains("# TYPE sg_gateway_up gauge"), "{metrics}");
+}
