@@ -3,8 +3,10 @@
 
 use clap::Parser;
 use serde::Deserialize;
+use sg_proto::acl::DefaultPolicy;
 use sg_proto::loglevel::LogLevel;
 use sg_proto::tls::{self, ServerTrust};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,6 +59,30 @@ pub struct ClientArgs {
     /// Write the log to this file instead of stderr.
     #[arg(short = 'p', long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// ACL rules (one per line, `#` comments) applied to every gateway at start.
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// With no ACL rules: allow the gateway's destinations, or deny everything.
+    #[arg(long, value_name = "destinations|deny")]
+    pub acl_default: Option<String>,
+    /// Read console commands from stdin even when it is not a terminal.
+    #[arg(long)]
+    pub console: bool,
+    /// Port of the web UI.
+    #[arg(long, value_name = "PORT")]
+    pub ui_port: Option<u16>,
+    /// Address the web UI listens on; anything but loopback needs --ui-password.
+    #[arg(long, value_name = "ADDR")]
+    pub ui_bind: Option<IpAddr>,
+    /// Password for every page and API call of the web UI.
+    #[arg(long, env = "SG_UI_PASSWORD", hide_env_values = true)]
+    pub ui_password: Option<String>,
+    /// Do not start the web UI.
+    #[arg(long)]
+    pub no_ui: bool,
+    /// Run under a supervisor that restarts the client whenever it exits.
+    #[arg(long)]
+    pub service: bool,
     /// TOML file with any of these settings (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -76,7 +102,25 @@ struct FileConfig {
     connect_timeout: Option<u64>,
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
+    acl_default: Option<String>,
+    console: Option<bool>,
+    ui_port: Option<u16>,
+    ui_bind: Option<IpAddr>,
+    ui_password: Option<String>,
+    no_ui: Option<bool>,
+    service: Option<bool>,
 }
+
+/// Where the web UI listens and whether it asks for a password.
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    pub listen: SocketAddr,
+    pub password: Option<String>,
+}
+
+/// The default web UI port.
+pub const DEFAULT_UI_PORT: u16 = 9003;
 
 /// A node to dial.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +189,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
+    /// Rules from `--acl-file`, already validated.
+    pub acl_rules: Option<Vec<String>>,
+    pub acl_default: DefaultPolicy,
+    pub console: bool,
+    pub ui: Option<UiConfig>,
+    pub service: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +308,50 @@ impl ClientConfig {
         if connect_timeout == 0 {
             return Err(invalid("--connect-timeout must be at least 1 second"));
         }
+        let acl_rules = match args.acl_file.or(file.acl_file) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(format!(
+                        "--acl-file {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?;
+                let rules = sg_proto::acl::parse_file(&text)
+                    .map_err(|e| invalid(format!("--acl-file {}: {e}", path.display())))?;
+                Some(rules.iter().map(|r| r.to_string()).collect())
+            }
+            None => None,
+        };
+        let acl_default = match args.acl_default.or(file.acl_default).as_deref() {
+            None | Some("destinations") => DefaultPolicy::Destinations,
+            Some("deny") => DefaultPolicy::Deny,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "--acl-default {other:?}: use \"destinations\" (the default) or \"deny\""
+                )))
+            }
+        };
+        let no_ui = args.no_ui || file.no_ui.unwrap_or(false);
+        let password = args
+            .ui_password
+            .or(file.ui_password)
+            .filter(|p| !p.is_empty());
+        let bind = args
+            .ui_bind
+            .or(file.ui_bind)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if !bind.is_loopback() && password.is_none() {
+            return Err(invalid(format!(
+                "--ui-bind {bind}: the web UI listens beyond localhost only with --ui-password"
+            )));
+        }
+        let ui = (!no_ui).then(|| UiConfig {
+            listen: SocketAddr::new(
+                bind,
+                args.ui_port.or(file.ui_port).unwrap_or(DEFAULT_UI_PORT),
+            ),
+            password,
+        });
         Ok(ClientConfig {
             gateways,
             servers,
@@ -267,6 +361,11 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(connect_timeout),
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
+            acl_rules,
+            acl_default,
+            console: args.console || file.console.unwrap_or(false),
+            ui,
+            service: args.service || file.service.unwrap_or(false),
         })
     }
 }
@@ -357,6 +456,82 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("--reconnect"), "{err}");
+    }
+
+    #[test]
+    fn acl_files_and_ui_binding_are_checked() {
+        let dir = std::env::temp_dir().join(format!("sgc-acl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("acl");
+        std::fs::write(&f, "# ok\nacl allow db:5432\nacl allow oops\n").unwrap();
+        let err = parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--acl-file",
+            f.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        std::fs::write(&f, "acl allow db:5432\n").unwrap();
+        let c = parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--acl-file",
+            f.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(c.acl_rules, Some(vec!["acl allow db:5432".to_string()]));
+        let err = parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--ui-bind",
+            "0.0.0.0",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--ui-password"), "{err}");
+        assert!(parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--ui-bind",
+            "0.0.0.0",
+            "--ui-password",
+            "pw"
+        ])
+        .is_ok());
+        let err = parse(&[
+            "g",
+            "-t",
+            "t",
+            "--server",
+            "h:1",
+            "--fingerprint",
+            FP,
+            "--acl-default",
+            "maybe",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--acl-default"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

@@ -7,10 +7,19 @@
 //! - [`config`]: flags and TOML, parsed once;
 //! - [`tunnel`]: one session per gateway per node, with reconnects (backoff and jitter);
 //! - [`serve`]: one incoming stream → one connection to a private service;
+//! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
+//! - [`registry`], [`console`], [`ui`], [`logging`]: what operators see and change;
+//! - [`service`]: the `--service` supervisor;
 //! - [`backoff`], [`stats`]: small helpers with one job each.
 
 pub mod backoff;
 pub mod config;
+pub mod console;
+pub mod http_gate;
+pub mod logging;
+pub mod registry;
 pub mod serve;
+pub mod service;
 pub mod stats;
 pub mod tunnel;
+pub mod ui;

@@ -6,9 +6,11 @@
 //! waits for signals and for tunnels that end.
 
 use clap::Parser;
-use sg_client::config::{ClientArgs, ClientConfig, GatewayCredentials, ServerAddr};
-use sg_client::stats::GatewayStats;
-use sg_client::tunnel::{self, ClientContext, GatewayRuntime, TunnelEnd};
+use sg_client::config::{ClientArgs, ClientConfig, ServerAddr};
+use sg_client::registry::{GatewayRuntime, Registry};
+use sg_client::tunnel::{self, ClientContext, TunnelEnd};
+use sg_client::{console, logging, service, ui};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -21,9 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config) {
-        eprintln!("sg-client: {e}");
-        return ExitCode::from(2);
+    let log = match logging::init(config.log_level, config.log_file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sg-client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.service && !service::is_worker() {
+        return service::supervise();
     }
     let tls = match sg_proto::tls::client_config(config.trust.clone(), None) {
         Ok(c) => tokio_rustls::TlsConnector::from(Arc::new(c)),
@@ -47,7 +55,38 @@ fn main() -> ExitCode {
         config.gateways.len(),
         config.servers.len()
     );
-    let tunnels = plan_tunnels(&config);
+    let gateways: Vec<Arc<GatewayRuntime>> = config
+        .gateways
+        .iter()
+        .map(|creds| {
+            Arc::new(GatewayRuntime::new(
+                creds.clone(),
+                config.acl_default,
+                config.acl_rules.clone(),
+            ))
+        })
+        .collect();
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let registry = Arc::new(Registry {
+        client_id: ctx.client_id.clone(),
+        gateways: gateways.clone(),
+        log,
+        quit: quit_tx,
+    });
+    if let Some(ui_config) = &config.ui {
+        match ui::start(ui_config, registry.clone()) {
+            Ok(addr) => tracing::info!(
+                "web UI on http://{addr}/{}",
+                if ui_config.password.is_some() {
+                    " (password required)"
+                } else {
+                    " (no password: localhost only)"
+                }
+            ),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let tunnels = plan_tunnels(&config, &gateways);
     let total = tunnels.len();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -73,11 +112,18 @@ fn main() -> ExitCode {
         }
     }
     drop(done_tx);
+    let with_console = config.console || std::io::stdin().is_terminal();
     let code = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(supervise(total, stop_tx, done_rx)),
+        Ok(rt) => rt.block_on(async {
+            if with_console {
+                let input = tokio::io::BufReader::new(tokio::io::stdin());
+                tokio::spawn(console::run(registry.clone(), input));
+            }
+            supervise(total, stop_tx, done_rx, quit_rx).await
+        }),
         Err(e) => {
             eprintln!("sg-client: cannot start: {e}");
             ExitCode::from(1)
@@ -90,13 +136,12 @@ fn main() -> ExitCode {
 }
 
 /// One tunnel per gateway, per node, per `--sessions`.
-fn plan_tunnels(config: &ClientConfig) -> Vec<(Arc<GatewayRuntime>, ServerAddr)> {
+fn plan_tunnels(
+    config: &ClientConfig,
+    gateways: &[Arc<GatewayRuntime>],
+) -> Vec<(Arc<GatewayRuntime>, ServerAddr)> {
     let mut out = Vec::new();
-    for creds in &config.gateways {
-        let gw = Arc::new(GatewayRuntime {
-            creds: GatewayCredentials::clone(creds),
-            stats: Arc::new(GatewayStats::default()),
-        });
+    for gw in gateways {
         for server in &config.servers {
             for _ in 0..config.sessions {
                 out.push((gw.clone(), server.clone()));
@@ -141,11 +186,13 @@ fn run_worker(
     });
 }
 
-/// Waits for a signal (then stops every tunnel) or for every tunnel to end on its own.
+/// Waits for a signal or `q` at the console (then stops every tunnel), or for every tunnel
+/// to end on its own.
 async fn supervise(
     total: usize,
     stop: watch::Sender<bool>,
     mut done: mpsc::UnboundedReceiver<TunnelEnd>,
+    mut quit: watch::Receiver<bool>,
 ) -> ExitCode {
     let (mut ended, mut refused) = (0usize, 0usize);
     loop {
@@ -168,6 +215,12 @@ async fn supervise(
                 while done.recv().await.is_some() {}
                 return ExitCode::SUCCESS;
             }
+            _ = quit.changed() => {
+                tracing::info!("quitting at the console's request");
+                let _ = stop.send(true);
+                while done.recv().await.is_some() {}
+                return ExitCode::SUCCESS;
+            }
         }
     }
     tracing::error!(
@@ -178,27 +231,6 @@ async fn supervise(
     } else {
         ExitCode::from(1)
     }
-}
-
-fn init_logging(config: &ClientConfig) -> Result<(), String> {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(config.log_level.filter())
-        .with_target(false);
-    match &config.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,28 +1,67 @@
-//! One incoming stream: find its destination in the gateway's current configuration,
-//! connect to the private service, and pump bytes until both sides are done. A stream that
-//! cannot be served is reset with a reason the node logs, and reported to the node's event
-//! log.
+//! One incoming stream: find its destination in the gateway's current configuration, check
+//! the ACL, connect to the private service (plain TCP or TLS), and pump bytes until both
+//! sides are done. A stream that cannot be served is reset with a reason the node logs,
+//! and reported to the node's event log.
 
-use crate::stats::{ActiveGuard, GatewayStats};
+use crate::http_gate::HttpGate;
+use crate::registry::GatewayRuntime;
+use crate::stats::ActiveGuard;
+use rustls::ClientConfig;
+use sg_proto::acl::{Acl, Decision, Rule};
 use sg_proto::driver::SessionHandle;
-use sg_proto::frame::{Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode};
-use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, StreamHandle};
-use std::sync::{Arc, RwLock};
+use sg_proto::frame::{
+    AppProtocol, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
+    ResourceTls,
+};
+use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
+use sg_proto::tls::{self, ServerTrust};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+/// A session's view of its gateway: the configuration the node sent, with its ACL parsed.
+pub struct Current {
+    pub config: Arc<GatewayConfig>,
+    pub acl: Acl,
+}
+
+impl Current {
+    pub fn new(config: Arc<GatewayConfig>) -> Self {
+        let acl = Acl::from_strings(&config.acl);
+        Current { config, acl }
+    }
+}
 
 /// What serving a stream needs from its session.
 pub struct ServeContext {
-    pub gateway_id: String,
+    pub gateway: Arc<GatewayRuntime>,
     pub session: SessionHandle,
-    pub config: Arc<RwLock<Arc<GatewayConfig>>>,
-    pub stats: Arc<GatewayStats>,
+    pub current: Arc<RwLock<Arc<Current>>>,
     pub connect_timeout: Duration,
+    /// TLS client configurations per destination, rebuilt when the settings change.
+    tls_cache: Mutex<HashMap<String, (ResourceTls, Arc<ClientConfig>)>>,
 }
 
 impl ServeContext {
-    fn current(&self) -> Arc<GatewayConfig> {
-        self.config
+    pub fn new(
+        gateway: Arc<GatewayRuntime>,
+        session: SessionHandle,
+        current: Arc<RwLock<Arc<Current>>>,
+        connect_timeout: Duration,
+    ) -> Self {
+        ServeContext {
+            gateway,
+            session,
+            current,
+            connect_timeout,
+            tls_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn current(&self) -> Arc<Current> {
+        self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -35,17 +74,54 @@ impl ServeContext {
             destination_id: Some(destination.to_string()),
         }));
     }
+
+    fn gateway_id(&self) -> &str {
+        self.gateway.id()
+    }
+
+    /// The TLS client configuration for a destination's resource-side TLS.
+    fn tls_config(
+        &self,
+        dest: &DestinationSpec,
+        t: &ResourceTls,
+    ) -> Result<Arc<ClientConfig>, String> {
+        let mut cache = self.tls_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((spec, config)) = cache.get(&dest.id) {
+            if spec == t {
+                return Ok(config.clone());
+            }
+        }
+        let trust = match (&t.ca_pem, t.reject_unauthorized) {
+            (Some(ca), true) => {
+                ServerTrust::Roots(tls::certs_from_pem("ca_pem", ca).map_err(|e| e.to_string())?)
+            }
+            (None, true) => return Err("reject_unauthorized is set but no CA was uploaded".into()),
+            (_, false) => ServerTrust::AcceptAny,
+        };
+        let identity = match (&t.client_cert_pem, &t.client_key_pem) {
+            (Some(c), Some(k)) => Some((
+                tls::certs_from_pem("client_cert_pem", c).map_err(|e| e.to_string())?,
+                tls::key_from_pem("client_key_pem", k).map_err(|e| e.to_string())?,
+            )),
+            _ => None,
+        };
+        let config = Arc::new(tls::client_config(trust, identity).map_err(|e| e.to_string())?);
+        cache.insert(dest.id.clone(), (t.clone(), config.clone()));
+        Ok(config)
+    }
 }
 
 pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: OpenStream) {
     let n = open.connection;
-    let config = ctx.current();
-    let Some(dest) = config
+    let current = ctx.current();
+    let Some(dest) = current
+        .config
         .destinations
         .iter()
         .find(|d| d.id == open.destination_id)
+        .cloned()
     else {
-        tracing::warn!(gateway = %ctx.gateway_id, "Connection #{n}: unknown destination {}", open.destination_id);
+        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: unknown destination {}", open.destination_id);
         stream.reset(
             ResetCode::UnknownDestination,
             format!(
@@ -55,52 +131,132 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         );
         return;
     };
-    if !config.enabled {
+    if !current.config.enabled {
         stream.reset(ResetCode::UnknownDestination, "the gateway is disabled");
         return;
     }
     let target = format!("{}:{}", dest.resource_host, dest.resource_port);
+    let decision = current.acl.decide(
+        &dest.resource_host,
+        dest.resource_port,
+        true,
+        ctx.gateway.acl_default,
+    );
+    let path_rules = match decision {
+        Decision::Deny { reason } => {
+            let message = format!(
+                "connection from {} to {} ({target}) refused by the ACL: {reason}",
+                open.peer, dest.name
+            );
+            tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+            ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
+            stream.reset(ResetCode::AclRefused, message);
+            return;
+        }
+        Decision::Allow { path_rules } => path_rules,
+    };
+    let gate = (dest.protocol == AppProtocol::Http && !path_rules.is_empty()).then_some(path_rules);
+
     let connect = TcpStream::connect((dest.resource_host.as_str(), dest.resource_port));
     let socket = match tokio::time::timeout(ctx.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return refuse_connect(
-                &ctx,
-                stream,
-                &dest.id,
-                &dest.name,
-                &target,
-                n,
-                e.to_string(),
-            )
-        }
+        Ok(Err(e)) => return refuse_connect(&ctx, stream, &dest, &target, n, e.to_string()),
         Err(_) => {
             let why = format!("no answer within {}s", ctx.connect_timeout.as_secs());
-            return refuse_connect(&ctx, stream, &dest.id, &dest.name, &target, n, why);
+            return refuse_connect(&ctx, stream, &dest, &target, n, why);
         }
     };
     let _ = socket.set_nodelay(true);
-    let _active = ActiveGuard::new(ctx.stats.clone());
-    tracing::debug!(gateway = %ctx.gateway_id, "Connection #{n} from {} to {} ({target}) opened", open.peer, dest.name);
-    let outcome = Pump::with_options(
-        socket,
-        stream,
-        PumpOptions {
-            counters: Some(ctx.stats.bytes.clone()),
-            trace_id: Some(n),
-        },
-    )
-    .await;
+    match dest.resource_tls.clone().filter(|t| t.enabled) {
+        None => carry(ctx, stream, socket, gate, &dest, &target, n).await,
+        Some(t) => {
+            let config = match ctx.tls_config(&dest, &t) {
+                Ok(c) => c,
+                Err(why) => {
+                    return refuse_connect(
+                        &ctx,
+                        stream,
+                        &dest,
+                        &target,
+                        n,
+                        format!("TLS settings: {why}"),
+                    )
+                }
+            };
+            let name = t
+                .server_name
+                .clone()
+                .unwrap_or_else(|| dest.resource_host.clone());
+            let server_name = match tls::server_name(&name) {
+                Ok(s) => s,
+                Err(e) => return refuse_connect(&ctx, stream, &dest, &target, n, e.to_string()),
+            };
+            let handshake = tokio_rustls::TlsConnector::from(config).connect(server_name, socket);
+            match tokio::time::timeout(ctx.connect_timeout, handshake).await {
+                Ok(Ok(tls_stream)) => carry(ctx, stream, tls_stream, gate, &dest, &target, n).await,
+                Ok(Err(e)) => refuse_connect(
+                    &ctx,
+                    stream,
+                    &dest,
+                    &target,
+                    n,
+                    format!("TLS handshake failed: {e}"),
+                ),
+                Err(_) => refuse_connect(
+                    &ctx,
+                    stream,
+                    &dest,
+                    &target,
+                    n,
+                    "no TLS handshake within the timeout".into(),
+                ),
+            }
+        }
+    }
+}
+
+/// Pumps the stream to the connected service, through the HTTP gate when path rules apply.
+async fn carry<IO>(
+    ctx: Arc<ServeContext>,
+    stream: StreamHandle,
+    io: IO,
+    gate: Option<Vec<Rule>>,
+    dest: &DestinationSpec,
+    target: &str,
+    n: u64,
+) where
+    IO: AsyncRead + AsyncWrite + ReadReady + Unpin,
+{
+    let _active = ActiveGuard::new(ctx.gateway.stats.clone());
+    tracing::debug!(gateway = %ctx.gateway_id(), "Connection #{n} to {} ({target}) opened", dest.name);
+    let options = PumpOptions {
+        counters: Some(ctx.gateway.stats.bytes.clone()),
+        trace_id: Some(n),
+    };
+    let outcome = match gate {
+        None => Pump::with_options(io, stream, options).await,
+        Some(rules) => {
+            let (reporter, dest_id, name) = (ctx.clone(), dest.id.clone(), dest.name.clone());
+            let on_refuse = Box::new(move |path: &str, why: &str| {
+                let message = format!("request for {path} to {name} refused by the ACL: {why}");
+                tracing::warn!(gateway = %reporter.gateway_id(), "Connection #{n}: {message}");
+                reporter.report(ReportKind::AclRefused, &dest_id, message);
+            });
+            Pump::with_options(HttpGate::new(io, rules, on_refuse), stream, options).await
+        }
+    };
     match outcome {
-        PumpOutcome::Closed => tracing::debug!(gateway = %ctx.gateway_id, "Connection #{n} closed"),
+        PumpOutcome::Closed => {
+            tracing::debug!(gateway = %ctx.gateway_id(), "Connection #{n} closed")
+        }
         PumpOutcome::ResetByPeer(r) => {
-            tracing::debug!(gateway = %ctx.gateway_id, "Connection #{n} reset by the node: {}", r.message)
+            tracing::debug!(gateway = %ctx.gateway_id(), "Connection #{n} reset by the node: {}", r.message)
         }
         PumpOutcome::SessionLost => {
-            tracing::info!(gateway = %ctx.gateway_id, "Connection #{n} lost its session")
+            tracing::info!(gateway = %ctx.gateway_id(), "Connection #{n} lost its session")
         }
         PumpOutcome::Io(e) => {
-            tracing::debug!(gateway = %ctx.gateway_id, "Connection #{n} to {target}: {e}")
+            tracing::debug!(gateway = %ctx.gateway_id(), "Connection #{n} to {target}: {e}")
         }
     }
 }
@@ -108,17 +264,17 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
 fn refuse_connect(
     ctx: &ServeContext,
     stream: StreamHandle,
-    dest_id: &str,
-    dest_name: &str,
+    dest: &DestinationSpec,
     target: &str,
     n: u64,
     why: String,
 ) {
-    ctx.stats
+    ctx.gateway
+        .stats
         .refused_connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let message = format!("cannot reach {dest_name} at {target}: {why}");
-    tracing::warn!(gateway = %ctx.gateway_id, "Connection #{n}: {message}");
-    ctx.report(ReportKind::ConnectFailed, dest_id, message.clone());
+    let message = format!("cannot reach {} at {target}: {why}", dest.name);
+    tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+    ctx.report(ReportKind::ConnectFailed, &dest.id, message.clone());
     stream.reset(ResetCode::ConnectFailed, message);
 }

@@ -7,9 +7,9 @@
 //! too old) ends the tunnel with the node's message.
 
 use crate::backoff::Backoff;
-use crate::config::{ClientConfig, GatewayCredentials, Reconnect, ServerAddr};
-use crate::serve::{self, ServeContext};
-use crate::stats::GatewayStats;
+use crate::config::{ClientConfig, Reconnect, ServerAddr};
+use crate::registry::{GatewayRuntime, SessionInfo};
+use crate::serve::{self, Current, ServeContext};
 use sg_proto::driver::{self, DriverConfig, SessionEnd, SessionEvent};
 use sg_proto::frame::{Frame, GatewayConfig, Hello, NoticeKind, Refusal, Welcome};
 use sg_proto::handshake::{self, Established, HandshakeError};
@@ -33,12 +33,6 @@ pub struct ClientContext {
     pub hostname: String,
     pub tls: TlsConnector,
     pub config: ClientConfig,
-}
-
-/// One gateway served by this process.
-pub struct GatewayRuntime {
-    pub creds: GatewayCredentials,
-    pub stats: Arc<GatewayStats>,
 }
 
 /// Why a tunnel stopped for good.
@@ -177,6 +171,26 @@ async fn serve_session(
     );
     let mut driver = tokio::spawn(driver);
     log_config(&id, &welcome.gateway, true);
+    let config = Arc::new(welcome.gateway);
+    gw.set_config(config.clone());
+    gw.session_up(SessionInfo {
+        session_id: welcome.session_id.clone(),
+        server: server.to_string(),
+        node_id: welcome.node_id.clone(),
+        region: welcome.region.clone(),
+        connected_at: std::time::SystemTime::now(),
+        protocol_minor: welcome.protocol.minor,
+        handle: handle.clone(),
+    });
+    if let Some(rules) = gw.take_acl_file() {
+        let n = rules.len();
+        match gw.push_acl(rules) {
+            Ok(()) => {
+                tracing::info!(gateway = %id, "sent the {n} rule(s) of --acl-file to the node")
+            }
+            Err(e) => tracing::error!(gateway = %id, "could not apply --acl-file: {e}"),
+        }
+    }
     tracing::info!(
         gateway = %id,
         "connected to node {} (region {}, sg {}) at {server}; session {}",
@@ -185,43 +199,51 @@ async fn serve_session(
         welcome.node_version,
         welcome.session_id
     );
-    let config = Arc::new(RwLock::new(Arc::new(welcome.gateway)));
-    let serve_ctx = Arc::new(ServeContext {
-        gateway_id: id.clone(),
-        session: handle.clone(),
-        config: config.clone(),
-        stats: gw.stats.clone(),
-        connect_timeout: ctx.config.connect_timeout,
-    });
+    let current = Arc::new(RwLock::new(Arc::new(Current::new(config))));
+    let serve_ctx = Arc::new(ServeContext::new(
+        gw.clone(),
+        handle.clone(),
+        current.clone(),
+        ctx.config.connect_timeout,
+    ));
+    let session_id = welcome.session_id.clone();
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(SessionEvent::Incoming { stream, open }) => {
                     tokio::spawn(serve::serve_stream(serve_ctx.clone(), stream, open));
                 }
-                Some(SessionEvent::Control(frame)) => on_control(&id, &config, frame),
+                Some(SessionEvent::Control(frame)) => on_control(gw, &current, frame),
                 None => break,
             },
             _ = shutdown.changed() => {
                 handle.close("the client is shutting down");
                 let _ = tokio::time::timeout(Duration::from_secs(2), &mut driver).await;
+                gw.session_down(&session_id);
                 return None;
             }
         }
     }
+    gw.session_down(&session_id);
     match driver.await {
         Ok(end) => Some(end),
         Err(e) => Some(SessionEnd::Closed(format!("session task failed: {e}"))),
     }
 }
 
-fn on_control(id: &str, config: &RwLock<Arc<GatewayConfig>>, frame: Frame) {
+fn on_control(gw: &GatewayRuntime, current: &RwLock<Arc<Current>>, frame: Frame) {
+    let id = gw.id();
     match frame {
         Frame::Config(new) => {
-            let mut current = config.write().unwrap_or_else(|p| p.into_inner());
-            if **current != *new {
+            let mut cur = current.write().unwrap_or_else(|p| p.into_inner());
+            if *cur.config != *new {
                 log_config(id, &new, false);
-                *current = Arc::new(*new);
+                if cur.config.acl != new.acl {
+                    tracing::info!(gateway = %id, "ACL now has {} rule(s)", new.acl.len());
+                }
+                let new = Arc::new(*new);
+                gw.set_config(new.clone());
+                *cur = Arc::new(Current::new(new));
             }
         }
         Frame::Notice(n) => match n.kind {

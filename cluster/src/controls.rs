@@ -6,6 +6,7 @@
 use crate::pki::CertificateAuthority;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use sg_proto::frame::ResourceTls;
 use sg_proto::tls;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -124,6 +125,94 @@ impl IpRules {
         self.rules.iter().any(|(net, ports)| {
             net.contains(&ip) && ports.as_ref().is_none_or(|r| r.contains(&peer.port()))
         })
+    }
+}
+
+/// Checks resource-side TLS settings before they are stored and sent to clients.
+pub fn validate_resource_tls(t: &ResourceTls) -> Result<ResourceTls, FieldError> {
+    let mut t = t.clone();
+    if !t.enabled {
+        return Ok(t);
+    }
+    for (field, pem) in [
+        ("resource_tls.ca_pem", &t.ca_pem),
+        ("resource_tls.client_cert_pem", &t.client_cert_pem),
+        ("resource_tls.client_key_pem", &t.client_key_pem),
+    ] {
+        if let Some(p) = pem {
+            check_len(field, p)?;
+        }
+    }
+    let trust = match &t.ca_pem {
+        Some(ca) => tls::ServerTrust::Roots(
+            tls::certs_from_pem("ca_pem", ca)
+                .map_err(|e| field_error("resource_tls.ca_pem", e.to_string()))?,
+        ),
+        None if t.reject_unauthorized => {
+            return Err(field_error(
+                "resource_tls.ca_pem",
+                "reject_unauthorized needs the CA that signed the service's certificate",
+            ))
+        }
+        None => tls::ServerTrust::AcceptAny,
+    };
+    let identity = match (&t.client_cert_pem, &t.client_key_pem) {
+        (Some(c), Some(k)) => Some((
+            tls::certs_from_pem("client_cert_pem", c)
+                .map_err(|e| field_error("resource_tls.client_cert_pem", e.to_string()))?,
+            tls::key_from_pem("client_key_pem", k)
+                .map_err(|e| field_error("resource_tls.client_key_pem", e.to_string()))?,
+        )),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(field_error(
+                "resource_tls.client_key_pem",
+                "give it with client_cert_pem",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(field_error(
+                "resource_tls.client_cert_pem",
+                "give it with client_key_pem",
+            ))
+        }
+    };
+    if let Some(name) = &t.server_name {
+        let name = name.trim().to_string();
+        tls::server_name(&name)
+            .map_err(|e| field_error("resource_tls.server_name", e.to_string()))?;
+        t.server_name = Some(name);
+    }
+    // Building the client configuration checks that the client key matches its certificate.
+    tls::client_config(trust, identity).map_err(|e| {
+        field_error(
+            "resource_tls.client_key_pem",
+            format!("does not match client_cert_pem ({e})"),
+        )
+    })?;
+    Ok(t)
+}
+
+/// Resource-side TLS as the API shows it: no key.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceTlsView {
+    pub enabled: bool,
+    pub reject_unauthorized: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_fingerprint: Option<String>,
+}
+
+pub fn resource_tls_view(t: &ResourceTls) -> ResourceTlsView {
+    ResourceTlsView {
+        enabled: t.enabled,
+        reject_unauthorized: t.reject_unauthorized,
+        server_name: t.server_name.clone(),
+        ca_fingerprint: first_fingerprint(t.ca_pem.as_deref()),
+        client_cert_fingerprint: first_fingerprint(t.client_cert_pem.as_deref()),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::controls::{CloudTls, IpRule};
 use serde::{Deserialize, Serialize};
-use sg_proto::frame::AppProtocol;
+use sg_proto::frame::{AppProtocol, ResourceTls};
 
 /// Current format version of every record.
 pub const RECORD_VERSION: u32 = 1;
@@ -58,6 +58,9 @@ pub struct DestinationRecord {
     /// What the cloud port speaks: plain TCP, TLS or mutual TLS.
     #[serde(default)]
     pub cloud_tls: CloudTls,
+    /// How the client reaches the private service over TLS, if it does.
+    #[serde(default)]
+    pub resource_tls: Option<ResourceTls>,
 }
 
 /// The limits of this installation.
@@ -113,6 +116,7 @@ pub enum EventKind {
     DestinationDisabled,
     GatewayDisabled,
     TlsRefused,
+    AclChanged,
     PortBindFailed,
     #[serde(other)]
     Other,

@@ -6,7 +6,9 @@
 //! and returns the [`Change`]s the actors must apply. It does no I/O beyond the store, so
 //! the rules are unit-tested directly (see the tests below).
 
-use crate::controls::{CloudTls, CloudTlsInput, FieldError, IpRule, IpRules};
+use crate::controls::{
+    validate_resource_tls, CloudTls, CloudTlsInput, FieldError, IpRule, IpRules,
+};
 use crate::ids::{hash_token, new_id, new_token};
 use crate::pki::CertificateAuthority;
 use crate::ports::PortPool;
@@ -14,7 +16,7 @@ use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD
 use crate::store::{Op, Store, StoreError};
 use crate::time::now_secs;
 use serde::Deserialize;
-use sg_proto::frame::AppProtocol;
+use sg_proto::frame::{AppProtocol, ResourceTls};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub const EVENTS_PER_GATEWAY: usize = 1000;
 /// Destinations one gateway may hold (active or not). Every client of the gateway receives
 /// all of them in one configuration frame, which must stay well under the frame limit.
 pub const MAX_DESTINATIONS_PER_GATEWAY: usize = 500;
+/// ACL rules one gateway may hold.
+pub const MAX_ACL_RULES: usize = 1000;
 const MAX_NAME_LEN: usize = 64;
 const MAX_HOST_LEN: usize = 253;
 
@@ -136,6 +140,8 @@ pub struct NewDestination {
     pub ip_rules: Option<Vec<IpRule>>,
     #[serde(default)]
     pub cloud_tls: Option<CloudTlsInput>,
+    #[serde(default)]
+    pub resource_tls: Option<ResourceTls>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,6 +165,9 @@ pub struct DestinationPatch {
     /// Replaces user-side TLS.
     #[serde(default)]
     pub cloud_tls: Option<CloudTlsInput>,
+    /// Replaces resource-side TLS (`{"enabled": false}` turns it off).
+    #[serde(default)]
+    pub resource_tls: Option<ResourceTls>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -556,6 +565,33 @@ impl State {
         ))
     }
 
+    /// Replaces a gateway's ACL. Each rule must parse; they are stored normalized.
+    pub fn set_acl(
+        &mut self,
+        id: &str,
+        rules: &[String],
+    ) -> Result<(GatewayRecord, Vec<Change>), StateError> {
+        let mut gw = self.gateway(id)?.clone();
+        if rules.len() > MAX_ACL_RULES {
+            return Err(StateError::invalid(
+                "rules",
+                format!("at most {MAX_ACL_RULES} rules"),
+            ));
+        }
+        let mut normalized = Vec::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            let rule = sg_proto::acl::parse_rule(r)
+                .map_err(|e| StateError::invalid(format!("rules[{i}]"), e.0))?;
+            normalized.push(rule.to_string());
+        }
+        if gw.acl == normalized {
+            return Ok((gw, Vec::new()));
+        }
+        gw.acl = normalized;
+        self.commit(vec![Op::PutGateway(gw.clone())])?;
+        Ok((gw.clone(), vec![Change::Gateway(gw)]))
+    }
+
     // ---- destinations ---------------------------------------------------------------
 
     pub fn create_destination(
@@ -606,6 +642,10 @@ impl State {
             Some(t) => CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?,
             None => CloudTls::default(),
         };
+        let resource_tls = match &req.resource_tls {
+            Some(t) => Some(validate_resource_tls(t)?),
+            None => None,
+        };
         let cloud_port = if active {
             Some(self.allocate(requested)?)
         } else {
@@ -627,6 +667,7 @@ impl State {
             created_at: now_secs(),
             ip_rules,
             cloud_tls,
+            resource_tls,
         };
         self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d.clone(), vec![Change::Destination(d)]))
@@ -689,6 +730,9 @@ impl State {
         if let Some(t) = patch.cloud_tls {
             d.cloud_tls =
                 CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?;
+        }
+        if let Some(t) = &patch.resource_tls {
+            d.resource_tls = Some(validate_resource_tls(t)?);
         }
         match (old.active, patch.active) {
             (false, Some(true)) => {
@@ -1121,6 +1165,30 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn acl_rules_are_validated_and_normalized() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "a");
+        let (rec, changes) = s
+            .set_acl(
+                &g.id,
+                &["acl  allow  DB:5432".into(), "acl deny :22".into()],
+            )
+            .unwrap();
+        assert_eq!(rec.acl, vec!["acl allow db:5432", "acl deny :22"]);
+        assert_eq!(changes.len(), 1);
+        let err = s.set_acl(&g.id, &["acl allow db".into()]).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Invalid { field, .. } if field == "rules[0]"),
+            "{err}"
+        );
+        assert_eq!(
+            s.gateway(&g.id).unwrap().acl.len(),
+            2,
+            "nothing stored on refusal"
         );
     }
 

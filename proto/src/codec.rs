@@ -122,6 +122,7 @@ fn decode_payload(kind: FrameKind, stream: StreamId, payload: Bytes) -> Result<F
         FrameKind::Config => Frame::Config(Box::new(json(kind, &payload)?)),
         FrameKind::Notice => Frame::Notice(json(kind, &payload)?),
         FrameKind::Report => Frame::Report(json(kind, &payload)?),
+        FrameKind::AclUpdate => Frame::AclUpdate(json(kind, &payload)?),
     };
     Ok(frame)
 }
@@ -206,6 +207,7 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut) -> Result<(), FrameError>
         Frame::Config(p) => put_json(dst, kind, stream, p)?,
         Frame::Notice(p) => put_json(dst, kind, stream, p)?,
         Frame::Report(p) => put_json(dst, kind, stream, p)?,
+        Frame::AclUpdate(p) => put_json(dst, kind, stream, p)?,
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub enum FrameKind {
     Config = 12,
     Notice = 13,
     Report = 14,
+    AclUpdate = 15,
 }
 
 impl FrameKind {
@@ -51,6 +52,7 @@ impl FrameKind {
             12 => Config,
             13 => Notice,
             14 => Report,
+            15 => AclUpdate,
             _ => return None,
         })
     }
@@ -106,6 +108,8 @@ pub enum Frame {
     Config(Box<GatewayConfig>),
     Notice(Notice),
     Report(Report),
+    /// Client → node: replace the gateway's ACL (edited at a client's console).
+    AclUpdate(AclUpdate),
 }
 
 impl Frame {
@@ -125,6 +129,7 @@ impl Frame {
             Frame::Config(_) => FrameKind::Config,
             Frame::Notice(_) => FrameKind::Notice,
             Frame::Report(_) => FrameKind::Report,
+            Frame::AclUpdate(_) => FrameKind::AclUpdate,
         }
     }
 
@@ -237,6 +242,7 @@ pub enum AppProtocol {
 
 /// How the client reaches the private service over TLS (resource-side authentication).
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceTls {
     pub enabled: bool,
     #[serde(default)]
@@ -249,6 +255,18 @@ pub struct ResourceTls {
     pub client_cert_pem: Option<String>,
     #[serde(default)]
     pub client_key_pem: Option<String>,
+}
+
+impl fmt::Debug for ResourceTls {
+    // The client key never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceTls")
+            .field("enabled", &self.enabled)
+            .field("reject_unauthorized", &self.reject_unauthorized)
+            .field("server_name", &self.server_name)
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a node refused a Hello. The message says what to do next.
@@ -379,6 +397,13 @@ pub enum NoticeKind {
     SessionClosed,
     #[serde(other)]
     Unknown,
+}
+
+/// Client → node: the gateway's new ACL, in console syntax. The node validates it, stores
+/// it, and sends it to every client of the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AclUpdate {
+    pub rules: Vec<String>,
 }
 
 /// Client → node: an event the node records in the gateway's event log.

@@ -9,8 +9,11 @@ use std::fmt;
 pub const PROTOCOL_MAJOR: u16 = 1;
 
 /// Protocol minor version of this build. Each release that adds to the protocol bumps
-/// it; older clients within [`MAX_MINOR_LAG`] keep working.
-pub const PROTOCOL_MINOR: u16 = 6;
+/// it; older clients within [`MAX_MINOR_LAG`] keep working. (7 added AclUpdate.)
+pub const PROTOCOL_MINOR: u16 = 7;
+
+/// The first minor version whose nodes take [`crate::frame::AclUpdate`] from clients.
+pub const ACL_UPDATE_SINCE: u16 = 7;
 
 /// How many minor versions a client may lag behind the node.
 pub const MAX_MINOR_LAG: u16 = 3;

@@ -350,6 +350,7 @@ impl Drop for Node {
 /// A running `sg-client`.
 pub struct Client {
     child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
     log: PathBuf,
     _temp: tempfile::TempDir,
 }
@@ -366,6 +367,23 @@ impl Client {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Client {
+        Client::launch(nodes, gateways, extra, env, false)
+    }
+
+    /// Like [`Client::start`], with stdin piped for console commands (`--console`).
+    pub fn start_console(node: &Node, gateways: &[(&str, &str)], extra: &[&str]) -> Client {
+        let mut args = vec!["--console"];
+        args.extend_from_slice(extra);
+        Client::launch(&[node], gateways, &args, &[], true)
+    }
+
+    fn launch(
+        nodes: &[&Node],
+        gateways: &[(&str, &str)],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        piped: bool,
+    ) -> Client {
         let temp = tempfile::tempdir().expect("temp dir");
         let log = temp.path().join("client.log");
         let file = std::fs::File::create(&log).expect("client log");
@@ -376,22 +394,43 @@ impl Client {
         for n in nodes {
             cmd.arg("--server").arg(n.tunnel());
         }
+        // Tests run many clients at once: no web UI unless a test asks for one.
+        if !extra.iter().any(|a| *a == "--ui-port" || *a == "--no-ui") {
+            cmd.arg("--no-ui");
+        }
         cmd.arg("--ca")
             .arg(nodes[0].ca_path())
             .args(extra)
             .env_remove("SG_TOKENS")
-            .stdin(Stdio::null())
+            .env_remove("SG_UI_PASSWORD")
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start sg-client");
+        let mut child = cmd.spawn().expect("start sg-client");
+        let stdin = child.stdin.take();
         Client {
             child: Some(child),
+            stdin,
             log,
             _temp: temp,
         }
+    }
+
+    /// Types a line at the client's console.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("started with start_console");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .expect("write to the console");
+    }
+
+    /// The path of the client's log (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     pub fn log(&self) -> String {
@@ -684,4 +723,90 @@ pub fn run_cmd(dir: &Path, program: &str, args: &[&str]) {
         "{program} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A tiny HTTP/1.1 server that answers every request with 200 and the request's path as
+/// the body, and remembers every path it saw (to prove what reached it).
+pub struct PathServer {
+    pub addr: SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl PathServer {
+    pub fn start() -> PathServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+                    let mut writer = conn;
+                    loop {
+                        let mut line = String::new();
+                        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        loop {
+                            let mut h = String::new();
+                            if std::io::BufRead::read_line(&mut reader, &mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                        }
+                        if let Ok(mut l) = log.lock() {
+                            l.push(path.clone());
+                        }
+                        let body = format!("{path}\n");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        PathServer { addr, seen }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Sends one `GET path` on a new connection to a cloud port; returns the status line and
+/// the whole answer (empty if the connection was closed without one).
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return (String::new(), String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (String::new(), String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (text.lines().next().unwrap_or("").to_string(), text)
+}
+
+/// Where tests keep artifacts (screenshots): target/test-artifacts.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = bin("sg-node")
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("test-artifacts"))
+        .unwrap_or_else(|| PathBuf::from("target/test-artifacts"));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }

@@ -158,7 +158,7 @@ impl Gateway {
                 resource_host: s.record.resource_host.clone(),
                 resource_port: s.record.resource_port,
                 protocol: s.record.protocol,
-                resource_tls: None,
+                resource_tls: s.record.resource_tls.clone().filter(|t| t.enabled),
             })
             .collect();
         destinations.sort_by(|a, b| a.id.cmp(&b.id));

@@ -3,8 +3,10 @@
 //! records what the client reports (ACL refusals) in the gateway's event log.
 
 use super::gateway::{Gateway, SessionDown, SessionEntry, SessionUp};
+use super::state::Mutate;
 use super::NodeShared;
 use crate::records::EventKind;
+use crate::state::State;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
 use sg_proto::frame::{Frame, ReportKind};
@@ -101,7 +103,7 @@ impl<IO> StreamHandler<SessionEvent> for Session<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    fn handle(&mut self, event: SessionEvent, _: &mut Self::Context) {
+    fn handle(&mut self, event: SessionEvent, ctx: &mut Self::Context) {
         match event {
             SessionEvent::Control(Frame::Report(report)) => {
                 let kind = match report.kind {
@@ -125,6 +127,40 @@ where
                     report.destination_id.as_deref(),
                     Some(&self.client_id),
                 );
+            }
+            SessionEvent::Control(Frame::AclUpdate(update)) => {
+                // An operator edited the ACL at this client's console: validate, store,
+                // and let the gateway send it to every client.
+                let gateway_id = self.gateway_id.clone();
+                let client_id = self.client_id.clone();
+                let shared = self.shared.clone();
+                let rules = update.rules;
+                let count = rules.len();
+                let mutate = Mutate(Box::new(move |s: &mut State| {
+                    s.set_acl(&gateway_id, &rules).map(|(_, c)| ((), c))
+                }));
+                let gateway_id = self.gateway_id.clone();
+                self.shared
+                    .state
+                    .send(mutate)
+                    .into_actor(self)
+                    .map(move |answer, _, _| {
+                        let message = match answer {
+                            Ok(Ok(())) => {
+                                format!("ACL replaced from a client's console ({count} rule(s))")
+                            }
+                            Ok(Err(e)) => format!("refused an ACL from a client's console: {e}"),
+                            Err(_) => "could not store an ACL from a client's console".into(),
+                        };
+                        shared.event(
+                            &gateway_id,
+                            EventKind::AclChanged,
+                            message,
+                            None,
+                            Some(&client_id),
+                        );
+                    })
+                    .spawn(ctx);
             }
             SessionEvent::Control(_) => {}
             SessionEvent::Incoming { stream, .. } => {

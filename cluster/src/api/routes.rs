@@ -47,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/gateways/{id}/clients", web::get().to(list_clients))
                 .route("/gateways/{id}/stats", web::get().to(gateway_stats))
                 .route("/gateways/{id}/events", web::get().to(gateway_events))
+                .route("/gateways/{id}/acl", web::get().to(show_acl))
+                .route("/gateways/{id}/acl", web::put().to(set_acl))
                 .route("/plan", web::get().to(show_plan))
                 .route("/plan", web::put().to(set_plan)),
         );
@@ -237,6 +239,26 @@ async fn gateway_events(
     let events = api.read(move |s| s.events(&id, limit)).await??;
     let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
     Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct AclBody {
+    rules: Vec<String>,
+}
+
+async fn show_acl(_: Admin, api: Api, id: web::Path<String>) -> Reply {
+    let id = id.into_inner();
+    let rules = api
+        .read(move |s| s.gateway(&id).map(|g| g.acl.clone()))
+        .await??;
+    Ok(HttpResponse::Ok().json(AclBody { rules }))
+}
+
+async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclBody>) -> Reply {
+    let (id, rules) = (id.into_inner(), body.0.rules);
+    let g = api.mutate(move |s| s.set_acl(&id, &rules)).await?;
+    Ok(HttpResponse::Ok().json(AclBody { rules: g.acl }))
 }
 
 async fn show_plan(_: Admin, api: Api) -> Reply {

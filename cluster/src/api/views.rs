@@ -1,7 +1,7 @@
 //! The JSON shapes the API answers with. Field names are binding (SPEC.md); new fields may
 //! be added.
 
-use crate::controls::{CloudTlsView, IpRule};
+use crate::controls::{resource_tls_view, CloudTlsView, IpRule, ResourceTlsView};
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};
 use serde::Serialize;
@@ -58,6 +58,8 @@ pub struct DestinationView {
     pub created_at: String,
     pub ip_rules: Vec<IpRule>,
     pub cloud_tls: CloudTlsView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_tls: Option<ResourceTlsView>,
 }
 
 impl DestinationView {
@@ -76,6 +78,7 @@ impl DestinationView {
             created_at: rfc3339(d.created_at),
             ip_rules: d.ip_rules.clone(),
             cloud_tls: d.cloud_tls.view(),
+            resource_tls: d.resource_tls.as_ref().map(resource_tls_view),
         }
     }
 }

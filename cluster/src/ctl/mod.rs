@@ -54,6 +54,9 @@ pub enum Command {
     /// The plan's limits: show, set.
     #[command(subcommand)]
     Plan(PlanCmd),
+    /// A gateway's access control list: show, set, clear, load.
+    #[command(subcommand)]
+    Acl(AclCmd),
     /// Is the node up?
     Health,
     /// The node's Prometheus metrics.
@@ -144,6 +147,27 @@ pub struct DestinationFields {
     /// CA (PEM) that signs the client certificates a "mutual" cloud port accepts.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
+    /// The client reaches the private service over TLS.
+    #[arg(long)]
+    resource_tls: bool,
+    /// Turn resource-side TLS off (update).
+    #[arg(long, conflicts_with = "resource_tls")]
+    no_resource_tls: bool,
+    /// Verify the service's certificate against --resource-ca.
+    #[arg(long)]
+    reject_unauthorized: bool,
+    /// CA (PEM) that signed the private service's certificate.
+    #[arg(long, value_name = "FILE")]
+    resource_ca: Option<PathBuf>,
+    /// Name (SNI) the client asks for and verifies (default: the resource host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Client certificate (PEM) for a service that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "resource_key")]
+    resource_cert: Option<PathBuf>,
+    /// Private key (PEM) of --resource-cert.
+    #[arg(long, value_name = "FILE", requires = "resource_cert")]
+    resource_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +196,27 @@ pub enum DestinationCmd {
     Delete {
         gateway: String,
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCmd {
+    Show {
+        gateway: String,
+    },
+    /// Replace the ACL: each RULE is one line such as "acl allow 10.0.0.5:5432".
+    Set {
+        gateway: String,
+        #[arg(required = true)]
+        rules: Vec<String>,
+    },
+    Clear {
+        gateway: String,
+    },
+    /// Replace the ACL with the rules in FILE (one per line, `#` comments).
+    Load {
+        gateway: String,
+        file: PathBuf,
     },
 }
 
@@ -334,6 +379,24 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         }
         m.insert("cloud_tls".into(), Value::Object(t));
     }
+    if f.no_resource_tls {
+        m.insert("resource_tls".into(), json!({ "enabled": false }));
+    } else if f.resource_tls {
+        let mut t = Map::new();
+        t.insert("enabled".into(), json!(true));
+        t.insert("reject_unauthorized".into(), json!(f.reject_unauthorized));
+        if let Some(ca) = &f.resource_ca {
+            t.insert("ca_pem".into(), json!(read(ca)?));
+        }
+        if let Some(n) = &f.server_name {
+            t.insert("server_name".into(), json!(n));
+        }
+        if let (Some(c), Some(k)) = (&f.resource_cert, &f.resource_key) {
+            t.insert("client_cert_pem".into(), json!(read(c)?));
+            t.insert("client_key_pem".into(), json!(read(k)?));
+        }
+        m.insert("resource_tls".into(), Value::Object(t));
+    }
     Ok(m)
 }
 
@@ -486,6 +549,27 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 out.done(&format!("deleted destination {id}"));
             }
         },
+        Command::Acl(cmd) => {
+            let (gateway, rules): (String, Option<Vec<String>>) = match cmd {
+                AclCmd::Show { gateway } => (gateway, None),
+                AclCmd::Set { gateway, rules } => (gateway, Some(rules)),
+                AclCmd::Clear { gateway } => (gateway, Some(Vec::new())),
+                AclCmd::Load { gateway, file } => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        CtlError::Usage(format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    let rules = sg_proto::acl::parse_file(&text)
+                        .map_err(|e| CtlError::Usage(format!("{}: {e}", file.display())))?;
+                    (gateway, Some(rules.iter().map(|r| r.to_string()).collect()))
+                }
+            };
+            let path = format!("/v1/gateways/{gateway}/acl");
+            let v = match rules {
+                None => check(api.get(&path)?)?,
+                Some(rules) => check(api.put(&path, &json!({ "rules": rules }))?)?,
+            };
+            out.acl(&v);
+        }
         Command::Plan(cmd) => match cmd {
             PlanCmd::Show => out.plan(&check(api.get("/v1/plan")?)?),
             PlanCmd::Set {

@@ -221,6 +221,19 @@ impl Printer {
         table(&keys, rows(v, &keys));
     }
 
+    pub fn acl(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let rules = v["rules"].as_array().cloned().unwrap_or_default();
+        if rules.is_empty() {
+            println!("(no rules: clients allow exactly the gateway's destinations)");
+        }
+        for r in rules {
+            println!("{}", text(&r));
+        }
+    }
+
     pub fn plan(&self, v: &Value) {
         if self.raw(v) {
             return;

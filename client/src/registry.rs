@@ -1,0 +1,164 @@
+//! What the console and the web UI see of a running client: every gateway it serves, with
+//! its figures, its live sessions, and the latest configuration (destinations and ACL) the
+//! node sent. Tunnels keep it current; nothing on the byte path touches it.
+
+use crate::config::GatewayCredentials;
+use crate::logging::LogControl;
+use crate::stats::{Figures, GatewayStats};
+use sg_proto::acl::{Acl, DefaultPolicy};
+use sg_proto::driver::SessionHandle;
+use sg_proto::frame::{AclUpdate, Frame, GatewayConfig};
+use sg_proto::version::ACL_UPDATE_SINCE;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One live session, as the console and UI list it.
+#[derive(Clone)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub server: String,
+    pub node_id: String,
+    pub region: String,
+    pub connected_at: std::time::SystemTime,
+    pub protocol_minor: u16,
+    pub handle: SessionHandle,
+}
+
+/// One gateway served by this process.
+pub struct GatewayRuntime {
+    pub creds: GatewayCredentials,
+    pub stats: Arc<GatewayStats>,
+    pub acl_default: DefaultPolicy,
+    sessions: Mutex<Vec<SessionInfo>>,
+    latest: RwLock<Option<Arc<GatewayConfig>>>,
+    /// Rules from `--acl-file`, sent to the node once, on the first session.
+    acl_file: Mutex<Option<Vec<String>>>,
+    said_default: AtomicBool,
+}
+
+impl GatewayRuntime {
+    pub fn new(
+        creds: GatewayCredentials,
+        acl_default: DefaultPolicy,
+        acl_file: Option<Vec<String>>,
+    ) -> Self {
+        GatewayRuntime {
+            creds,
+            stats: Arc::new(GatewayStats::default()),
+            acl_default,
+            sessions: Mutex::new(Vec::new()),
+            latest: RwLock::new(None),
+            acl_file: Mutex::new(acl_file),
+            said_default: AtomicBool::new(false),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.creds.id
+    }
+
+    pub fn session_up(&self, info: SessionInfo) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|s| s.session_id != info.session_id);
+        sessions.push(info);
+    }
+
+    pub fn session_down(&self, session_id: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.session_id != session_id);
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the configuration a node sent; logs the ACL default once.
+    pub fn set_config(&self, config: Arc<GatewayConfig>) {
+        if config.acl.is_empty() && !self.said_default.swap(true, Ordering::Relaxed) {
+            match self.acl_default {
+                DefaultPolicy::Destinations => tracing::info!(
+                    gateway = %self.creds.id,
+                    "the ACL has no rules: only the gateway's {} configured destination(s) are reachable",
+                    config.destinations.len()
+                ),
+                DefaultPolicy::Deny => tracing::warn!(
+                    gateway = %self.creds.id,
+                    "the ACL has no rules and --acl-default is deny: every connection is refused"
+                ),
+            }
+        }
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+    }
+
+    pub fn config(&self) -> Option<Arc<GatewayConfig>> {
+        self.latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn acl(&self) -> Acl {
+        self.config()
+            .map(|c| Acl::from_strings(&c.acl))
+            .unwrap_or_default()
+    }
+
+    pub fn figures(&self) -> Figures {
+        self.stats.figures()
+    }
+
+    /// Sends a new ACL to the node, which stores it and hands it to every client.
+    pub fn push_acl(&self, rules: Vec<String>) -> Result<(), String> {
+        let sessions = self.sessions();
+        let Some(s) = sessions.iter().find(|s| !s.handle.is_closed()) else {
+            return Err(format!(
+                "gateway {} is not connected to a node; try again when it is",
+                self.creds.id
+            ));
+        };
+        if s.protocol_minor < ACL_UPDATE_SINCE {
+            return Err(format!(
+                "the node at {} is too old to take ACL changes from clients; use `sgctl acl` there",
+                s.server
+            ));
+        }
+        s.handle
+            .send_control(Frame::AclUpdate(AclUpdate { rules }))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The `--acl-file` rules, the first time a session comes up.
+    pub fn take_acl_file(&self) -> Option<Vec<String>> {
+        self.acl_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+/// Everything the console and the UI need.
+pub struct Registry {
+    pub client_id: String,
+    pub gateways: Vec<Arc<GatewayRuntime>>,
+    pub log: LogControl,
+    /// Set when an operator asks the client to quit (console `q`).
+    pub quit: tokio::sync::watch::Sender<bool>,
+}
+
+impl Registry {
+    pub fn gateway(&self, id: &str) -> Option<&Arc<GatewayRuntime>> {
+        self.gateways.iter().find(|g| g.id() == id)
+    }
+
+    pub fn totals(&self) -> Figures {
+        self.gateways
+            .iter()
+            .map(|g| g.figures())
+            .fold(Figures::default(), |a, b| a + b)
+    }
+}
