@@ -1,0 +1,391 @@
+//! The client as operators run it (F11–F17): resource-side TLS against a real TLS server,
+//! the ACL in every form (API, console, file, HTTP routes), the console, service mode,
+//! reconnects, log lines, the config file, and bad input.
+
+use serde_json::{json, Value};
+use sg_e2e::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn put_acl(node: &Node, gw: &str, rules: &[&str]) -> Value {
+    let r = node.call("PUT", &format!("/v1/gateways/{gw}/acl"), Some(json!({ "rules": rules })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
+    wait_until(Duration::from_secs(5), || node.events(gw).iter().any(|e| e["kind"] == kind))
+}
+
+// ---- resource-side TLS ----------------------------------------------------------------
+
+/// A CA and a server certificate for localhost/127.0.0.1 it signs, and a client
+/// certificate from a second CA; made with the openssl CLI.
+fn resource_pki(dir: &Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for (ca, cn) in [("ca", "service-ca"), ("other", "some-other-ca"), ("cca", "client-ca")] {
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN={cn}"));
+        a.extend(["-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "2"]);
+        run_cmd(dir, "openssl", &a);
+    }
+    for (name, ca, ext) in [("server", "ca", "server.ext"), ("client", "cca", "client.ext")] {
+        let mut a = vec!["req"];
+        a.extend(ec);
+        let (key, csr, subj) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={name}"));
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        run_cmd(dir, "openssl", &a);
+        let (pem, cap, cak) = (format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));
+        run_cmd(dir, "openssl", &["x509", "-req", "-in", &csr, "-CA", &cap, "-CAkey", &cak, "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", ext]);
+    }
+}
+
+/// `openssl s_server -www` on a free port: answers `GET /` with an HTML status page.
+struct TlsService {
+    child: Child,
+    port: u16,
+}
+
+impl TlsService {
+    fn start(dir: &Path, extra: &[&str]) -> TlsService {
+        let port = free_port();
+        let child = Command::new("openssl")
+            .current_dir(dir)
+            .args(["s_server", "-accept", &port.to_string(), "-cert", "server.pem", "-key", "server.key", "-www"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        TlsService { child, port }
+    }
+}
+
+impl Drop for TlsService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pem(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+#[test]
+fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    resource_pki(pki.path());
+    let plain = TlsService::start(pki.path(), &[]);
+    let mutual = TlsService::start(pki.path(), &["-Verify", "1", "-CAfile", "cca.pem"]);
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("rtls");
+    let dest = |name: &str, port: u16, tls: Value| -> u16 {
+        let r = node.call(
+            "POST",
+            &format!("/v1/gateways/{gw}/destinations"),
+            Some(json!({ "name": name, "resource_host": "127.0.0.1", "resource_port": port, "resource_tls": tls })),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert!(!r.body.to_string().contains("PRIVATE KEY"), "keys are never shown");
+        r.body["cloud_port"].as_u64().unwrap() as u16
+    };
+    let verified = dest("verified", plain.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"), "server_name": "localhost" }));
+    let wrong_ca = dest("wrong-ca", plain.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "other.pem") }));
+    let unchecked = dest("unchecked", plain.port, json!({ "enabled": true, "reject_unauthorized": false }));
+    let with_cert = dest("mutual", mutual.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"),
+        "client_cert_pem": pem(pki.path(), "client.pem"), "client_key_pem": pem(pki.path(), "client.key") }));
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+
+    let (status, _) = http_get(verified, "/");
+    assert!(status.contains("200"), "verified against the uploaded CA: {status:?}\n{}", client.log());
+    let (status, _) = http_get(unchecked, "/");
+    assert!(status.contains("200"), "reject_unauthorized false accepts a self-signed service: {status:?}");
+    let (status, _) = http_get(with_cert, "/");
+    assert!(status.contains("200"), "mutual TLS with the client certificate: {status:?}\n{}", client.log());
+    let (status, body) = http_get(wrong_ca, "/");
+    assert!(status.is_empty() && body.is_empty(), "an unverified service gets nothing: {body}");
+    assert!(client.wait_log("TLS handshake failed", Duration::from_secs(5)), "{}", client.log());
+    assert!(has_event(&node, &gw, "connect_failed"));
+
+    // Bad PEM for resource TLS is a 400 naming the field.
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(json!({ "name": "x", "resource_host": "h", "resource_port": 1, "resource_tls": { "enabled": true, "reject_unauthorized": true, "ca_pem": "nope" } })),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().contains("resource_tls.ca_pem"), "{}", r.body);
+}
+
+// ---- ACL ------------------------------------------------------------------------------
+
+#[test]
+fn with_no_rules_only_destinations_and_acl_default_deny_refuses_everything() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("acl0");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let open = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port));
+    assert!(open.wait_log("only the gateway's 1 configured destination(s) are reachable", Duration::from_secs(5)));
+    drop(open);
+    assert!(node.wait_clients(&gw, 0));
+    let strict = Client::start(&node, &[(&gw, &token)], &["--acl-default", "deny"]);
+    assert!(node.wait_clients(&gw, 1));
+    assert_eq!(echo_once(port, b"x"), None);
+    assert!(strict.wait_log("--acl-default is deny", Duration::from_secs(5)), "{}", strict.log());
+}
+
+#[test]
+fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
+    let mut node = Node::start();
+    let echo = EchoServer::start();
+    let other = EchoServer::start();
+    let (gw, token) = node.create_gateway("acl");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let (_, other_port) = node.create_destination(&gw, "other", other.addr);
+    let a = Client::start(&node, &[(&gw, &token)], &[]);
+    let b = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 2));
+    assert!(wait_echo(port));
+    let ep = echo.addr.port();
+
+    // Host and port beats port alone.
+    put_acl(&node, &gw, &[&format!("acl deny :{ep}"), &format!("acl allow 127.0.0.1:{ep}")]);
+    assert!(a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(1)) || a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(4)));
+    assert!(b.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)), "reaches every client");
+    for _ in 0..6 {
+        assert!(echo_once(port, b"allowed").is_some(), "the specific allow wins on every client");
+    }
+    // Once rules exist, what none allows is refused — even a configured destination.
+    assert_eq!(echo_once(other_port, b"x"), None);
+    // Equal specificity: deny wins.
+    put_acl(&node, &gw, &["acl allow 127.0.0.1:", &format!("acl deny :{ep}")]);
+    assert!(wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()));
+    let refusing = format!("refused by `acl deny :{ep}`");
+    assert!(wait_until(Duration::from_secs(5), || a.log().contains(&refusing) || b.log().contains(&refusing)), "the client names the rule");
+    assert!(has_event(&node, &gw, "acl_refused"));
+
+    // Stored on the node: it survives a restart.
+    let before = node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body;
+    node.restart();
+    assert_eq!(node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body, before);
+    let bad = node.call("PUT", &format!("/v1/gateways/{gw}/acl"), Some(json!({ "rules": ["acl allow nope"] })));
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["message"].as_str().unwrap().contains("rules[0]"), "{}", bad.body);
+}
+
+#[test]
+fn http_route_rules_let_only_matching_paths_through() {
+    let node = Node::start();
+    let web = PathServer::start();
+    let (gw, token) = node.create_gateway("routes");
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(json!({ "name": "web", "resource_host": "127.0.0.1", "resource_port": web.addr.port(), "protocol": "http" })),
+    );
+    let port = r.body["cloud_port"].as_u64().unwrap() as u16;
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+    let wp = web.addr.port();
+    put_acl(&node, &gw, &[&format!("acl allow 127.0.0.1:{wp}/public/"), &format!("acl deny 127.0.0.1:{wp}/public/secret")]);
+    assert!(client.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)));
+    let (status, body) = http_get(port, "/public/page");
+    assert!(status.contains("200") && body.contains("/public/page"), "{status} {body}");
+    let (status, body) = http_get(port, "/admin");
+    assert!(status.contains("403"), "{status}");
+    assert!(body.contains("no ACL path rule allows /admin"), "{body}");
+    let (status, _) = http_get(port, "/public/secret/key");
+    assert!(status.contains("403"), "{status}");
+    assert_eq!(web.seen(), vec!["/public/page"], "refused requests never reached the service");
+    assert!(client.wait_log("request for /admin", Duration::from_secs(5)), "{}", client.log());
+}
+
+#[test]
+fn the_console_shows_figures_changes_the_level_edits_the_acl_and_quits() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("console");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let mut c = Client::start_console(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port));
+    echo_once(port, b"some traffic").unwrap();
+    c.send_line("s");
+    assert!(c.wait_log("total: transmitted", Duration::from_secs(5)), "{}", c.log());
+    assert!(c.log().contains("connections in total"), "{}", c.log());
+    c.send_line("l DEBUG");
+    assert!(c.wait_log("log level is now DEBUG", Duration::from_secs(5)));
+    echo_once(port, b"debug traffic").unwrap();
+    assert!(c.wait_log("opened", Duration::from_secs(5)), "DEBUG lines appear: {}", c.log());
+    c.send_line("l LOUD");
+    assert!(c.wait_log("is not a log level", Duration::from_secs(5)));
+    c.send_line(&format!("acl deny 127.0.0.1:{}", echo.addr.port()));
+    assert!(c.wait_log("sent to the node", Duration::from_secs(5)), "{}", c.log());
+    assert!(wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()), "the rule is enforced");
+    let stored = node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body;
+    assert_eq!(stored["rules"], json!([format!("acl deny 127.0.0.1:{}", echo.addr.port())]));
+    c.send_line("show acl");
+    assert!(c.wait_log(&format!("acl deny 127.0.0.1:{}", echo.addr.port()), Duration::from_secs(5)));
+    c.send_line("acl allow nonsense");
+    assert!(c.wait_log("missing ':'", Duration::from_secs(5)));
+    c.send_line("h");
+    assert!(c.wait_log("commands:", Duration::from_secs(5)));
+    c.send_line("q");
+    let status = c.wait_exit(Duration::from_secs(10)).expect("q quits");
+    assert!(status.success());
+}
+
+#[test]
+fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (g1, t1) = node.create_gateway("one");
+    let (g2, t2) = node.create_gateway("two");
+    let (_, p1) = node.create_destination(&g1, "echo", echo.addr);
+    let (_, p2) = node.create_destination(&g2, "echo", echo.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acl.rules");
+    std::fs::write(&file, format!("# only the echo service\nacl allow 127.0.0.1:{}\n", echo.addr.port())).unwrap();
+    let _c = Client::start(&node, &[(&g1, &t1), (&g2, &t2)], &["--acl-file", file.to_str().unwrap()]);
+    for g in [&g1, &g2] {
+        assert!(wait_until(Duration::from_secs(10), || node.call("GET", &format!("/v1/gateways/{g}/acl"), None).body["rules"].as_array().is_some_and(|r| r.len() == 1)));
+    }
+    assert!(wait_echo(p1) && wait_echo(p2));
+    // One gateway's ACL does not touch the other's.
+    put_acl(&node, &g1, &["acl deny :"]);
+    assert!(wait_until(Duration::from_secs(5), || echo_once(p1, b"x").is_none()));
+    assert!(echo_once(p2, b"still").is_some());
+
+    std::fs::write(&file, "acl allow 127.0.0.1:1\nacl allow oops\n").unwrap();
+    let mut bad = Client::start(&node, &[(&g1, &t1)], &["--acl-file", file.to_str().unwrap()]);
+    let status = bad.wait_exit(Duration::from_secs(10)).expect("exits at once");
+    assert_eq!(status.code(), Some(2));
+    assert!(bad.log().contains("line 2"), "{}", bad.log());
+}
+
+// ---- running it -----------------------------------------------------------------------
+
+#[test]
+fn service_mode_restarts_a_killed_worker() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("svc");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let c = Client::start(&node, &[(&gw, &token)], &["--service"]);
+    assert!(wait_echo(port), "{}", c.log());
+    let pid_of = |log: &str, nth: usize| -> Option<i32> {
+        log.lines()
+            .filter_map(|l| l.split("started worker pid ").nth(1))
+            .nth(nth)
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+    };
+    let first = pid_of(&c.log(), 0).expect("the supervisor names its worker");
+    unsafe {
+        libc::kill(first, libc::SIGKILL);
+    }
+    assert!(wait_until(Duration::from_secs(60), || pid_of(&c.log(), 1).is_some()), "{}", c.log());
+    assert_ne!(pid_of(&c.log(), 1), Some(first));
+    assert!(c.log().contains("restarting in"), "{}", c.log());
+    assert!(wait_echo(port), "serving again: {}", c.log());
+}
+
+#[test]
+fn reconnects_are_logged_and_bounded_by_reconnect() {
+    let mut node = Node::start();
+    let (gw, token) = node.create_gateway("rc");
+    let mut c = Client::start(&node, &[(&gw, &token)], &["--reconnect", "2"]);
+    assert!(node.wait_clients(&gw, 1));
+    node.kill9();
+    assert!(c.wait_exit(Duration::from_secs(30)).is_some(), "gives up after 2 attempts: {}", c.log());
+    let log = c.log();
+    assert!(log.contains("(attempt 1 of 2)") && log.contains("(attempt 2 of 2)"), "{log}");
+    assert!(log.contains("giving up"), "{log}");
+    assert!(log.contains("reconnecting to") && log.contains("s (attempt"), "each attempt logs its wait: {log}");
+}
+
+#[test]
+fn trace_logs_every_connections_bytes_to_a_file() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("trace");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.log");
+    let _c = Client::start(&node, &[(&gw, &token)], &["-l", "TRACE", "-p", file.to_str().unwrap()]);
+    assert!(wait_echo(port));
+    echo_once(port, b"twelve bytes").unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let log = std::fs::read_to_string(&file).unwrap_or_default();
+        log.contains("transmitted data: 12 bytes") && log.contains("received data: 12 bytes")
+    }));
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert!(log.lines().any(|l| l.contains("Connection #") && l.contains("transmitted data:")), "{log}");
+}
+
+#[test]
+fn a_config_file_holds_the_flags_and_flags_win() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("cfg");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "gateways = [\"{gw}\"]\ntokens = \"{token}\"\nservers = [\"{}\"]\nca = \"{}\"\nlog_level = \"ERROR\"\nno_ui = true\n",
+            node.tunnel(),
+            node.ca_path().display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.log");
+    let mut child = Command::new(bin("sg-client"))
+        .args(["--config", file.to_str().unwrap(), "-l", "DEBUG"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_echo(port));
+    let log = std::fs::read_to_string(&out).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("DEBUG"), "the flag overrides the file's ERROR: {log}");
+}
+
+const FINGERPRINT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[test]
+fn bad_flags_are_refused_with_a_clear_message() {
+    for (args, expect) in [
+        (vec!["gw", "-t", "t", "--server", "h:1", "--ca", "/nonexistent/ca.pem"], "--ca"),
+        (vec!["gw", "-t", "t", "--server", "nohost", "--fingerprint", "AA"], "--server"),
+        (vec!["gw", "-t", "t", "--server", "h:1", "--ca", "x", "-l", "LOUD"], "not a log level"),
+        (vec!["gw", "gw2", "-t", "t", "--server", "h:1", "--ca", "x"], "2 gateway(s) but 1 token(s)"),
+        (vec!["gw", "-t", "t", "--server", "h:1", "--fingerprint", FINGERPRINT, "--reconnect", "-7"], "--reconnect"),
+    ] {
+        let out = Command::new(bin("sg-client")).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
