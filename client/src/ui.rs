@@ -312,7 +312,8 @@ async function refresh() {
       el.querySelector('.save-acl').onclick = async () => {
         const rules = el.querySelector('.acl').value.split('\n').map(l => l.trim()).filter(l => l);
         const a = await fetch('/api/acl', {method:'PUT', headers:{'content-type':'application/json'}, body: JSON.stringify({gateway: g.id, rules})});
-        el.querySelector('.acl-msg').textContent = (await a.json()).message || 'saved';
+        const answer = await a.json();
+        el.querySelector('.acl-msg').textContent = answer.status || answer.message;
         drawn[g.id] = null;
       };
     }

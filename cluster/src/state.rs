@@ -78,6 +78,9 @@ pub struct Issuer {
 }
 
 /// What the actors must do after a committed change.
+// One value per API call or command line: their size does not matter, boxing would
+// only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Change {
     /// A gateway was created or changed.

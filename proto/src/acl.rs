@@ -88,7 +88,14 @@ pub enum Command {
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-fn parse_target(text: &str) -> Result<(Option<String>, Option<u16>, Option<String>), ParseError> {
+/// The `HOST:PORT/path` part of a rule; absent parts mean "any".
+struct Target {
+    host: Option<String>,
+    port: Option<u16>,
+    path: Option<String>,
+}
+
+fn parse_target(text: &str) -> Result<Target, ParseError> {
     let bad = |why: &str| {
         ParseError(format!(
             "{text:?}: {why}; expected HOST:PORT, :PORT, HOST: or HOST:PORT/path"
@@ -126,7 +133,7 @@ fn parse_target(text: &str) -> Result<(Option<String>, Option<u16>, Option<Strin
         }
     }
     let host = (!host.is_empty()).then(|| host.to_ascii_lowercase());
-    Ok((host, port, path))
+    Ok(Target { host, port, path })
 }
 
 /// Parses one command (`acl allow …`, `acl deny …`, `no acl …`, `no acl`, `show acl`).
@@ -134,7 +141,7 @@ pub fn parse_command(line: &str) -> Result<Command, ParseError> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["acl", verb @ ("allow" | "deny"), target] => {
-            let (host, port, path) = parse_target(target)?;
+            let Target { host, port, path } = parse_target(target)?;
             let action = if *verb == "allow" {
                 Action::Allow
             } else {
@@ -149,7 +156,7 @@ pub fn parse_command(line: &str) -> Result<Command, ParseError> {
         }
         ["no", "acl"] => Ok(Command::Clear),
         ["no", "acl", target] => {
-            let (host, port, path) = parse_target(target)?;
+            let Target { host, port, path } = parse_target(target)?;
             Ok(Command::Remove(Rule {
                 action: Action::Allow,
                 host,

@@ -9,13 +9,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn put_acl(node: &Node, gw: &str, rules: &[&str]) -> Value {
-    let r = node.call("PUT", &format!("/v1/gateways/{gw}/acl"), Some(json!({ "rules": rules })));
+    let r = node.call(
+        "PUT",
+        &format!("/v1/gateways/{gw}/acl"),
+        Some(json!({ "rules": rules })),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
 
 fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
-    wait_until(Duration::from_secs(5), || node.events(gw).iter().any(|e| e["kind"] == kind))
+    wait_until(Duration::from_secs(5), || {
+        node.events(gw).iter().any(|e| e["kind"] == kind)
+    })
 }
 
 // ---- resource-side TLS ----------------------------------------------------------------
@@ -33,22 +39,67 @@ fn resource_pki(dir: &Path) {
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    for (ca, cn) in [("ca", "service-ca"), ("other", "some-other-ca"), ("cca", "client-ca")] {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (ca, cn) in [
+        ("ca", "service-ca"),
+        ("other", "some-other-ca"),
+        ("cca", "client-ca"),
+    ] {
         let mut a = vec!["req", "-x509"];
         a.extend(ec);
-        let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN={cn}"));
+        let (key, pem, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.pem"),
+            format!("/CN={cn}"),
+        );
         a.extend(["-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "2"]);
         run_cmd(dir, "openssl", &a);
     }
-    for (name, ca, ext) in [("server", "ca", "server.ext"), ("client", "cca", "client.ext")] {
+    for (name, ca, ext) in [
+        ("server", "ca", "server.ext"),
+        ("client", "cca", "client.ext"),
+    ] {
         let mut a = vec!["req"];
         a.extend(ec);
-        let (key, csr, subj) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={name}"));
+        let (key, csr, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("/CN={name}"),
+        );
         a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
         run_cmd(dir, "openssl", &a);
-        let (pem, cap, cak) = (format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));
-        run_cmd(dir, "openssl", &["x509", "-req", "-in", &csr, "-CA", &cap, "-CAkey", &cak, "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", ext]);
+        let (pem, cap, cak) = (
+            format!("{name}.pem"),
+            format!("{ca}.pem"),
+            format!("{ca}.key"),
+        );
+        run_cmd(
+            dir,
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &cap,
+                "-CAkey",
+                &cak,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
     }
 }
 
@@ -63,14 +114,25 @@ impl TlsService {
         let port = free_port();
         let child = Command::new("openssl")
             .current_dir(dir)
-            .args(["s_server", "-accept", &port.to_string(), "-cert", "server.pem", "-key", "server.key", "-www"])
+            .args([
+                "s_server",
+                "-accept",
+                &port.to_string(),
+                "-cert",
+                "server.pem",
+                "-key",
+                "server.key",
+                "-www",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("openssl s_server");
-        assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
         TlsService { child, port }
     }
 }
@@ -101,26 +163,63 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
             Some(json!({ "name": name, "resource_host": "127.0.0.1", "resource_port": port, "resource_tls": tls })),
         );
         assert_eq!(r.status, 201, "{}", r.body);
-        assert!(!r.body.to_string().contains("PRIVATE KEY"), "keys are never shown");
+        assert!(
+            !r.body.to_string().contains("PRIVATE KEY"),
+            "keys are never shown"
+        );
         r.body["cloud_port"].as_u64().unwrap() as u16
     };
-    let verified = dest("verified", plain.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"), "server_name": "localhost" }));
-    let wrong_ca = dest("wrong-ca", plain.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "other.pem") }));
-    let unchecked = dest("unchecked", plain.port, json!({ "enabled": true, "reject_unauthorized": false }));
-    let with_cert = dest("mutual", mutual.port, json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"),
-        "client_cert_pem": pem(pki.path(), "client.pem"), "client_key_pem": pem(pki.path(), "client.key") }));
+    let verified = dest(
+        "verified",
+        plain.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"), "server_name": "localhost" }),
+    );
+    let wrong_ca = dest(
+        "wrong-ca",
+        plain.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "other.pem") }),
+    );
+    let unchecked = dest(
+        "unchecked",
+        plain.port,
+        json!({ "enabled": true, "reject_unauthorized": false }),
+    );
+    let with_cert = dest(
+        "mutual",
+        mutual.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": pem(pki.path(), "ca.pem"),
+        "client_cert_pem": pem(pki.path(), "client.pem"), "client_key_pem": pem(pki.path(), "client.key") }),
+    );
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
 
     let (status, _) = http_get(verified, "/");
-    assert!(status.contains("200"), "verified against the uploaded CA: {status:?}\n{}", client.log());
+    assert!(
+        status.contains("200"),
+        "verified against the uploaded CA: {status:?}\n{}",
+        client.log()
+    );
     let (status, _) = http_get(unchecked, "/");
-    assert!(status.contains("200"), "reject_unauthorized false accepts a self-signed service: {status:?}");
+    assert!(
+        status.contains("200"),
+        "reject_unauthorized false accepts a self-signed service: {status:?}"
+    );
     let (status, _) = http_get(with_cert, "/");
-    assert!(status.contains("200"), "mutual TLS with the client certificate: {status:?}\n{}", client.log());
+    assert!(
+        status.contains("200"),
+        "mutual TLS with the client certificate: {status:?}\n{}",
+        client.log()
+    );
     let (status, body) = http_get(wrong_ca, "/");
-    assert!(status.is_empty() && body.is_empty(), "an unverified service gets nothing: {body}");
-    assert!(client.wait_log("TLS handshake failed", Duration::from_secs(5)), "{}", client.log());
+    assert!(
+        status.is_empty() && body.is_empty(),
+        "an unverified service gets nothing: {body}"
+    );
+    assert!(
+        client.wait_log("TLS handshake failed", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
     assert!(has_event(&node, &gw, "connect_failed"));
 
     // Bad PEM for resource TLS is a 400 naming the field.
@@ -130,7 +229,14 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
         Some(json!({ "name": "x", "resource_host": "h", "resource_port": 1, "resource_tls": { "enabled": true, "reject_unauthorized": true, "ca_pem": "nope" } })),
     );
     assert_eq!(r.status, 400);
-    assert!(r.body["message"].as_str().unwrap().contains("resource_tls.ca_pem"), "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource_tls.ca_pem"),
+        "{}",
+        r.body
+    );
 }
 
 // ---- ACL ------------------------------------------------------------------------------
@@ -143,13 +249,20 @@ fn with_no_rules_only_destinations_and_acl_default_deny_refuses_everything() {
     let (_, port) = node.create_destination(&gw, "echo", echo.addr);
     let open = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(port));
-    assert!(open.wait_log("only the gateway's 1 configured destination(s) are reachable", Duration::from_secs(5)));
+    assert!(open.wait_log(
+        "only the gateway's 1 configured destination(s) are reachable",
+        Duration::from_secs(5)
+    ));
     drop(open);
     assert!(node.wait_clients(&gw, 0));
     let strict = Client::start(&node, &[(&gw, &token)], &["--acl-default", "deny"]);
     assert!(node.wait_clients(&gw, 1));
     assert_eq!(echo_once(port, b"x"), None);
-    assert!(strict.wait_log("--acl-default is deny", Duration::from_secs(5)), "{}", strict.log());
+    assert!(
+        strict.wait_log("--acl-default is deny", Duration::from_secs(5)),
+        "{}",
+        strict.log()
+    );
 }
 
 #[test]
@@ -167,28 +280,66 @@ fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
     let ep = echo.addr.port();
 
     // Host and port beats port alone.
-    put_acl(&node, &gw, &[&format!("acl deny :{ep}"), &format!("acl allow 127.0.0.1:{ep}")]);
-    assert!(a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(1)) || a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(4)));
-    assert!(b.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)), "reaches every client");
+    put_acl(
+        &node,
+        &gw,
+        &[
+            &format!("acl deny :{ep}"),
+            &format!("acl allow 127.0.0.1:{ep}"),
+        ],
+    );
+    assert!(
+        a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(1))
+            || a.wait_log("ACL now has 2 rule(s)", Duration::from_secs(4))
+    );
+    assert!(
+        b.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)),
+        "reaches every client"
+    );
     for _ in 0..6 {
-        assert!(echo_once(port, b"allowed").is_some(), "the specific allow wins on every client");
+        assert!(
+            echo_once(port, b"allowed").is_some(),
+            "the specific allow wins on every client"
+        );
     }
     // Once rules exist, what none allows is refused — even a configured destination.
     assert_eq!(echo_once(other_port, b"x"), None);
     // Equal specificity: deny wins.
-    put_acl(&node, &gw, &["acl allow 127.0.0.1:", &format!("acl deny :{ep}")]);
+    put_acl(
+        &node,
+        &gw,
+        &["acl allow 127.0.0.1:", &format!("acl deny :{ep}")],
+    );
     assert!(wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()));
     let refusing = format!("refused by `acl deny :{ep}`");
-    assert!(wait_until(Duration::from_secs(5), || a.log().contains(&refusing) || b.log().contains(&refusing)), "the client names the rule");
+    assert!(
+        wait_until(Duration::from_secs(5), || a.log().contains(&refusing)
+            || b.log().contains(&refusing)),
+        "the client names the rule"
+    );
     assert!(has_event(&node, &gw, "acl_refused"));
 
     // Stored on the node: it survives a restart.
-    let before = node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body;
+    let before = node
+        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+        .body;
     node.restart();
-    assert_eq!(node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body, before);
-    let bad = node.call("PUT", &format!("/v1/gateways/{gw}/acl"), Some(json!({ "rules": ["acl allow nope"] })));
+    assert_eq!(
+        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+            .body,
+        before
+    );
+    let bad = node.call(
+        "PUT",
+        &format!("/v1/gateways/{gw}/acl"),
+        Some(json!({ "rules": ["acl allow nope"] })),
+    );
     assert_eq!(bad.status, 400);
-    assert!(bad.body["message"].as_str().unwrap().contains("rules[0]"), "{}", bad.body);
+    assert!(
+        bad.body["message"].as_str().unwrap().contains("rules[0]"),
+        "{}",
+        bad.body
+    );
 }
 
 #[test]
@@ -205,17 +356,35 @@ fn http_route_rules_let_only_matching_paths_through() {
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
     let wp = web.addr.port();
-    put_acl(&node, &gw, &[&format!("acl allow 127.0.0.1:{wp}/public/"), &format!("acl deny 127.0.0.1:{wp}/public/secret")]);
+    put_acl(
+        &node,
+        &gw,
+        &[
+            &format!("acl allow 127.0.0.1:{wp}/public/"),
+            &format!("acl deny 127.0.0.1:{wp}/public/secret"),
+        ],
+    );
     assert!(client.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)));
     let (status, body) = http_get(port, "/public/page");
-    assert!(status.contains("200") && body.contains("/public/page"), "{status} {body}");
+    assert!(
+        status.contains("200") && body.contains("/public/page"),
+        "{status} {body}"
+    );
     let (status, body) = http_get(port, "/admin");
     assert!(status.contains("403"), "{status}");
     assert!(body.contains("no ACL path rule allows /admin"), "{body}");
     let (status, _) = http_get(port, "/public/secret/key");
     assert!(status.contains("403"), "{status}");
-    assert_eq!(web.seen(), vec!["/public/page"], "refused requests never reached the service");
-    assert!(client.wait_log("request for /admin", Duration::from_secs(5)), "{}", client.log());
+    assert_eq!(
+        web.seen(),
+        vec!["/public/page"],
+        "refused requests never reached the service"
+    );
+    assert!(
+        client.wait_log("request for /admin", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
 }
 
 #[test]
@@ -228,21 +397,44 @@ fn the_console_shows_figures_changes_the_level_edits_the_acl_and_quits() {
     assert!(wait_echo(port));
     echo_once(port, b"some traffic").unwrap();
     c.send_line("s");
-    assert!(c.wait_log("total: transmitted", Duration::from_secs(5)), "{}", c.log());
+    assert!(
+        c.wait_log("total: transmitted", Duration::from_secs(5)),
+        "{}",
+        c.log()
+    );
     assert!(c.log().contains("connections in total"), "{}", c.log());
     c.send_line("l DEBUG");
     assert!(c.wait_log("log level is now DEBUG", Duration::from_secs(5)));
     echo_once(port, b"debug traffic").unwrap();
-    assert!(c.wait_log("opened", Duration::from_secs(5)), "DEBUG lines appear: {}", c.log());
+    assert!(
+        c.wait_log("opened", Duration::from_secs(5)),
+        "DEBUG lines appear: {}",
+        c.log()
+    );
     c.send_line("l LOUD");
     assert!(c.wait_log("is not a log level", Duration::from_secs(5)));
     c.send_line(&format!("acl deny 127.0.0.1:{}", echo.addr.port()));
-    assert!(c.wait_log("sent to the node", Duration::from_secs(5)), "{}", c.log());
-    assert!(wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()), "the rule is enforced");
-    let stored = node.call("GET", &format!("/v1/gateways/{gw}/acl"), None).body;
-    assert_eq!(stored["rules"], json!([format!("acl deny 127.0.0.1:{}", echo.addr.port())]));
+    assert!(
+        c.wait_log("sent to the node", Duration::from_secs(5)),
+        "{}",
+        c.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()),
+        "the rule is enforced"
+    );
+    let stored = node
+        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+        .body;
+    assert_eq!(
+        stored["rules"],
+        json!([format!("acl deny 127.0.0.1:{}", echo.addr.port())])
+    );
     c.send_line("show acl");
-    assert!(c.wait_log(&format!("acl deny 127.0.0.1:{}", echo.addr.port()), Duration::from_secs(5)));
+    assert!(c.wait_log(
+        &format!("acl deny 127.0.0.1:{}", echo.addr.port()),
+        Duration::from_secs(5)
+    ));
     c.send_line("acl allow nonsense");
     assert!(c.wait_log("missing ':'", Duration::from_secs(5)));
     c.send_line("h");
@@ -262,10 +454,25 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
     let (_, p2) = node.create_destination(&g2, "echo", echo.addr);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acl.rules");
-    std::fs::write(&file, format!("# only the echo service\nacl allow 127.0.0.1:{}\n", echo.addr.port())).unwrap();
-    let _c = Client::start(&node, &[(&g1, &t1), (&g2, &t2)], &["--acl-file", file.to_str().unwrap()]);
+    std::fs::write(
+        &file,
+        format!(
+            "# only the echo service\nacl allow 127.0.0.1:{}\n",
+            echo.addr.port()
+        ),
+    )
+    .unwrap();
+    let _c = Client::start(
+        &node,
+        &[(&g1, &t1), (&g2, &t2)],
+        &["--acl-file", file.to_str().unwrap()],
+    );
     for g in [&g1, &g2] {
-        assert!(wait_until(Duration::from_secs(10), || node.call("GET", &format!("/v1/gateways/{g}/acl"), None).body["rules"].as_array().is_some_and(|r| r.len() == 1)));
+        assert!(wait_until(Duration::from_secs(10), || node
+            .call("GET", &format!("/v1/gateways/{g}/acl"), None)
+            .body["rules"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)));
     }
     assert!(wait_echo(p1) && wait_echo(p2));
     // One gateway's ACL does not touch the other's.
@@ -274,8 +481,14 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
     assert!(echo_once(p2, b"still").is_some());
 
     std::fs::write(&file, "acl allow 127.0.0.1:1\nacl allow oops\n").unwrap();
-    let mut bad = Client::start(&node, &[(&g1, &t1)], &["--acl-file", file.to_str().unwrap()]);
-    let status = bad.wait_exit(Duration::from_secs(10)).expect("exits at once");
+    let mut bad = Client::start(
+        &node,
+        &[(&g1, &t1)],
+        &["--acl-file", file.to_str().unwrap()],
+    );
+    let status = bad
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits at once");
     assert_eq!(status.code(), Some(2));
     assert!(bad.log().contains("line 2"), "{}", bad.log());
 }
@@ -301,7 +514,11 @@ fn service_mode_restarts_a_killed_worker() {
     unsafe {
         libc::kill(first, libc::SIGKILL);
     }
-    assert!(wait_until(Duration::from_secs(60), || pid_of(&c.log(), 1).is_some()), "{}", c.log());
+    assert!(
+        wait_until(Duration::from_secs(60), || pid_of(&c.log(), 1).is_some()),
+        "{}",
+        c.log()
+    );
     assert_ne!(pid_of(&c.log(), 1), Some(first));
     assert!(c.log().contains("restarting in"), "{}", c.log());
     assert!(wait_echo(port), "serving again: {}", c.log());
@@ -314,11 +531,21 @@ fn reconnects_are_logged_and_bounded_by_reconnect() {
     let mut c = Client::start(&node, &[(&gw, &token)], &["--reconnect", "2"]);
     assert!(node.wait_clients(&gw, 1));
     node.kill9();
-    assert!(c.wait_exit(Duration::from_secs(30)).is_some(), "gives up after 2 attempts: {}", c.log());
+    assert!(
+        c.wait_exit(Duration::from_secs(30)).is_some(),
+        "gives up after 2 attempts: {}",
+        c.log()
+    );
     let log = c.log();
-    assert!(log.contains("(attempt 1 of 2)") && log.contains("(attempt 2 of 2)"), "{log}");
+    assert!(
+        log.contains("(attempt 1 of 2)") && log.contains("(attempt 2 of 2)"),
+        "{log}"
+    );
     assert!(log.contains("giving up"), "{log}");
-    assert!(log.contains("reconnecting to") && log.contains("s (attempt"), "each attempt logs its wait: {log}");
+    assert!(
+        log.contains("reconnecting to") && log.contains("s (attempt"),
+        "each attempt logs its wait: {log}"
+    );
 }
 
 #[test]
@@ -329,7 +556,11 @@ fn trace_logs_every_connections_bytes_to_a_file() {
     let (_, port) = node.create_destination(&gw, "echo", echo.addr);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("client.log");
-    let _c = Client::start(&node, &[(&gw, &token)], &["-l", "TRACE", "-p", file.to_str().unwrap()]);
+    let _c = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["-l", "TRACE", "-p", file.to_str().unwrap()],
+    );
     assert!(wait_echo(port));
     echo_once(port, b"twelve bytes").unwrap();
     assert!(wait_until(Duration::from_secs(5), || {
@@ -337,7 +568,11 @@ fn trace_logs_every_connections_bytes_to_a_file() {
         log.contains("transmitted data: 12 bytes") && log.contains("received data: 12 bytes")
     }));
     let log = std::fs::read_to_string(&file).unwrap();
-    assert!(log.lines().any(|l| l.contains("Connection #") && l.contains("transmitted data:")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Connection #") && l.contains("transmitted data:")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -369,7 +604,10 @@ fn a_config_file_holds_the_flags_and_flags_win() {
     let log = std::fs::read_to_string(&out).unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(log.contains("DEBUG"), "the flag overrides the file's ERROR: {log}");
+    assert!(
+        log.contains("DEBUG"),
+        "the flag overrides the file's ERROR: {log}"
+    );
 }
 
 const FINGERPRINT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -377,11 +615,46 @@ const FINGERPRINT: &str = "00000000000000000000000000000000000000000000000000000
 #[test]
 fn bad_flags_are_refused_with_a_clear_message() {
     for (args, expect) in [
-        (vec!["gw", "-t", "t", "--server", "h:1", "--ca", "/nonexistent/ca.pem"], "--ca"),
-        (vec!["gw", "-t", "t", "--server", "nohost", "--fingerprint", "AA"], "--server"),
-        (vec!["gw", "-t", "t", "--server", "h:1", "--ca", "x", "-l", "LOUD"], "not a log level"),
-        (vec!["gw", "gw2", "-t", "t", "--server", "h:1", "--ca", "x"], "2 gateway(s) but 1 token(s)"),
-        (vec!["gw", "-t", "t", "--server", "h:1", "--fingerprint", FINGERPRINT, "--reconnect", "-7"], "--reconnect"),
+        (
+            vec![
+                "gw",
+                "-t",
+                "t",
+                "--server",
+                "h:1",
+                "--ca",
+                "/nonexistent/ca.pem",
+            ],
+            "--ca",
+        ),
+        (
+            vec!["gw", "-t", "t", "--server", "nohost", "--fingerprint", "AA"],
+            "--server",
+        ),
+        (
+            vec![
+                "gw", "-t", "t", "--server", "h:1", "--ca", "x", "-l", "LOUD",
+            ],
+            "not a log level",
+        ),
+        (
+            vec!["gw", "gw2", "-t", "t", "--server", "h:1", "--ca", "x"],
+            "2 gateway(s) but 1 token(s)",
+        ),
+        (
+            vec![
+                "gw",
+                "-t",
+                "t",
+                "--server",
+                "h:1",
+                "--fingerprint",
+                FINGERPRINT,
+                "--reconnect",
+                "-7",
+            ],
+            "--reconnect",
+        ),
     ] {
         let out = Command::new(bin("sg-client")).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

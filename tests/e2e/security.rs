@@ -64,8 +64,14 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
     );
 
     // Source port ranges.
-    assert!(echoes(connect_from(ported_port, "127.0.0.1:0").unwrap(), b"in range"));
-    assert!(!echoes(connect_from(low_port, "127.0.0.1:0").unwrap(), b"out of range"));
+    assert!(echoes(
+        connect_from(ported_port, "127.0.0.1:0").unwrap(),
+        b"in range"
+    ));
+    assert!(!echoes(
+        connect_from(low_port, "127.0.0.1:0").unwrap(),
+        b"out of range"
+    ));
 
     assert!(has_event(&node, &gw, "ip_refused"));
     let refusals: Vec<Value> = node

@@ -43,6 +43,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value per API call or command line: their size does not matter, boxing would
+// only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Gateways: create, list, show, update, delete, token, clients, stats, events.

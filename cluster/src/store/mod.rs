@@ -33,6 +33,9 @@ pub enum StoreError {
 }
 
 /// One change inside a batch.
+// One value per API call or command line: their size does not matter, boxing would
+// only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Op {
     PutGateway(GatewayRecord),

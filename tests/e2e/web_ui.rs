@@ -1,0 +1,184 @@
+//! The client's web UI (F13, F17) in a real headless browser: Debian's Chromium driven by
+//! playwright-core (tests/ui). Log in, see the figures change after traffic, edit the ACL,
+//! and keep a screenshot as a test artifact (target/test-artifacts/web-ui.png).
+
+use serde_json::json;
+use sg_e2e::*;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ui_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ui")
+}
+
+/// A raw GET to the UI, returning the status line.
+fn ui_status(port: u16, path: &str, header: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("UI port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: ui\r\nConnection: close\r\n{header}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn the_web_ui_logs_in_shows_live_figures_and_edits_the_acl() {
+    assert!(
+        ui_dir().join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: scripts/test.sh installs it (npm ci in tests/ui)"
+    );
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("web");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let ui_port = free_port();
+    let ui = ui_port.to_string();
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--ui-port", &ui, "--ui-password", "s3cret-pw"],
+    );
+    assert!(
+        client.wait_log("web UI on http://127.0.0.1", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    assert!(wait_echo(port));
+
+    // Every API call needs the password.
+    assert!(ui_status(ui_port, "/api/status", "").contains("401"));
+    assert!(ui_status(ui_port, "/api/status", "Authorization: Bearer wrong\r\n").contains("401"));
+    assert!(ui_status(
+        ui_port,
+        "/api/status",
+        "Authorization: Bearer s3cret-pw\r\n"
+    )
+    .contains("200"));
+
+    let work = tempfile::tempdir().unwrap();
+    let signal = work.path().join("traffic");
+    let shot = artifacts_dir().join("web-ui.png");
+    let _ = std::fs::remove_file(&shot);
+    let rule = format!("acl allow 127.0.0.1:{}", echo.addr.port());
+    let mut browser = Command::new("node")
+        .current_dir(ui_dir())
+        .arg("ui-test.mjs")
+        .arg(format!("http://127.0.0.1:{ui_port}/"))
+        .arg("s3cret-pw")
+        .arg(&shot)
+        .arg(&signal)
+        .arg(&rule)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    // When the page has its first figures, make traffic for it to notice.
+    assert!(
+        wait_until(Duration::from_secs(60), || signal.exists()),
+        "the browser never got to the figures"
+    );
+    for i in 0..5u8 {
+        assert!(echo_once(port, &[b'x', i]).is_some());
+    }
+    let out = browser.wait_with_output_timeout(Duration::from_secs(90));
+    assert!(out.0, "the browser script failed:\n{}", out.1);
+    for step in [
+        "LOGIN PAGE",
+        "WRONG PASSWORD REFUSED",
+        "BEFORE",
+        "AFTER",
+        "ACL SAVED",
+        "SCREENSHOT",
+    ] {
+        assert!(out.1.contains(step), "missing step {step}:\n{}", out.1);
+    }
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 1000)
+            .unwrap_or(false),
+        "screenshot kept at {}",
+        shot.display()
+    );
+    let stored = node
+        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+        .body;
+    assert_eq!(
+        stored,
+        json!({ "rules": [rule] }),
+        "the ACL edited in the UI is stored on the node"
+    );
+    assert!(client
+        .log()
+        .contains("a login with a wrong password was refused"));
+}
+
+#[test]
+fn without_a_password_the_ui_stays_on_localhost_and_says_so() {
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("local");
+    let ui_port = free_port();
+    let ui = ui_port.to_string();
+    let client = Client::start(&node, &[(&gw, &token)], &["--ui-port", &ui]);
+    assert!(
+        client.wait_log("(no password: localhost only)", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    assert!(ui_status(ui_port, "/api/status", "").contains("200"));
+    let out = Command::new(bin("sg-client"))
+        .args([
+            &gw,
+            "-t",
+            &token,
+            "--server",
+            &node.tunnel(),
+            "--ca",
+            node.ca_path().to_str().unwrap(),
+            "--ui-bind",
+            "0.0.0.0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ui-password"));
+}
+
+/// `wait_with_output` with a deadline: (success, combined output).
+trait WaitTimeout {
+    fn wait_with_output_timeout(&mut self, timeout: Duration) -> (bool, String);
+}
+
+impl WaitTimeout for std::process::Child {
+    fn wait_with_output_timeout(&mut self, timeout: Duration) -> (bool, String) {
+        let mut stdout = self.stdout.take().unwrap();
+        let mut stderr = self.stderr.take().unwrap();
+        let readers = [
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = stdout.read_to_string(&mut s);
+                s
+            }),
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = stderr.read_to_string(&mut s);
+                s
+            }),
+        ];
+        let ok = wait_until(timeout, || matches!(self.try_wait(), Ok(Some(_))));
+        if !ok {
+            let _ = self.kill();
+        }
+        let success = self.wait().map(|s| s.success()).unwrap_or(false);
+        let text: String = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_default())
+            .collect();
+        (ok && success, text)
+    }
+}
