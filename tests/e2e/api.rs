@@ -126,14 +126,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
 }
 
 fn run_ok(node: &Node, args: &[&str]) -> String {
-    let out = node.sgctl(args);
-    assert!(
-        out.status.success(),
-        "sgctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    node.sgctl_ok(args)
 }
 
 #[test]

@@ -26,81 +26,14 @@ fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
 
 // ---- resource-side TLS ----------------------------------------------------------------
 
-/// A CA and a server certificate for localhost/127.0.0.1 it signs, and a client
-/// certificate from a second CA; made with the openssl CLI.
+/// A CA and a server certificate for localhost/127.0.0.1 it signs, an unrelated CA, and
+/// a client certificate from a third CA.
 fn resource_pki(dir: &Path) {
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    for (ca, cn) in [
-        ("ca", "service-ca"),
-        ("other", "some-other-ca"),
-        ("cca", "client-ca"),
-    ] {
-        let mut a = vec!["req", "-x509"];
-        a.extend(ec);
-        let (key, pem, subj) = (
-            format!("{ca}.key"),
-            format!("{ca}.pem"),
-            format!("/CN={cn}"),
-        );
-        a.extend(["-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "2"]);
-        run_cmd(dir, "openssl", &a);
-    }
-    for (name, ca, ext) in [
-        ("server", "ca", "server.ext"),
-        ("client", "cca", "client.ext"),
-    ] {
-        let mut a = vec!["req"];
-        a.extend(ec);
-        let (key, csr, subj) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("/CN={name}"),
-        );
-        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        run_cmd(dir, "openssl", &a);
-        let (pem, cap, cak) = (
-            format!("{name}.pem"),
-            format!("{ca}.pem"),
-            format!("{ca}.key"),
-        );
-        run_cmd(
-            dir,
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &cap,
-                "-CAkey",
-                &cak,
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-            ],
-        );
-    }
+    openssl_ca(dir, "ca", "service-ca");
+    openssl_ca(dir, "other", "some-other-ca");
+    openssl_ca(dir, "cca", "client-ca");
+    openssl_cert(dir, "server", "ca", CertUse::Server);
+    openssl_cert(dir, "client", "cca", CertUse::Client);
 }
 
 /// `openssl s_server -www` on a free port: answers `GET /` with an HTML status page.

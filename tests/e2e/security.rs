@@ -88,58 +88,10 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
     );
 }
 
-/// A client CA and an application certificate it signs, made with the openssl CLI.
+/// A client CA and an application certificate it signs.
 fn client_pki(dir: &Path) {
-    std::fs::write(
-        dir.join("app.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "cca.key",
-        "-out",
-        "cca.pem",
-        "-subj",
-        "/CN=app-ca",
-        "-days",
-        "2",
-    ]);
-    run_cmd(dir, "openssl", &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "app.key", "-out", "app.csr", "-subj", "/CN=app"]);
-    run_cmd(dir, "openssl", &csr);
-    run_cmd(
-        dir,
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "app.csr",
-            "-CA",
-            "cca.pem",
-            "-CAkey",
-            "cca.key",
-            "-CAcreateserial",
-            "-out",
-            "app.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "app.ext",
-        ],
-    );
+    openssl_ca(dir, "cca", "app-ca");
+    openssl_cert(dir, "app", "cca", CertUse::Client);
 }
 
 #[test]
@@ -362,16 +314,7 @@ fn events_and_metrics_tell_operators_what_was_refused() {
 fn sgctl_drives_every_control() {
     let node = Node::start();
     let echo = EchoServer::start();
-    let run = |args: &[&str]| -> String {
-        let out = node.sgctl(args);
-        assert!(
-            out.status.success(),
-            "sgctl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |args: &[&str]| node.sgctl_ok(args);
     let created: Value = serde_json::from_str(&run(&[
         "--json",
         "gateway",

@@ -324,6 +324,18 @@ impl Node {
         r.body.as_array().cloned().unwrap_or_default()
     }
 
+    /// Runs sgctl and returns its output; panics with what it printed if it fails.
+    pub fn sgctl_ok(&self, args: &[&str]) -> String {
+        let out = self.sgctl(args);
+        assert!(
+            out.status.success(),
+            "sgctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs sgctl against this node with the given arguments.
     pub fn sgctl(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin("sgctl"))
@@ -809,4 +821,77 @@ pub fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/test-artifacts"));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// What a test certificate is for.
+#[derive(Debug, Clone, Copy)]
+pub enum CertUse {
+    /// A TLS server for localhost and 127.0.0.1.
+    Server,
+    /// A TLS client (mutual TLS).
+    Client,
+}
+
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// Makes a self-signed CA with the openssl CLI (ECDSA P-256): `DIR/NAME.key`, `DIR/NAME.pem`.
+pub fn openssl_ca(dir: &Path, name: &str, cn: &str) {
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN={cn}"),
+    );
+    let mut args = vec!["req", "-x509"];
+    args.extend(EC_KEY);
+    args.extend(["-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "2"]);
+    run_cmd(dir, "openssl", &args);
+}
+
+/// Makes a certificate signed by CA `ca` (made with [`openssl_ca`]): `DIR/NAME.key`,
+/// `DIR/NAME.pem`.
+pub fn openssl_cert(dir: &Path, name: &str, ca: &str, usage: CertUse) {
+    let ext = match usage {
+        CertUse::Server => "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        CertUse::Client => "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    };
+    let ext_file = format!("{name}.ext");
+    std::fs::write(dir.join(&ext_file), ext).expect("write extensions");
+    let (key, csr, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("/CN={name}"),
+    );
+    let mut args = vec!["req"];
+    args.extend(EC_KEY);
+    args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+    run_cmd(dir, "openssl", &args);
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    run_cmd(
+        dir,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+        ],
+    );
 }
