@@ -113,10 +113,20 @@ struct FileConfig {
 }
 
 /// Where the web UI listens and whether it asks for a password.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UiConfig {
     pub listen: SocketAddr,
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UiConfig {
+    // The password never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiConfig")
+            .field("listen", &self.listen)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The default web UI port.

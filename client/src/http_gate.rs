@@ -7,6 +7,12 @@
 //! reaches the service: the gate answers `403 Forbidden` itself and closes. (Requests
 //! allowed before it on the same connection still reach the service; if they were
 //! pipelined, their answers are not relayed once the 403 is sent.)
+//!
+//! The gate is strict where a lenient parser would let a request slip past it: the path is
+//! matched after percent-decoding and removing dot segments (`/public/../admin` is
+//! `/admin`), and anything two parsers could read differently — a bare LF, both
+//! Content-Length and Transfer-Encoding, duplicate lengths, unknown codings, folded header
+//! lines, protocol upgrades — is refused with 400 rather than guessed at.
 
 use bytes::{Buf, BytesMut};
 use sg_proto::acl::{decide_path, Rule};
@@ -16,7 +22,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Largest request head the gate buffers; bigger ones are refused (431).
+/// Largest request head (or chunk line, or trailer section) the gate buffers; bigger ones
+/// are refused.
 const MAX_HEAD: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -32,8 +39,6 @@ enum Parse {
     ChunkCrlf(u8),
     /// After the last chunk: trailer lines until an empty one.
     Trailers,
-    /// After an upgrade (WebSocket) or CONNECT: no more HTTP to inspect.
-    Passthrough,
 }
 
 /// Called once when a request is refused: (path, reason).
@@ -45,15 +50,13 @@ pub struct HttpGate<IO> {
     state: Parse,
     /// Bytes not yet parsed (a partial head, chunk line or trailers).
     pending: BytesMut,
+    /// How far `pending` was already searched for the end of a head or line.
+    scanned: usize,
     /// Parsed and allowed, not yet written to the service.
     forward: BytesMut,
     /// Set once a request is refused: the response still to send, then EOF.
     refusal: Option<BytesMut>,
     on_refuse: OnRefuse,
-}
-
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
 }
 
 fn forbidden(status: &str, why: &str) -> BytesMut {
@@ -67,16 +70,74 @@ fn forbidden(status: &str, why: &str) -> BytesMut {
     )
 }
 
-/// The path of a request target (origin-form `/p?q` or absolute-form `http://h/p`).
-fn target_path(target: &str) -> &str {
-    let t = match target.find("://") {
-        Some(i) => {
-            let rest = &target[i + 3..];
-            rest.find('/').map_or("/", |j| &rest[j..])
-        }
-        None => target,
+/// The path of a request target, normalized for matching: origin-form `/p?q` or
+/// absolute-form `http://h/p`, query and fragment dropped, percent-encoding decoded, dot
+/// segments removed, repeated slashes merged. `Err` for a target a service could read in
+/// more than one way.
+fn target_path(target: &str) -> Result<String, &'static str> {
+    let without_query = target.split(['?', '#']).next().unwrap_or("");
+    let raw = if without_query.starts_with('/') {
+        without_query
+    } else if let Some(i) = without_query.find("://") {
+        let rest = &without_query[i + 3..];
+        rest.find('/').map_or("/", |j| &rest[j..])
+    } else if without_query == "*" {
+        "/"
+    } else {
+        return Err("the request target is not a path");
     };
-    t.split(['?', '#']).next().unwrap_or(t)
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or("a truncated %-escape in the path")?;
+            let text = std::str::from_utf8(hex).map_err(|_| "a bad %-escape in the path")?;
+            let b = u8::from_str_radix(text, 16).map_err(|_| "a bad %-escape in the path")?;
+            if b == b'/' || b == b'\\' || b == 0 {
+                return Err("an encoded '/', '\\' or NUL in the path");
+            }
+            decoded.push(b);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if decoded
+        .iter()
+        .any(|b| *b < 0x20 || *b == 0x7f || *b == b'\\')
+    {
+        return Err("control characters or '\\' in the path");
+    }
+    let text = String::from_utf8(decoded).map_err(|_| "the path is not UTF-8")?;
+    // Remove dot segments and empty segments (RFC 3986 5.2.4, plus `//` merged).
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut path = format!("/{}", segments.join("/"));
+    if text.ends_with('/') && path.len() > 1 {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Lines must end in CRLF: a bare CR or LF is something two parsers can disagree about.
+fn strict_lines(b: &[u8]) -> bool {
+    b.iter().enumerate().all(|(i, c)| match c {
+        b'\n' => i > 0 && b[i - 1] == b'\r',
+        b'\r' => b.get(i + 1) == Some(&b'\n'),
+        _ => true,
+    })
 }
 
 impl<IO> HttpGate<IO> {
@@ -86,6 +147,7 @@ impl<IO> HttpGate<IO> {
             rules,
             state: Parse::Head,
             pending: BytesMut::new(),
+            scanned: 0,
             forward: BytesMut::new(),
             refusal: None,
             on_refuse,
@@ -98,18 +160,39 @@ impl<IO> HttpGate<IO> {
         (self.on_refuse)(path, why);
         self.refusal = Some(forbidden(status, why));
         self.pending.clear();
+        self.scanned = 0;
+    }
+
+    /// Finds `pat` in `pending`, resuming where the last search stopped.
+    fn find_pending(&mut self, pat: &[u8]) -> Option<usize> {
+        let from = self.scanned.saturating_sub(pat.len() - 1);
+        match self.pending[from..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+        {
+            Some(i) => {
+                self.scanned = 0;
+                Some(from + i)
+            }
+            None => {
+                self.scanned = self.pending.len();
+                None
+            }
+        }
+    }
+
+    fn bad(&mut self, why: &str) {
+        self.refuse("400 Bad Request", "", why);
     }
 
     /// Runs the parser over everything pending, moving allowed bytes to `forward`.
     fn parse(&mut self) {
         while self.refusal.is_none() && !self.pending.is_empty() {
             match self.state {
-                Parse::Passthrough => {
-                    let all = self.pending.split();
-                    self.forward.extend_from_slice(&all);
-                }
                 Parse::Body(n) | Parse::ChunkData(n) => {
-                    let take = (n as usize).min(self.pending.len());
+                    let take = usize::try_from(n)
+                        .unwrap_or(usize::MAX)
+                        .min(self.pending.len());
                     let chunk = self.pending.split_to(take);
                     self.forward.extend_from_slice(&chunk);
                     let left = n - take as u64;
@@ -120,46 +203,73 @@ impl<IO> HttpGate<IO> {
                         (_, l) => Parse::ChunkData(l),
                     };
                 }
-                Parse::ChunkCrlf(n) => {
-                    let take = (n as usize).min(self.pending.len());
-                    let chunk = self.pending.split_to(take);
-                    self.forward.extend_from_slice(&chunk);
-                    let left = n - take as u8;
-                    self.state = if left == 0 {
-                        Parse::ChunkSize
-                    } else {
-                        Parse::ChunkCrlf(left)
-                    };
+                Parse::ChunkCrlf(_) => {
+                    // Exactly CRLF after the chunk's data.
+                    if self.pending.len() < 2 {
+                        return;
+                    }
+                    if &self.pending[..2] != b"\r\n" {
+                        self.bad("chunk data not followed by CRLF");
+                        return;
+                    }
+                    let crlf = self.pending.split_to(2);
+                    self.forward.extend_from_slice(&crlf);
+                    self.state = Parse::ChunkSize;
                 }
                 Parse::ChunkSize => {
-                    let Some(end) = find_crlf(&self.pending) else {
+                    let Some(end) = self.find_pending(b"\r\n") else {
                         if self.pending.len() > 1024 {
-                            self.refuse("400 Bad Request", "", "malformed chunked body");
+                            self.bad("malformed chunked body");
                         }
                         return;
                     };
                     let line = self.pending.split_to(end + 2);
+                    if !strict_lines(&line) {
+                        self.bad("a bare CR or LF in a chunk line");
+                        return;
+                    }
                     let text = String::from_utf8_lossy(&line[..end]);
-                    let size = u64::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16);
+                    let digits = text.split(';').next().unwrap_or("");
+                    // Hex digits only (no sign, no spaces), at most 15 of them.
+                    let size = (!digits.is_empty()
+                        && digits.len() <= 15
+                        && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| u64::from_str_radix(digits, 16).ok())
+                    .flatten();
                     self.forward.extend_from_slice(&line);
                     match size {
-                        Ok(0) => self.state = Parse::Trailers,
-                        Ok(n) => self.state = Parse::ChunkData(n),
-                        Err(_) => self.refuse("400 Bad Request", "", "malformed chunk size"),
+                        Some(0) => self.state = Parse::Trailers,
+                        Some(n) => self.state = Parse::ChunkData(n),
+                        None => self.bad("malformed chunk size"),
                     }
                 }
                 Parse::Trailers => {
-                    let Some(end) = find_crlf(&self.pending) else {
+                    let Some(end) = self.find_pending(b"\r\n") else {
+                        if self.pending.len() > MAX_HEAD {
+                            self.bad("trailers too large");
+                        }
                         return;
                     };
                     let line = self.pending.split_to(end + 2);
+                    if !strict_lines(&line) {
+                        self.bad("a bare CR or LF in the trailers");
+                        return;
+                    }
                     self.forward.extend_from_slice(&line);
                     if end == 0 {
                         self.state = Parse::Head;
                     }
                 }
                 Parse::Head => {
-                    let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    // Empty lines before a request line are ignored (RFC 9112 2.2).
+                    while self.pending.starts_with(b"\r\n") {
+                        self.pending.advance(2);
+                        self.scanned = 0;
+                    }
+                    if self.pending.is_empty() {
+                        return;
+                    }
+                    let Some(end) = self.find_pending(b"\r\n\r\n") else {
                         if self.pending.len() > MAX_HEAD {
                             self.refuse(
                                 "431 Request Header Fields Too Large",
@@ -177,50 +287,99 @@ impl<IO> HttpGate<IO> {
     }
 
     fn on_head(&mut self, head: BytesMut) {
+        if !strict_lines(&head) {
+            self.bad("a bare CR or LF in the request head");
+            return;
+        }
         let text = String::from_utf8_lossy(&head).into_owned();
         let mut lines = text.split("\r\n");
         let request_line = lines.next().unwrap_or("");
-        let mut parts = request_line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if method.is_empty() || target.is_empty() {
-            self.refuse("400 Bad Request", "", "not an HTTP request");
+        let parts: Vec<&str> = request_line.split(' ').collect();
+        let [method, target, version] = parts.as_slice() else {
+            self.bad("not an HTTP request line");
             return;
-        }
-        let path = target_path(target).to_string();
+        };
+        let http10 = match *version {
+            "HTTP/1.1" => false,
+            "HTTP/1.0" => true,
+            _ => {
+                self.bad("not an HTTP/1.x request");
+                return;
+            }
+        };
+        let path = match target_path(target) {
+            Ok(p) => p,
+            Err(why) => {
+                self.bad(why);
+                return;
+            }
+        };
         if let Err(why) = decide_path(&self.rules, &path) {
             self.refuse("403 Forbidden", &path, &why);
             return;
         }
-        let mut length = 0u64;
-        let (mut chunked, mut upgrade) = (false, method.eq_ignore_ascii_case("CONNECT"));
-        for line in lines {
+        if method.eq_ignore_ascii_case("CONNECT") {
+            self.refuse(
+                "403 Forbidden",
+                &path,
+                "CONNECT is not allowed where ACL path rules apply",
+            );
+            return;
+        }
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        for line in lines.take_while(|l| !l.is_empty()) {
+            if line.starts_with([' ', '\t']) {
+                self.bad("a folded header line");
+                return;
+            }
             let Some((name, value)) = line.split_once(':') else {
-                continue;
+                self.bad("a header line without ':'");
+                return;
             };
-            let (name, value) = (name.trim(), value.trim());
+            if name.is_empty() || name.ends_with([' ', '\t']) {
+                self.bad("whitespace before a header's ':'");
+                return;
+            }
+            let value = value.trim_matches([' ', '\t']);
             if name.eq_ignore_ascii_case("content-length") {
-                match value.parse() {
-                    Ok(n) => length = n,
-                    Err(_) => {
-                        self.refuse("400 Bad Request", &path, "malformed Content-Length");
-                        return;
-                    }
+                if value.is_empty()
+                    || value.len() > 18
+                    || !value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    self.bad("a malformed Content-Length");
+                    return;
                 }
+                let n: u64 = value.parse().unwrap_or(u64::MAX);
+                if length.is_some_and(|l| l != n) {
+                    self.bad("conflicting Content-Length headers");
+                    return;
+                }
+                length = Some(n);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.to_ascii_lowercase().contains("chunked");
+                if chunked || !value.eq_ignore_ascii_case("chunked") || http10 {
+                    self.bad("a Transfer-Encoding other than one \"chunked\" on HTTP/1.1");
+                    return;
+                }
+                chunked = true;
             } else if name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+                self.refuse(
+                    "403 Forbidden",
+                    &path,
+                    "protocol upgrades are not allowed where ACL path rules apply",
+                );
+                return;
             }
         }
+        if chunked && length.is_some() {
+            self.bad("both Content-Length and Transfer-Encoding");
+            return;
+        }
         self.forward.extend_from_slice(&head);
-        self.state = if upgrade {
-            Parse::Passthrough
-        } else if chunked {
-            Parse::ChunkSize
-        } else if length > 0 {
-            Parse::Body(length)
-        } else {
-            Parse::Head
+        self.state = match (chunked, length) {
+            (true, _) => Parse::ChunkSize,
+            (false, Some(n)) if n > 0 => Parse::Body(n),
+            _ => Parse::Head,
         };
     }
 }
@@ -247,6 +406,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.refusal.is_some() {
+            // After a refusal nothing more reaches the service, and nothing waits for it.
+            let _ = this.drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
         // Take new bytes only when the previous ones are out, so the gate holds at most
         // one write and one head.
         if this.drain(cx)?.is_pending() {
@@ -265,6 +429,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.drain(cx)?.is_pending() {
+            if this.refusal.is_some() {
+                // Refused: what the service will not take is dropped, never waited for.
+                this.forward.clear();
+                return Poll::Ready(Ok(()));
+            }
             return Poll::Pending;
         }
         Pin::new(&mut this.inner).poll_flush(cx)
@@ -273,7 +442,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.drain(cx)?.is_pending() {
-            return Poll::Pending;
+            if this.refusal.is_none() {
+                return Poll::Pending;
+            }
+            this.forward.clear();
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
@@ -371,9 +543,84 @@ mod tests {
     }
 
     #[test]
-    fn paths_come_from_origin_and_absolute_forms() {
-        assert_eq!(target_path("/a/b?x=1"), "/a/b");
-        assert_eq!(target_path("http://h:80/a/b?x"), "/a/b");
-        assert_eq!(target_path("http://h"), "/");
+    fn paths_are_normalized_before_matching() {
+        assert_eq!(target_path("/a/b?x=1").unwrap(), "/a/b");
+        assert_eq!(target_path("http://h:80/a/b?x").unwrap(), "/a/b");
+        assert_eq!(target_path("http://h").unwrap(), "/");
+        assert_eq!(
+            target_path("/admin?next=http://x/public/").unwrap(),
+            "/admin",
+            "a URL in the query is not the path"
+        );
+        assert_eq!(target_path("/public/../admin").unwrap(), "/admin");
+        assert_eq!(target_path("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(target_path("/%61dmin").unwrap(), "/admin");
+        assert_eq!(target_path("//public//./x/").unwrap(), "/public/x/");
+        assert!(target_path("/a%2fb").is_err());
+        assert!(target_path("/a%5cb").is_err());
+        assert!(target_path("/a%zz").is_err());
+        assert!(target_path("/a%2").is_err());
+        assert!(target_path("admin").is_err());
+    }
+
+    async fn answer_to(rules: &[&str], request: &[u8]) -> (String, Vec<u8>) {
+        let (mut g, mut service, _) = gate(rules);
+        g.write_all(request).await.unwrap();
+        g.flush().await.unwrap();
+        g.shutdown().await.unwrap();
+        let mut forwarded = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            service.read_to_end(&mut forwarded),
+        )
+        .await;
+        let mut answer = String::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            g.read_to_string(&mut answer),
+        )
+        .await;
+        (answer, forwarded)
+    }
+
+    #[tokio::test]
+    async fn smuggling_and_bypass_attempts_are_refused() {
+        let rules = ["acl allow api:80/public/"];
+        for (request, why) in [
+            (&b"GET /public/../admin HTTP/1.1\r\n\r\n"[..], "dot segments"),
+            (b"GET /public/%2e%2e/admin HTTP/1.1\r\n\r\n", "encoded dot segments"),
+            (b"GET /admin?next=http://x/public/ HTTP/1.1\r\n\r\n", "URL in the query"),
+            (b"GET /public/x HTTP/1.1\n\nGET /admin HTTP/1.1\r\n\r\n", "bare LF"),
+            (b"POST /public/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "CL and TE"),
+            (b"POST /public/x HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", "unknown coding"),
+            (b"POST /public/x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "two lengths"),
+            (b"POST /public/x HTTP/1.1\r\nContent-Length: +5\r\n\r\n", "signed length"),
+            (b"GET /public/x HTTP/1.1\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n", "folded line"),
+            (b"GET /public/x HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", "space before colon"),
+            (b"GET /public/x HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET /admin HTTP/1.1\r\n\r\n", "upgrade"),
+            (b"CONNECT /public/x HTTP/1.1\r\n\r\n", "CONNECT"),
+            (b"POST /public/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXYGET /admin HTTP/1.1\r\n\r\n", "no CRLF after chunk"),
+        ] {
+            let (answer, forwarded) = answer_to(&rules, request).await;
+            assert!(answer.starts_with("HTTP/1.1 4"), "{why}: {answer:?}");
+            let text = String::from_utf8_lossy(&forwarded);
+            assert!(!text.contains("/admin"), "{why}: /admin reached the service: {text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_byte_by_byte_is_checked_once_complete() {
+        let (mut g, mut service, _) = gate(&["acl allow api:80/public/"]);
+        for b in b"\r\nGET /public/ok HTTP/1.1\r\nHost: x\r\n\r\n" {
+            g.write_all(&[*b]).await.unwrap();
+        }
+        g.flush().await.unwrap();
+        g.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        service.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            got, b"GET /public/ok HTTP/1.1\r\nHost: x\r\n\r\n",
+            "leading empty line skipped"
+        );
     }
 }

@@ -132,12 +132,17 @@ impl GatewayRuntime {
             .map_err(|e| e.to_string())
     }
 
-    /// The `--acl-file` rules, the first time a session comes up.
-    pub fn take_acl_file(&self) -> Option<Vec<String>> {
+    /// The `--acl-file` rules still to be sent (until a push succeeds).
+    pub fn pending_acl_file(&self) -> Option<Vec<String>> {
         self.acl_file
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .clone()
+    }
+
+    /// The `--acl-file` rules reached the node.
+    pub fn acl_file_sent(&self) {
+        *self.acl_file.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

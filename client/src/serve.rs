@@ -155,7 +155,19 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         }
         Decision::Allow { path_rules } => path_rules,
     };
-    let gate = (dest.protocol == AppProtocol::Http && !path_rules.is_empty()).then_some(path_rules);
+    if !path_rules.is_empty() && dest.protocol != AppProtocol::Http {
+        // Path rules cannot be checked on a plain TCP destination: refuse rather than open
+        // the whole service.
+        let message = format!(
+            "connection to {} ({target}) refused: ACL path rules apply to it but it is not an HTTP destination (set \"protocol\": \"http\")",
+            dest.name
+        );
+        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+        ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
+        stream.reset(ResetCode::AclRefused, message);
+        return;
+    }
+    let gate = (!path_rules.is_empty()).then_some(path_rules);
 
     let connect = TcpStream::connect((dest.resource_host.as_str(), dest.resource_port));
     let socket = match tokio::time::timeout(ctx.connect_timeout, connect).await {

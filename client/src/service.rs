@@ -70,6 +70,11 @@ pub fn supervise() -> ExitCode {
                         tracing::error!("service: the worker refused its configuration (exit 2); not restarting");
                         return ExitCode::from(2);
                     }
+                    if status == Some(0) {
+                        // `q` at the console or a clean stop: the operator meant it.
+                        tracing::info!("service: the worker stopped cleanly; stopping the service");
+                        return ExitCode::SUCCESS;
+                    }
                     if started.elapsed() >= HEALTHY_RUN {
                         delay = Duration::from_secs(1);
                     }
@@ -85,9 +90,13 @@ pub fn supervise() -> ExitCode {
             };
             if stop {
                 tracing::info!("service: stopping worker pid {pid}");
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGTERM);
+                if let Ok(p) = i32::try_from(pid) {
+                    if p > 0 {
+                        // SAFETY: kill(2) on our own child's pid (never 0: that is our group).
+                        unsafe {
+                            libc::kill(p, libc::SIGTERM);
+                        }
+                    }
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
                 let _ = child.kill().await;
@@ -104,7 +113,16 @@ pub fn supervise() -> ExitCode {
 }
 
 fn worker_command(exe: &std::path::Path, args: &[String]) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(exe);
     cmd.args(args).env(WORKER_ENV, "1");
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGTERM to the
+    // worker when the supervisor dies, so no worker outlives its service.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
     cmd
 }

@@ -182,13 +182,15 @@ async fn serve_session(
         protocol_minor: welcome.protocol.minor,
         handle: handle.clone(),
     });
-    if let Some(rules) = gw.take_acl_file() {
+    if let Some(rules) = gw.pending_acl_file() {
         let n = rules.len();
         match gw.push_acl(rules) {
             Ok(()) => {
+                gw.acl_file_sent();
                 tracing::info!(gateway = %id, "sent the {n} rule(s) of --acl-file to the node")
             }
-            Err(e) => tracing::error!(gateway = %id, "could not apply --acl-file: {e}"),
+            // Kept for the next session.
+            Err(e) => tracing::error!(gateway = %id, "could not apply --acl-file yet: {e}"),
         }
     }
     tracing::info!(

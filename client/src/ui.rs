@@ -27,7 +27,9 @@ struct UiState {
 impl UiState {
     fn authorized(&self, req: &HttpRequest) -> bool {
         let Some(password) = &self.password else {
-            return true;
+            // Without a password the UI is for this machine only: a page elsewhere that
+            // rebinds a name to 127.0.0.1 still sends its own Host, and is refused.
+            return loopback_host(req);
         };
         if let Some(bearer) = req
             .headers()
@@ -59,6 +61,19 @@ impl UiState {
 }
 
 type State = web::Data<UiState>;
+
+fn loopback_host(req: &HttpRequest) -> bool {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
 
 fn unauthorized() -> HttpResponse {
     HttpResponse::Unauthorized()
@@ -94,6 +109,8 @@ async fn login(state: State, form: web::Form<LoginForm>) -> HttpResponse {
     };
     if !ok {
         tracing::warn!("web UI: a login with a wrong password was refused");
+        // Slows down guessing.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         return HttpResponse::Unauthorized()
             .content_type("text/html; charset=utf-8")
             .body(LOGIN.replace("{{message}}", "<p class=err>Wrong password.</p>"));
@@ -288,6 +305,18 @@ textarea{width:100%;min-height:6em;font-family:monospace}.muted{color:#667}
 <div id="gateways"></div>
 </main>
 <script>
+// Text from the node goes in as text, never as HTML.
+function table(el, head, rows) {
+  el.replaceChildren();
+  for (const [i, cells] of [head, ...rows].entries()) {
+    const tr = el.insertRow();
+    for (const c of cells) {
+      const td = document.createElement(i === 0 ? 'th' : 'td');
+      td.textContent = String(c);
+      tr.appendChild(td);
+    }
+  }
+}
 const fmt = n => n >= 1e9 ? (n/1e9).toFixed(2)+' GB' : n >= 1e6 ? (n/1e6).toFixed(2)+' MB' : n >= 1e3 ? (n/1e3).toFixed(1)+' kB' : n+' B';
 let drawn = {};
 async function refresh() {
@@ -320,10 +349,10 @@ async function refresh() {
     el.querySelector('.gid').textContent = g.id;
     el.querySelector('.gname').textContent = (g.name || '') + (g.enabled === false ? ' (disabled)' : '');
     el.querySelector('.figs').textContent = `transmitted ${fmt(g.figures.transmitted)}, received ${fmt(g.figures.received)}, ${g.figures.total_connections} connections, ${g.figures.active_connections} active`;
-    el.querySelector('.sessions').innerHTML = '<tr><th>node</th><th>region</th><th>server</th><th>since</th></tr>' +
-      g.sessions.map(x => `<tr><td>${x.node_id}</td><td>${x.region}</td><td>${x.server}</td><td>${x.connected_at}</td></tr>`).join('');
-    el.querySelector('.dests').innerHTML = '<tr><th>name</th><th>private service</th></tr>' +
-      g.destinations.map(d => `<tr><td>${d.name}</td><td>${d.resource}</td></tr>`).join('');
+    table(el.querySelector('.sessions'), ['node', 'region', 'server', 'since'],
+      g.sessions.map(x => [x.node_id, x.region, x.server, x.connected_at]));
+    table(el.querySelector('.dests'), ['name', 'private service'],
+      g.destinations.map(d => [d.name, d.resource]));
     const acl = g.acl.join('\n');
     const ta = el.querySelector('.acl');
     if (drawn[g.id] !== acl && document.activeElement !== ta) { ta.value = acl; drawn[g.id] = acl; }

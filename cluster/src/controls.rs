@@ -46,6 +46,20 @@ pub struct IpRule {
 #[derive(Debug, Clone, Default)]
 pub struct IpRules {
     rules: Vec<(IpNet, Option<RangeInclusive<u16>>)>,
+    /// Stored rules that no longer parse: refuse everyone rather than open the port.
+    refuse_all: bool,
+}
+
+/// `::ffff:a.b.c.d/120` is the IPv4 range `a.b.c.d/24`: peers are matched as IPv4.
+fn canonical(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            if let Ok(n) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96) {
+                return IpNet::V4(n.trunc());
+            }
+        }
+    }
+    net
 }
 
 fn parse_ports(text: &str) -> Option<RangeInclusive<u16>> {
@@ -82,6 +96,7 @@ impl IpRules {
                     )
                 })?
                 .trunc();
+            let net = canonical(net);
             let ports = match &rule.ports {
                 None => None,
                 Some(p) => Some(parse_ports(p).ok_or_else(|| {
@@ -103,20 +118,40 @@ impl IpRules {
             });
             rules.push((net, ports));
         }
-        Ok((IpRules { rules }, normalized))
+        Ok((
+            IpRules {
+                rules,
+                refuse_all: false,
+            },
+            normalized,
+        ))
     }
 
-    /// Parses rules already validated when they were stored.
+    /// Parses rules already validated when they were stored; if they no longer parse,
+    /// nobody is allowed.
     pub fn from_stored(stored: &[IpRule]) -> IpRules {
-        IpRules::parse(stored).map(|(r, _)| r).unwrap_or_default()
+        IpRules::parse(stored).map(|(r, _)| r).unwrap_or_else(|e| {
+            tracing::error!(
+                "stored IP rules do not parse ({}: {}); refusing every connection",
+                e.field,
+                e.reason
+            );
+            IpRules {
+                rules: Vec::new(),
+                refuse_all: true,
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && !self.refuse_all
     }
 
     /// Whether `peer` may connect. No rules means anyone may.
     pub fn allows(&self, peer: SocketAddr) -> bool {
+        if self.refuse_all {
+            return false;
+        }
         if self.rules.is_empty() {
             return true;
         }
@@ -129,10 +164,15 @@ impl IpRules {
 }
 
 /// Checks resource-side TLS settings before they are stored and sent to clients.
-pub fn validate_resource_tls(t: &ResourceTls) -> Result<ResourceTls, FieldError> {
+/// `resource_host` is the name verified when no `server_name` is given.
+pub fn validate_resource_tls(
+    t: &ResourceTls,
+    resource_host: &str,
+) -> Result<ResourceTls, FieldError> {
     let mut t = t.clone();
     if !t.enabled {
-        return Ok(t);
+        // Off: nothing else is kept.
+        return Ok(ResourceTls::default());
     }
     for (field, pem) in [
         ("resource_tls.ca_pem", &t.ca_pem),
@@ -177,18 +217,33 @@ pub fn validate_resource_tls(t: &ResourceTls) -> Result<ResourceTls, FieldError>
             ))
         }
     };
-    if let Some(name) = &t.server_name {
-        let name = name.trim().to_string();
-        tls::server_name(&name)
-            .map_err(|e| field_error("resource_tls.server_name", e.to_string()))?;
-        t.server_name = Some(name);
+    match &t.server_name {
+        Some(name) => {
+            let name = name.trim().to_string();
+            tls::server_name(&name)
+                .map_err(|e| field_error("resource_tls.server_name", e.to_string()))?;
+            t.server_name = Some(name);
+        }
+        None => {
+            tls::server_name(resource_host).map_err(|e| {
+                field_error(
+                    "resource_tls.server_name",
+                    format!("resource_host is not a name TLS can verify ({e}); give server_name"),
+                )
+            })?;
+        }
     }
-    // Building the client configuration checks that the client key matches its certificate.
+    // Building the client configuration checks the CA and that the key matches.
+    let has_identity = identity.is_some();
     tls::client_config(trust, identity).map_err(|e| {
-        field_error(
-            "resource_tls.client_key_pem",
-            format!("does not match client_cert_pem ({e})"),
-        )
+        if has_identity {
+            field_error(
+                "resource_tls.client_key_pem",
+                format!("does not match client_cert_pem ({e})"),
+            )
+        } else {
+            field_error("resource_tls.ca_pem", e.to_string())
+        }
     })?;
     Ok(t)
 }
@@ -465,6 +520,17 @@ mod tests {
         assert!(
             IpRules::default().allows(peer("192.0.2.1:1")),
             "no rules: open"
+        );
+        let (mapped, norm) = rules(&[("::ffff:203.0.113.0/120", None)]).unwrap();
+        assert_eq!(norm[0].cidr, "203.0.113.0/24");
+        assert!(mapped.allows(peer("203.0.113.9:1")));
+        let broken = IpRules::from_stored(&[IpRule {
+            cidr: "nonsense".into(),
+            ports: None,
+        }]);
+        assert!(
+            !broken.allows(peer("203.0.113.9:1")),
+            "unreadable stored rules refuse"
         );
     }
 

@@ -646,7 +646,7 @@ impl State {
             None => CloudTls::default(),
         };
         let resource_tls = match &req.resource_tls {
-            Some(t) => Some(validate_resource_tls(t)?),
+            Some(t) => Some(validate_resource_tls(t, &resource_host)?),
             None => None,
         };
         let cloud_port = if active {
@@ -735,7 +735,12 @@ impl State {
                 CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?;
         }
         if let Some(t) = &patch.resource_tls {
-            d.resource_tls = Some(validate_resource_tls(t)?);
+            d.resource_tls = Some(validate_resource_tls(t, &d.resource_host)?);
+        } else if patch.resource_host.is_some() {
+            // A new host must still be a name the stored TLS settings can verify.
+            if let Some(t) = &d.resource_tls {
+                d.resource_tls = Some(validate_resource_tls(t, &d.resource_host)?);
+            }
         }
         match (old.active, patch.active) {
             (false, Some(true)) => {

@@ -225,19 +225,37 @@ pub enum Decision {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acl {
     rules: Vec<Rule>,
+    /// A rule that could not be read: the ACL then refuses everything (fail closed).
+    unreadable: Option<String>,
 }
 
 impl Acl {
     pub fn new(rules: Vec<Rule>) -> Self {
-        Acl { rules }
+        Acl {
+            rules,
+            unreadable: None,
+        }
     }
 
-    /// Parses stored rule strings; ones that do not parse are skipped (the node validated
-    /// them when they were stored).
+    /// Parses rules sent by the node. The node validated them; if one still does not parse
+    /// (a newer node's syntax), the ACL refuses everything rather than guess.
     pub fn from_strings(rules: &[String]) -> Self {
-        Acl {
-            rules: rules.iter().filter_map(|r| parse_rule(r).ok()).collect(),
+        let mut parsed = Vec::with_capacity(rules.len());
+        for r in rules {
+            match parse_rule(r) {
+                Ok(rule) => parsed.push(rule),
+                Err(e) => {
+                    return Acl {
+                        rules: Vec::new(),
+                        unreadable: Some(format!(
+                            "the ACL has a rule this client cannot read ({}): refusing everything",
+                            e.0
+                        )),
+                    }
+                }
+            }
         }
+        Acl::new(parsed)
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -277,6 +295,11 @@ impl Acl {
         configured: bool,
         default: DefaultPolicy,
     ) -> Decision {
+        if let Some(why) = &self.unreadable {
+            return Decision::Deny {
+                reason: why.clone(),
+            };
+        }
         if self.rules.is_empty() {
             return match (default, configured) {
                 (DefaultPolicy::Destinations, true) => Decision::Allow {
@@ -314,6 +337,12 @@ impl Acl {
         {
             return Decision::Deny {
                 reason: format!("refused by `{deny}`"),
+            };
+        }
+        // Path denials only filter requests; something must allow the target itself.
+        if !top.iter().any(|r| r.action == Action::Allow) {
+            return Decision::Deny {
+                reason: format!("no ACL rule allows {host}:{port}"),
             };
         }
         // Allowed (by a plain rule, or by path rules that then filter each request).
@@ -470,6 +499,25 @@ mod tests {
             .unwrap_err()
             .contains("no ACL path rule allows /admin"));
         assert!(decide_path(&[], "/anything").is_ok());
+    }
+
+    #[test]
+    fn deny_path_rules_only_filter_they_never_allow() {
+        let a = acl(&["acl allow db:5432", "acl deny :/admin"]);
+        assert!(allowed(&a, "db", 5432));
+        assert!(
+            !allowed(&a, "other", 80),
+            "a deny path rule does not open other targets"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_rule_refuses_everything() {
+        let a = Acl::from_strings(&["acl allow db:5432".into(), "acl maybe x:1".into()]);
+        match a.decide("db", 5432, true, DefaultPolicy::Destinations) {
+            Decision::Deny { reason } => assert!(reason.contains("cannot read"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

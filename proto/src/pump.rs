@@ -352,7 +352,10 @@ where
             }
             if this.session_lost {
                 // Nothing can be sent any more; once what arrived is written, stop.
-                if this.out.is_empty() && (!this.remote_fin || this.write_shut) {
+                if this.out.is_empty()
+                    && !this.flush_needed
+                    && (!this.remote_fin || this.write_shut)
+                {
                     return Poll::Ready(PumpOutcome::SessionLost);
                 }
             } else {

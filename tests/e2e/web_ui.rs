@@ -15,11 +15,16 @@ fn ui_dir() -> PathBuf {
 
 /// A raw GET to the UI, returning the status line.
 fn ui_status(port: u16, path: &str, header: &str) -> String {
+    ui_status_as(port, &format!("127.0.0.1:{port}"), path, header)
+}
+
+/// The same with a chosen Host header.
+fn ui_status_as(port: u16, host: &str, path: &str, header: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("UI port");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: ui\r\nConnection: close\r\n{header}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{header}\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -131,6 +136,8 @@ fn without_a_password_the_ui_stays_on_localhost_and_says_so() {
         client.log()
     );
     assert!(ui_status(ui_port, "/api/status", "").contains("200"));
+    // A page elsewhere that rebinds its name to 127.0.0.1 still sends its own Host.
+    assert!(ui_status_as(ui_port, "evil.example", "/api/status", "").contains("401"));
     let out = Command::new(bin("sg-client"))
         .args([
             &gw,
