@@ -181,49 +181,63 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     let _ = socket.set_nodelay(true);
     match dest.resource_tls.clone().filter(|t| t.enabled) {
         None => carry(ctx, stream, socket, gate, &dest, &target, n).await,
-        Some(t) => {
-            let config = match ctx.tls_config(&dest, &t) {
-                Ok(c) => c,
-                Err(why) => {
-                    return refuse_connect(
-                        &ctx,
-                        stream,
-                        &dest,
-                        &target,
-                        n,
-                        format!("TLS settings: {why}"),
-                    )
-                }
-            };
-            let name = t
-                .server_name
-                .clone()
-                .unwrap_or_else(|| dest.resource_host.clone());
-            let server_name = match tls::server_name(&name) {
-                Ok(s) => s,
-                Err(e) => return refuse_connect(&ctx, stream, &dest, &target, n, e.to_string()),
-            };
-            let handshake = tokio_rustls::TlsConnector::from(config).connect(server_name, socket);
-            match tokio::time::timeout(ctx.connect_timeout, handshake).await {
-                Ok(Ok(tls_stream)) => carry(ctx, stream, tls_stream, gate, &dest, &target, n).await,
-                Ok(Err(e)) => refuse_connect(
-                    &ctx,
-                    stream,
-                    &dest,
-                    &target,
-                    n,
-                    format!("TLS handshake failed: {e}"),
-                ),
-                Err(_) => refuse_connect(
-                    &ctx,
-                    stream,
-                    &dest,
-                    &target,
-                    n,
-                    "no TLS handshake within the timeout".into(),
-                ),
-            }
+        // Boxed: TLS state is a few KiB that plain connections must not reserve.
+        Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, &dest, &target, n, t)).await,
+    }
+}
+
+/// Connects to the service over TLS, then carries the stream.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
+    ctx: Arc<ServeContext>,
+    stream: StreamHandle,
+    socket: TcpStream,
+    gate: Option<Vec<Rule>>,
+    dest: &DestinationSpec,
+    target: &str,
+    n: u64,
+    t: ResourceTls,
+) {
+    let config = match ctx.tls_config(dest, &t) {
+        Ok(c) => c,
+        Err(why) => {
+            return refuse_connect(
+                &ctx,
+                stream,
+                dest,
+                target,
+                n,
+                format!("TLS settings: {why}"),
+            )
         }
+    };
+    let name = t
+        .server_name
+        .clone()
+        .unwrap_or_else(|| dest.resource_host.clone());
+    let server_name = match tls::server_name(&name) {
+        Ok(s) => s,
+        Err(e) => return refuse_connect(&ctx, stream, dest, target, n, e.to_string()),
+    };
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(server_name, socket);
+    match tokio::time::timeout(ctx.connect_timeout, handshake).await {
+        Ok(Ok(tls_stream)) => carry(ctx, stream, tls_stream, gate, dest, target, n).await,
+        Ok(Err(e)) => refuse_connect(
+            &ctx,
+            stream,
+            dest,
+            target,
+            n,
+            format!("TLS handshake failed: {e}"),
+        ),
+        Err(_) => refuse_connect(
+            &ctx,
+            stream,
+            dest,
+            target,
+            n,
+            "no TLS handshake within the timeout".into(),
+        ),
     }
 }
 

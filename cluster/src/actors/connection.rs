@@ -80,6 +80,21 @@ where
     }
 }
 
+/// Terminates user-side TLS, then carries the connection.
+async fn carry_tls(
+    acceptor: TlsAcceptor,
+    socket: tokio::net::TcpStream,
+    session: SessionHandle,
+    open: OpenStream,
+    options: PumpOptions,
+) -> Ended {
+    match tokio::time::timeout(CLOUD_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => carry(stream, session, open, options).await,
+        Ok(Err(e)) => Ended::TlsFailed(e.to_string()),
+        Err(_) => Ended::TlsFailed("no TLS handshake within 10s".into()),
+    }
+}
+
 impl Actor for Connection {
     type Context = Context<Self>;
 
@@ -116,14 +131,10 @@ impl Actor for Connection {
         async move {
             match tls {
                 None => carry(socket, session, open, options).await,
+                // Boxed: a TLS connection's state is a few KiB, which a plain connection's
+                // future would otherwise reserve too (idle connections must stay small).
                 Some(acceptor) => {
-                    match tokio::time::timeout(CLOUD_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket))
-                        .await
-                    {
-                        Ok(Ok(stream)) => carry(stream, session, open, options).await,
-                        Ok(Err(e)) => Ended::TlsFailed(e.to_string()),
-                        Err(_) => Ended::TlsFailed("no TLS handshake within 10s".into()),
-                    }
+                    Box::pin(carry_tls(acceptor, socket, session, open, options)).await
                 }
             }
         }
