@@ -157,9 +157,8 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         cell.lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .expect(
-                "ok: the state actor is created exactly once (one sync thread, never restarted)",
-            )
+            // The factory runs once (one sync thread, never restarted): the cell is full.
+            .expect("the state actor is created once") // ok: cannot fail, see above
     });
     let shared = Arc::new(NodeShared::new(
         node_id.clone(),

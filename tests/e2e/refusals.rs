@@ -44,7 +44,10 @@ fn still_fine(h: &Healthy) {
 fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
     let h = healthy();
     let (gw, token) = h.node.create_gateway("victim");
-    let wrong = format!("{}0", &token[..token.len() - 1]);
+    // The same token with its last digit changed (to a different digit, always).
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &token[..token.len() - 1]);
+    assert_ne!(wrong, token);
     let mut bad = Client::start(&h.node, &[(&gw, &wrong)], &[]);
     let status = bad
         .wait_exit(Duration::from_secs(20))
