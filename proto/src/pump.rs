@@ -193,6 +193,10 @@ where
 
     /// Takes everything the session delivered. `Some` ends the pump.
     fn take_events(&mut self, cx: &mut Context<'_>) -> (bool, Option<PumpOutcome>) {
+        if self.session_lost {
+            // The channel stays closed; polling it again would count as progress forever.
+            return (false, None);
+        }
         let mut progress = false;
         loop {
             match self.stream.events.poll_recv(cx) {
@@ -397,6 +401,40 @@ mod tests {
         far.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), 1000, "the tail arrived, then EOF");
         assert!(matches!(pump.await.unwrap(), PumpOutcome::SessionLost));
+    }
+
+    /// Counts how often the pump asks to be polled again.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_lost_session_with_a_slow_reader_waits_instead_of_spinning() {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
+        let stream = StreamHandle::new(1, events_rx, cmd_tx);
+        let (near, _far) = tokio::io::duplex(64);
+        events_tx
+            .send(StreamEvent::Data(Bytes::from(vec![b'x'; 1000])))
+            .unwrap();
+        drop(events_tx);
+        let mut pump = Box::pin(Pump::new(near, stream, None));
+        let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(pump.as_mut().poll(&mut cx).is_pending(), "the reader is full");
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            0,
+            "nothing changed, so the pump must not wake itself"
+        );
     }
 
     #[tokio::test]
