@@ -4,10 +4,12 @@
 use clap::Parser;
 use serde::Deserialize;
 use sg_proto::acl::DefaultPolicy;
+use sg_proto::config_file::read_toml;
+pub use sg_proto::config_file::ConfigError;
 use sg_proto::loglevel::LogLevel;
 use sg_proto::tls::{self, ServerTrust};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Sessions per gateway per node: two, so a node spreads one client's connections over
@@ -207,19 +209,6 @@ pub struct ClientConfig {
     pub service: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {detail}")]
-    Parse { path: String, detail: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
 fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
@@ -227,7 +216,7 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 impl ClientConfig {
     pub fn from_args(args: ClientArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(p) => read_file(p)?,
+            Some(p) => read_toml(p)?,
             None => FileConfig::default(),
         };
         let gateways = if args.gateways.is_empty() {
@@ -380,17 +369,6 @@ impl ClientConfig {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +377,13 @@ mod tests {
         let mut all = vec!["sg-client"];
         all.extend_from_slice(args);
         ClientConfig::from_args(ClientArgs::try_parse_from(all).expect("flags parse"))
+    }
+
+    /// One gateway on one server, trusted by fingerprint, plus `extra` flags.
+    fn parse_one(extra: &[&str]) -> Result<ClientConfig, ConfigError> {
+        let mut all = vec!["g", "-t", "t", "--server", "h:1", "--fingerprint", FP];
+        all.extend_from_slice(extra);
+        parse(&all)
     }
 
     const FP: &str = "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB";
@@ -453,18 +438,7 @@ mod tests {
     fn missing_trust_or_bad_reconnect_is_explained() {
         let err = parse(&["g", "-t", "t", "--server", "h:1"]).unwrap_err();
         assert!(err.to_string().contains("--ca"), "{err}");
-        let err = parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--reconnect",
-            "-5",
-        ])
-        .unwrap_err();
+        let err = parse_one(&["--reconnect", "-5"]).unwrap_err();
         assert!(err.to_string().contains("--reconnect"), "{err}");
     }
 
@@ -474,72 +448,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("acl");
         std::fs::write(&f, "# ok\nacl allow db:5432\nacl allow oops\n").unwrap();
-        let err = parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--acl-file",
-            f.to_str().unwrap(),
-        ])
-        .unwrap_err();
+        let err = parse_one(&["--acl-file", f.to_str().unwrap()]).unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
         std::fs::write(&f, "acl allow db:5432\n").unwrap();
-        let c = parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--acl-file",
-            f.to_str().unwrap(),
-        ])
-        .unwrap();
+        let c = parse_one(&["--acl-file", f.to_str().unwrap()]).unwrap();
         assert_eq!(c.acl_rules, Some(vec!["acl allow db:5432".to_string()]));
-        let err = parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--ui-bind",
-            "0.0.0.0",
-        ])
-        .unwrap_err();
+        let err = parse_one(&["--ui-bind", "0.0.0.0"]).unwrap_err();
         assert!(err.to_string().contains("--ui-password"), "{err}");
-        assert!(parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--ui-bind",
-            "0.0.0.0",
-            "--ui-password",
-            "pw"
-        ])
-        .is_ok());
-        let err = parse(&[
-            "g",
-            "-t",
-            "t",
-            "--server",
-            "h:1",
-            "--fingerprint",
-            FP,
-            "--acl-default",
-            "maybe",
-        ])
-        .unwrap_err();
+        assert!(parse_one(&["--ui-bind", "0.0.0.0", "--ui-password", "pw"]).is_ok());
+        let err = parse_one(&["--acl-default", "maybe"]).unwrap_err();
         assert!(err.to_string().contains("--acl-default"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }

@@ -36,7 +36,8 @@ enum Parse {
     ChunkSize,
     /// Forwarding this many chunk bytes, then the CRLF after them.
     ChunkData(u64),
-    ChunkCrlf(u8),
+    /// The CRLF that ends a chunk's data.
+    ChunkCrlf,
     /// After the last chunk: trailer lines until an empty one.
     Trailers,
 }
@@ -199,11 +200,11 @@ impl<IO> HttpGate<IO> {
                     self.state = match (&self.state, left) {
                         (Parse::Body(_), 0) => Parse::Head,
                         (Parse::Body(_), l) => Parse::Body(l),
-                        (_, 0) => Parse::ChunkCrlf(2),
+                        (_, 0) => Parse::ChunkCrlf,
                         (_, l) => Parse::ChunkData(l),
                     };
                 }
-                Parse::ChunkCrlf(_) => {
+                Parse::ChunkCrlf => {
                     // Exactly CRLF after the chunk's data.
                     if self.pending.len() < 2 {
                         return;
@@ -415,10 +416,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
         // one write and one head.
         if this.drain(cx)?.is_pending() {
             return Poll::Pending;
-        }
-        if this.refusal.is_some() {
-            // After a refusal nothing more reaches the service.
-            return Poll::Ready(Ok(buf.len()));
         }
         this.pending.extend_from_slice(buf);
         this.parse();

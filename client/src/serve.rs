@@ -119,7 +119,6 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         .destinations
         .iter()
         .find(|d| d.id == open.destination_id)
-        .cloned()
     else {
         tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: unknown destination {}", open.destination_id);
         stream.reset(
@@ -172,17 +171,17 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     let connect = TcpStream::connect((dest.resource_host.as_str(), dest.resource_port));
     let socket = match tokio::time::timeout(ctx.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return refuse_connect(&ctx, stream, &dest, &target, n, e.to_string()),
+        Ok(Err(e)) => return refuse_connect(&ctx, stream, dest, &target, n, e.to_string()),
         Err(_) => {
             let why = format!("no answer within {}s", ctx.connect_timeout.as_secs());
-            return refuse_connect(&ctx, stream, &dest, &target, n, why);
+            return refuse_connect(&ctx, stream, dest, &target, n, why);
         }
     };
     let _ = socket.set_nodelay(true);
-    match dest.resource_tls.clone().filter(|t| t.enabled) {
-        None => carry(ctx, stream, socket, gate, &dest, &target, n).await,
+    match dest.resource_tls.as_ref().filter(|t| t.enabled) {
+        None => carry(ctx, stream, socket, gate, dest, &target, n).await,
         // Boxed: TLS state is a few KiB that plain connections must not reserve.
-        Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, &dest, &target, n, t)).await,
+        Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, dest, &target, n, t)).await,
     }
 }
 
@@ -196,9 +195,9 @@ async fn serve_tls(
     dest: &DestinationSpec,
     target: &str,
     n: u64,
-    t: ResourceTls,
+    t: &ResourceTls,
 ) {
-    let config = match ctx.tls_config(dest, &t) {
+    let config = match ctx.tls_config(dest, t) {
         Ok(c) => c,
         Err(why) => {
             return refuse_connect(

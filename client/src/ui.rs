@@ -185,19 +185,14 @@ async fn set_acl(state: State, req: HttpRequest, body: web::Json<AclBody>) -> Ht
     let Some(gw) = state.registry.gateway(&body.gateway) else {
         return HttpResponse::NotFound().json(json!({ "error": "not_found", "message": format!("this client does not serve gateway {}", body.gateway) }));
     };
-    let mut rules = Vec::new();
-    for (i, line) in body.rules.iter().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    // The same reading as --acl-file: blank lines and comments skipped, errors name the line.
+    let rules = match sg_proto::acl::parse_file(&body.rules.join("\n")) {
+        Ok(rules) => rules.iter().map(|r| r.to_string()).collect(),
+        Err(e) => {
+            return HttpResponse::BadRequest()
+                .json(json!({ "error": "invalid_rule", "message": e.0 }))
         }
-        match sg_proto::acl::parse_rule(line) {
-            Ok(r) => rules.push(r.to_string()),
-            Err(e) => return HttpResponse::BadRequest().json(
-                json!({ "error": "invalid_rule", "message": format!("rule {}: {}", i + 1, e.0) }),
-            ),
-        }
-    }
+    };
     match gw.push_acl(rules) {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "sent to the node" })),
         Err(e) => HttpResponse::ServiceUnavailable()

@@ -4,10 +4,12 @@
 use crate::ports::parse_range;
 use clap::Parser;
 use serde::Deserialize;
+use sg_proto::config_file::read_toml;
+pub use sg_proto::config_file::ConfigError;
 pub use sg_proto::loglevel::LogLevel;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_TUNNEL_LISTEN: &str = "0.0.0.0:9000";
@@ -107,23 +109,10 @@ pub struct NodeConfig {
     pub log_file: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {detail}")]
-    Parse { path: String, detail: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
 impl NodeConfig {
     pub fn from_args(args: NodeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
-            Some(path) => read_file(path)?,
+            Some(path) => read_toml(path)?,
             None => FileConfig::default(),
         };
         let region = args.region.or(file.region).ok_or_else(|| {
@@ -236,17 +225,6 @@ impl NodeConfig {
         }
         names
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })
 }
 
 /// This machine's host name, if it has a usable one.

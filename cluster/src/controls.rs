@@ -4,6 +4,7 @@
 //! requests with these types; the destination actor enforces with them.
 
 use crate::pki::CertificateAuthority;
+use crate::ports::parse_range;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sg_proto::frame::ResourceTls;
@@ -30,6 +31,20 @@ fn field_error(field: impl Into<String>, reason: impl Into<String>) -> FieldErro
     FieldError {
         field: field.into(),
         reason: reason.into(),
+    }
+}
+
+/// A certificate and its key come together or not at all; a lone one names the missing
+/// field. Each argument is the field's path and its value.
+fn cert_and_key<T>(
+    cert: (&str, Option<T>),
+    key: (&str, Option<T>),
+) -> Result<Option<(T, T)>, FieldError> {
+    match (cert.1, key.1) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(field_error(key.0, format!("give it with {}", cert.0))),
+        (None, Some(_)) => Err(field_error(cert.0, format!("give it with {}", key.0))),
     }
 }
 
@@ -62,17 +77,6 @@ fn canonical(net: IpNet) -> IpNet {
     net
 }
 
-fn parse_ports(text: &str) -> Option<RangeInclusive<u16>> {
-    let (lo, hi) = match text.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
-        None => {
-            let p = text.trim().parse::<u16>().ok()?;
-            (p, p)
-        }
-    };
-    (lo >= 1 && lo <= hi).then_some(lo..=hi)
-}
-
 impl IpRules {
     /// Parses and normalizes rules (`10.1.2.3` becomes `10.1.2.3/32`).
     pub fn parse(input: &[IpRule]) -> Result<(IpRules, Vec<IpRule>), FieldError> {
@@ -99,7 +103,7 @@ impl IpRules {
             let net = canonical(net);
             let ports = match &rule.ports {
                 None => None,
-                Some(p) => Some(parse_ports(p).ok_or_else(|| {
+                Some(p) => Some(parse_range(p).map_err(|_| {
                     field_error(
                         format!("ip_rules[{i}].ports"),
                         format!("{p:?} is not a port range within 1-65535 like 1024-65535"),
@@ -196,26 +200,17 @@ pub fn validate_resource_tls(
         }
         None => tls::ServerTrust::AcceptAny,
     };
-    let identity = match (&t.client_cert_pem, &t.client_key_pem) {
-        (Some(c), Some(k)) => Some((
+    let identity = match cert_and_key(
+        ("resource_tls.client_cert_pem", t.client_cert_pem.as_ref()),
+        ("resource_tls.client_key_pem", t.client_key_pem.as_ref()),
+    )? {
+        Some((c, k)) => Some((
             tls::certs_from_pem("client_cert_pem", c)
                 .map_err(|e| field_error("resource_tls.client_cert_pem", e.to_string()))?,
             tls::key_from_pem("client_key_pem", k)
                 .map_err(|e| field_error("resource_tls.client_key_pem", e.to_string()))?,
         )),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(field_error(
-                "resource_tls.client_key_pem",
-                "give it with client_cert_pem",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(field_error(
-                "resource_tls.client_cert_pem",
-                "give it with client_key_pem",
-            ))
-        }
+        None => None,
     };
     match &t.server_name {
         Some(name) => {
@@ -365,13 +360,16 @@ impl CloudTls {
             }
             return Ok(CloudTls::default());
         }
-        let (cert_pem, key_pem, issued) = match (input.cert_pem, input.key_pem) {
-            (Some(c), Some(k)) => {
+        let (cert_pem, key_pem, issued) = match cert_and_key(
+            ("cloud_tls.cert_pem", input.cert_pem),
+            ("cloud_tls.key_pem", input.key_pem),
+        )? {
+            Some((c, k)) => {
                 check_len("cloud_tls.cert_pem", &c)?;
                 check_len("cloud_tls.key_pem", &k)?;
                 (c, k, false)
             }
-            (None, None) => {
+            None => {
                 let ca = ca.ok_or_else(|| {
                     field_error(
                         "cloud_tls.cert_pem",
@@ -387,18 +385,6 @@ impl CloudTls {
                         )
                     })?;
                 (chain, key, true)
-            }
-            (Some(_), None) => {
-                return Err(field_error(
-                    "cloud_tls.key_pem",
-                    "give key_pem with cert_pem",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(field_error(
-                    "cloud_tls.cert_pem",
-                    "give cert_pem with key_pem",
-                ))
             }
         };
         let client_ca_pem = match (input.mode, input.client_ca_pem) {
@@ -604,5 +590,34 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "cloud_tls.client_ca_pem");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_names_the_missing_one() {
+        let ca = ca();
+        let (chain, key) = ca.issue_server(&["a".into()], 30).unwrap();
+        let e = CloudTls::from_input(
+            CloudTlsInput {
+                mode: CloudTlsMode::Tls,
+                cert_pem: Some(chain.clone()),
+                ..Default::default()
+            },
+            Some(&ca),
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "cloud_tls.key_pem");
+        assert!(e.reason.contains("cloud_tls.cert_pem"), "{}", e.reason);
+        let resource = |cert: Option<&str>, key: Option<&str>| ResourceTls {
+            enabled: true,
+            client_cert_pem: cert.map(str::to_string),
+            client_key_pem: key.map(str::to_string),
+            ..Default::default()
+        };
+        let e = validate_resource_tls(&resource(None, Some(&key)), "db").unwrap_err();
+        assert_eq!(e.field, "resource_tls.client_cert_pem");
+        let e = validate_resource_tls(&resource(Some(&chain), None), "db").unwrap_err();
+        assert_eq!(e.field, "resource_tls.client_key_pem");
+        assert!(validate_resource_tls(&resource(Some(&chain), Some(&key)), "db").is_ok());
     }
 }

@@ -1,7 +1,6 @@
 //! A small blocking HTTPS client for the node's API, used by `sgctl` and the end-to-end
 //! tests. One request per connection (`Connection: close`), JSON in and out.
 
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use serde_json::Value;
 use sg_proto::tls::{self, ServerTrust};
@@ -189,7 +188,7 @@ impl ApiClient {
         let tcp = self.connect()?;
         let raw = match &self.tls {
             Some(config) => {
-                let name = ServerName::try_from(self.host.trim_matches(['[', ']']).to_string())
+                let name = sg_proto::tls::server_name(&self.host)
                     .map_err(|e| ClientError::Tls(e.to_string()))?;
                 let conn = rustls::ClientConnection::new(config.clone(), name)
                     .map_err(|e| ClientError::Tls(e.to_string()))?;

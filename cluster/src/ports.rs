@@ -44,14 +44,16 @@ impl PortPool {
     /// A free port, `preferred` first if it is still free. Does not mark it used: the
     /// caller does once the change is committed.
     pub fn pick(&self, preferred: Option<u16>) -> Option<u16> {
-        if let Some(p) = preferred {
-            if self.is_free(p) {
-                return Some(p);
-            }
-        }
-        self.range
-            .clone()
-            .find(|p| !self.used.contains(p) && self.bindable(*p))
+        self.pick_excluding(preferred, &[])
+    }
+
+    /// As [`pick`](Self::pick), also skipping `taken`: ports promised earlier in the same
+    /// change but not yet marked used.
+    pub fn pick_excluding(&self, preferred: Option<u16>, taken: &[u16]) -> Option<u16> {
+        let free = |p: &u16| !taken.contains(p) && self.is_free(*p);
+        preferred
+            .filter(free)
+            .or_else(|| self.range.clone().find(free))
     }
 
     fn bindable(&self, port: u16) -> bool {

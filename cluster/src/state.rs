@@ -366,7 +366,7 @@ impl State {
 
     /// Commits `ops` durably, then applies them to memory.
     fn commit(&mut self, ops: Vec<Op>) -> Result<(), StateError> {
-        self.store.commit(ops.clone())?;
+        self.store.commit(&ops)?;
         for op in ops {
             match op {
                 Op::PutGateway(g) => {
@@ -487,7 +487,7 @@ impl State {
                     }
                     let preferred = d.last_cloud_port.filter(|p| !taken.contains(p));
                     // Without room or a port it stays suspended, for the next activation.
-                    if let Some(port) = self.pick_port(preferred, &taken) {
+                    if let Some(port) = self.ports.pick_excluding(preferred, &taken) {
                         taken.push(port);
                         d.cloud_port = Some(port);
                         d.last_cloud_port = Some(port);
@@ -511,19 +511,6 @@ impl State {
     }
 
     /// A free port other than those in `taken` (picked earlier in the same batch).
-    fn pick_port(&self, preferred: Option<u16>, taken: &[u16]) -> Option<u16> {
-        if let Some(p) = preferred {
-            if !taken.contains(&p) && self.ports.is_free(p) {
-                return Some(p);
-            }
-        }
-        let mut pool = self.ports.clone();
-        for p in taken {
-            pool.mark_used(*p);
-        }
-        pool.pick(None)
-    }
-
     pub fn delete_gateway(&mut self, id: &str) -> Result<Vec<Change>, StateError> {
         self.gateway(id)?;
         let mut ops = Vec::new();
@@ -760,7 +747,8 @@ impl State {
                     });
                 }
                 let port = self
-                    .pick_port(old.last_cloud_port, &[])
+                    .ports
+                    .pick(old.last_cloud_port)
                     .ok_or_else(|| self.no_free_port())?;
                 d.active = true;
                 d.suspended = false;
@@ -1027,8 +1015,12 @@ mod tests {
     fn an_inactive_gateway_takes_its_destinations_down_and_back() {
         let (mut s, _dir) = state();
         let g = gw(&mut s, "a");
+        // `d` holds the second port; with the first free again, only the preference for
+        // its old port can bring the same one back.
+        let filler = dest(&mut s, &g.id).unwrap();
         let d = dest(&mut s, &g.id).unwrap();
         let port = d.cloud_port.unwrap();
+        s.delete_destination(&g.id, &filler.id).unwrap();
         s.update_gateway(
             &g.id,
             GatewayPatch {

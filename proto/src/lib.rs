@@ -11,13 +11,15 @@
 //! - [`driver`] and [`pump`]: the thin tokio adapter that runs a [`mux::Mux`] over a socket
 //!   and moves bytes between a stream and a TCP/TLS connection;
 //! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider);
-//! - [`loglevel`]: the log level words both binaries accept;
+//! - [`loglevel`] and [`config_file`]: the log level words and the TOML config file handling
+//!   both binaries share;
 //! - [`acl`]: the access control list's syntax and decisions (the node validates, clients enforce).
 //!
 //! The crate knows nothing of actors, sled or HTTP.
 
 pub mod acl;
 pub mod codec;
+pub mod config_file;
 pub mod driver;
 pub mod frame;
 pub mod handshake;

@@ -195,8 +195,6 @@ struct Stream {
     recv_window: u64,
     /// Bytes consumed locally and not yet credited back.
     recv_unacked: u64,
-    /// Bytes delivered to the local side and not yet consumed.
-    buffered: u64,
     in_ready: bool,
 }
 
@@ -210,7 +208,6 @@ impl Stream {
             remote_fin: false,
             recv_window: u64::from(INITIAL_STREAM_WINDOW),
             recv_unacked: 0,
-            buffered: 0,
             in_ready: false,
         }
     }
@@ -231,7 +228,6 @@ pub struct Mux {
     session_unacked: u64,
     /// Session credit decided but not yet written (counted as granted once written).
     session_credit_due: u64,
-    buffered_total: u64,
     /// At most one Pong waits, answering the latest Ping: a Ping flood cannot queue up.
     pong_due: Option<u64>,
     ctrl: VecDeque<Frame>,
@@ -252,7 +248,6 @@ impl Mux {
             session_recv: u64::from(INITIAL_SESSION_WINDOW),
             session_unacked: 0,
             session_credit_due: 0,
-            buffered_total: 0,
             pong_due: None,
             ctrl: VecDeque::new(),
             ready: VecDeque::new(),
@@ -267,11 +262,6 @@ impl Mux {
     /// Streams currently open (in either direction).
     pub fn stream_count(&self) -> usize {
         self.streams.len()
-    }
-
-    /// Bytes delivered to streams and not yet consumed.
-    pub fn buffered(&self) -> u64 {
-        self.buffered_total
     }
 
     /// Control frames waiting to be written; the driver stops reading when this grows,
@@ -379,8 +369,6 @@ impl Mux {
     pub fn consumed(&mut self, id: StreamId, n: usize) {
         let n = n as u64;
         if let Some(st) = self.streams.get_mut(&id) {
-            st.buffered = st.buffered.saturating_sub(n);
-            self.buffered_total = self.buffered_total.saturating_sub(n);
             if !st.remote_fin {
                 st.recv_unacked += n;
                 if st.recv_unacked >= u64::from(INITIAL_STREAM_WINDOW / 4) {
@@ -499,8 +487,6 @@ impl Mux {
                     });
                 }
                 st.recv_window -= len as u64;
-                st.buffered += len as u64;
-                self.buffered_total += len as u64;
                 self.session_recv -= len as u64;
                 self.session_unacked += len as u64;
                 if len > 0 {
@@ -740,15 +726,9 @@ impl Mux {
         }
     }
 
-    /// Removes a stream; its unconsumed bytes leave the buffered count with it.
+    /// Removes a stream; whether it was there.
     fn remove_stream(&mut self, id: StreamId) -> bool {
-        match self.streams.remove(&id) {
-            Some(st) => {
-                self.buffered_total = self.buffered_total.saturating_sub(st.buffered);
-                true
-            }
-            None => false,
-        }
+        self.streams.remove(&id).is_some()
     }
 }
 
@@ -1309,15 +1289,14 @@ mod tests {
     }
 
     #[test]
-    fn reset_by_the_peer_releases_buffered_bytes() {
+    fn reset_by_the_peer_removes_the_stream() {
         let (mut node, mut client) = pair();
         let id = node.open(open_msg("d")).unwrap();
         node.send_data(id, Bytes::from(vec![0u8; 1000])).unwrap();
         deliver(&mut node, &mut client).unwrap();
-        assert_eq!(client.buffered(), 1000);
+        assert_eq!(client.stream_count(), 1);
         node.reset(id, ResetReason::new(ResetCode::Aborted, "bye"));
         deliver(&mut node, &mut client).unwrap();
-        assert_eq!(client.buffered(), 0);
         assert_eq!(client.stream_count(), 0);
     }
 }

@@ -429,7 +429,10 @@ mod tests {
         let counter = Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)));
         let waker = std::task::Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(pump.as_mut().poll(&mut cx).is_pending(), "the reader is full");
+        assert!(
+            pump.as_mut().poll(&mut cx).is_pending(),
+            "the reader is full"
+        );
         assert_eq!(
             counter.0.load(Ordering::SeqCst),
             0,

@@ -5,37 +5,17 @@
 use sg_cluster::store::{Op, SledStore, Store};
 use sg_e2e::*;
 use sg_proto::tls::{self as sgtls};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A gateway with a working client and echo destination, to show others are undisturbed.
-struct Healthy {
-    node: Node,
-    gw: String,
-    port: u16,
-    _echo: EchoServer,
-    _client: Client,
+fn healthy() -> EchoTunnel {
+    EchoTunnel::start("healthy", &[])
 }
 
-fn healthy() -> Healthy {
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("healthy");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(wait_echo(port));
-    Healthy {
-        node,
-        gw,
-        port,
-        _echo: echo,
-        _client: client,
-    }
-}
-
-fn still_fine(h: &Healthy) {
+fn still_fine(h: &EchoTunnel) {
     assert_eq!(echo_once(h.port, b"fine").as_deref(), Some(&b"fine"[..]));
     assert_eq!(h.node.clients(&h.gw).len(), 1);
 }
@@ -79,7 +59,12 @@ fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
 fn an_unknown_gateway_is_refused_with_the_reason() {
     let h = healthy();
     let mut bad = Client::start(&h.node, &[("gw_0000000000000000", "sgt_nope")], &[]);
-    assert!(bad.wait_exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        bad.wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(3),
+        "a refused client exits with 3"
+    );
     let log = bad.log();
     assert!(
         log.contains("unknown_gateway") && log.contains("does not exist"),
@@ -103,11 +88,17 @@ fn an_expired_token_is_refused_and_says_how_to_get_a_new_one() {
             .find(|g| g.id == gw)
             .expect("stored gateway");
         g.token_expires_at = 1_000_000;
-        store.commit(vec![Op::PutGateway(g)]).unwrap();
+        store.commit(&[Op::PutGateway(g)]).unwrap();
     }
     node.restart();
     let mut client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(client.wait_exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        client
+            .wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(3),
+        "a refused client exits with 3"
+    );
     let log = client.log();
     assert!(log.contains("token_expired"), "{log}");
     assert!(
@@ -130,7 +121,13 @@ fn a_client_four_minor_versions_behind_is_told_what_to_upgrade_to() {
         &[],
         &[("SG_PROTOCOL_MINOR", &old)],
     );
-    assert!(client.wait_exit(Duration::from_secs(20)).is_some());
+    assert_eq!(
+        client
+            .wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(3),
+        "a refused client exits with 3"
+    );
     let log = client.log();
     assert!(
         log.contains("version_too_old") && log.contains("upgrade sg-client"),
@@ -156,21 +153,6 @@ fn tls_to(node: &Node) -> rustls::StreamOwned<rustls::ClientConnection, TcpStrea
     let tcp = TcpStream::connect(node.tunnel()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     rustls::StreamOwned::new(conn, tcp)
-}
-
-/// Reads until the node closes the connection; true if it did.
-fn closed_by_node(r: &mut impl Read) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => {
-                return e.kind() != std::io::ErrorKind::WouldBlock
-                    && e.kind() != std::io::ErrorKind::TimedOut
-            }
-        }
-    }
 }
 
 #[test]

@@ -37,6 +37,9 @@ pub struct Gateway {
     /// connection gives its slot back without a message to this actor.
     live: Arc<LiveCounters>,
     notice: LimitNotice,
+    /// The configuration sessions were last sent: a change clients cannot see (IP rules,
+    /// cloud TLS, a port) sends nothing.
+    pushed: Option<GatewayConfig>,
 }
 
 struct Slot {
@@ -139,6 +142,7 @@ impl Gateway {
             sessions: SessionSet::default(),
             live: Arc::new(LiveCounters::default()),
             notice: LimitNotice::default(),
+            pushed: None,
         }
     }
 
@@ -171,13 +175,18 @@ impl Gateway {
         }
     }
 
-    fn push_config(&self) {
+    /// Sends the configuration to every session, if it differs from what they have.
+    fn push_config(&mut self) {
         let config = self.client_config();
+        if self.pushed.as_ref() == Some(&config) {
+            return;
+        }
         for s in self.sessions.iter() {
             let _ = s
                 .handle
                 .send_control(Frame::Config(Box::new(config.clone())));
         }
+        self.pushed = Some(config);
     }
 
     fn close_sessions(&mut self, reason: &str) {
@@ -307,10 +316,7 @@ impl Handler<UpdateRecord> for Gateway {
         let old = std::mem::replace(&mut self.record, msg.0);
         if old.active && !self.record.active {
             self.close_sessions("the gateway was deactivated");
-        } else if old.enabled != self.record.enabled
-            || old.name != self.record.name
-            || old.acl != self.record.acl
-        {
+        } else {
             self.push_config();
         }
     }

@@ -360,8 +360,7 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         m.insert("ip_rules".into(), Value::Array(rules));
     }
     let read = |p: &PathBuf| -> Result<String, CtlError> {
-        std::fs::read_to_string(p)
-            .map_err(|e| CtlError::Usage(format!("cannot read {}: {e}", p.display())))
+        sg_proto::tls::read_file(p).map_err(|e| CtlError::Usage(e.to_string()))
     };
     if f.cloud_tls.is_some() || f.cloud_cert.is_some() || f.client_ca.is_some() {
         let mut t = Map::new();
@@ -558,9 +557,8 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 AclCmd::Set { gateway, rules } => (gateway, Some(rules)),
                 AclCmd::Clear { gateway } => (gateway, Some(Vec::new())),
                 AclCmd::Load { gateway, file } => {
-                    let text = std::fs::read_to_string(&file).map_err(|e| {
-                        CtlError::Usage(format!("cannot read {}: {e}", file.display()))
-                    })?;
+                    let text = sg_proto::tls::read_file(&file)
+                        .map_err(|e| CtlError::Usage(e.to_string()))?;
                     let rules = sg_proto::acl::parse_file(&text)
                         .map_err(|e| CtlError::Usage(format!("{}: {e}", file.display())))?;
                     (gateway, Some(rules.iter().map(|r| r.to_string()).collect()))

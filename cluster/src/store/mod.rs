@@ -51,7 +51,7 @@ pub trait Store: Send + 'static {
     fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
     fn plan(&self) -> Result<Option<Plan>, StoreError>;
     /// Applies every op atomically and flushes to disk before returning.
-    fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
     /// Appends to a gateway's event log (flushed periodically, not per event), keeping at
     /// most `keep` newest events of that gateway.
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError>;

@@ -107,10 +107,10 @@ impl Store for SledStore {
         }
     }
 
-    fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         // Encode first, so the transaction itself cannot fail half-way on our side.
         let mut encoded = Vec::with_capacity(ops.len());
-        for op in &ops {
+        for op in ops {
             encoded.push(match op {
                 Op::PutGateway(g) => (0u8, g.id.as_bytes().to_vec(), Some(encode("gateway", g)?)),
                 Op::DeleteGateway(id) => (0, id.as_bytes().to_vec(), None),
@@ -232,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = SledStore::open(dir.path()).unwrap();
-            s.commit(vec![
+            s.commit(&[
                 Op::PutGateway(gateway("gw_a")),
                 Op::PutPlan(Plan::default()),
             ])
