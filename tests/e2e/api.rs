@@ -125,22 +125,18 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
     assert_eq!(node.call("GET", "/healthz", None).status, 200);
 }
 
-fn run_ok(node: &Node, args: &[&str]) -> String {
-    node.sgctl_ok(args)
-}
-
 #[test]
 fn sgctl_manages_gateways_and_destinations() {
     let node = Node::start();
     let echo = EchoServer::start();
 
     let created: Value =
-        serde_json::from_str(&run_ok(&node, &["--json", "gateway", "create", "payments"])).unwrap();
+        serde_json::from_str(&node.sgctl_ok(&["--json", "gateway", "create", "payments"])).unwrap();
     let gw = created["id"].as_str().unwrap().to_string();
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("sgt_"));
 
-    let table = run_ok(&node, &["gateway", "list"]);
+    let table = node.sgctl_ok(&["gateway", "list"]);
     assert!(
         table.contains(&gw) && table.contains("payments") && table.contains("NAME"),
         "{table}"
@@ -149,27 +145,24 @@ fn sgctl_manages_gateways_and_destinations() {
         !table.contains(&token),
         "the token is shown only at creation"
     );
-    let shown = run_ok(&node, &["gateway", "show", &gw]);
+    let shown = node.sgctl_ok(&["gateway", "show", &gw]);
     assert!(shown.contains("payments"), "{shown}");
 
     let resource = echo.addr.to_string();
-    let dest: Value = serde_json::from_str(&run_ok(
-        &node,
-        &[
-            "--json",
-            "destination",
-            "create",
-            &gw,
-            "--name",
-            "echo",
-            "--resource",
-            &resource,
-        ],
-    ))
+    let dest: Value = serde_json::from_str(&node.sgctl_ok(&[
+        "--json",
+        "destination",
+        "create",
+        &gw,
+        "--name",
+        "echo",
+        "--resource",
+        &resource,
+    ]))
     .unwrap();
     let did = dest["id"].as_str().unwrap().to_string();
     let port = dest["cloud_port"].as_u64().unwrap() as u16;
-    let list = run_ok(&node, &["destination", "list", &gw]);
+    let list = node.sgctl_ok(&["destination", "list", &gw]);
     assert!(
         list.contains(&did) && list.contains(&format!("127.0.0.1:{port}")),
         "{list}"
@@ -179,7 +172,7 @@ fn sgctl_manages_gateways_and_destinations() {
     let _client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(port));
 
-    run_ok(&node, &["destination", "delete", &gw, &did]);
+    node.sgctl_ok(&["destination", "delete", &gw, &did]);
     assert!(
         wait_until(std::time::Duration::from_secs(5), || echo_once(port, b"x")
             .is_none()),
@@ -189,7 +182,7 @@ fn sgctl_manages_gateways_and_destinations() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
 
-    run_ok(&node, &["gateway", "delete", &gw]);
+    node.sgctl_ok(&["gateway", "delete", &gw]);
     assert_eq!(gateway_count(&node), 0);
 
     // A wrong admin token is a clear error.

@@ -18,12 +18,6 @@ fn put_acl(node: &Node, gw: &str, rules: &[&str]) -> Value {
     r.body
 }
 
-fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
-    wait_until(Duration::from_secs(5), || {
-        node.events(gw).iter().any(|e| e["kind"] == kind)
-    })
-}
-
 // ---- resource-side TLS ----------------------------------------------------------------
 
 /// A CA and a server certificate for localhost/127.0.0.1 it signs, an unrelated CA, and
@@ -176,21 +170,18 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
 
 #[test]
 fn with_no_rules_only_destinations_and_acl_default_deny_refuses_everything() {
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("acl0");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let open = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(wait_echo(port));
+    let t = EchoTunnel::start("acl0", &[]);
+    let (node, gw, token, port) = (&t.node, &t.gw, &t.token, t.port);
+    let open = t.client;
     assert!(open.wait_log(
         "only the gateway's 1 configured destination(s) are reachable",
         Duration::from_secs(5)
     ));
     drop(open);
-    assert!(node.wait_clients(&gw, 0));
-    let strict = Client::start(&node, &[(&gw, &token)], &["--acl-default", "deny"]);
-    assert!(node.wait_clients(&gw, 1));
-    assert_eq!(echo_once(port, b"x"), None);
+    assert!(node.wait_clients(gw, 0));
+    let strict = Client::start(node, &[(gw, token)], &["--acl-default", "deny"]);
+    assert!(node.wait_clients(gw, 1));
+    assert!(refused_at(port, b"x"));
     assert!(
         strict.wait_log("--acl-default is deny", Duration::from_secs(5)),
         "{}",
@@ -236,7 +227,7 @@ fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
         );
     }
     // Once rules exist, what none allows is refused — even a configured destination.
-    assert_eq!(echo_once(other_port, b"x"), None);
+    assert!(refused_at(other_port, b"x"));
     // Equal specificity: deny wins.
     put_acl(
         &node,
@@ -273,6 +264,53 @@ fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
         "{}",
         bad.body
     );
+}
+
+#[test]
+fn sgctl_shows_sets_loads_and_clears_the_acl_and_clients_follow() {
+    let t = EchoTunnel::start("ctl-acl", &[]);
+    let (node, gw) = (&t.node, t.gw.as_str());
+    let deny = format!("acl deny 127.0.0.1:{}", t.echo.addr.port());
+    node.sgctl_ok(&["acl", "set", gw, &deny]);
+    assert!(t
+        .client
+        .wait_log("ACL now has 1 rule(s)", Duration::from_secs(5)));
+    assert!(refused_at(t.port, b"x"), "the client enforces the new rule");
+    let shown: Value =
+        serde_json::from_str(&node.sgctl_ok(&["--json", "acl", "show", gw])).unwrap();
+    assert_eq!(shown, json!({ "rules": [deny] }));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acl.rules");
+    std::fs::write(&file, "# ops\nacl allow 127.0.0.1:1\nacl allow nope\n").unwrap();
+    let out = node.sgctl(&["acl", "load", gw, file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3"), "{err}");
+    assert_eq!(
+        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+            .body,
+        json!({ "rules": [deny] }),
+        "a bad file changes nothing"
+    );
+    let missing = dir.path().join("absent.rules");
+    let out = node.sgctl(&["acl", "load", gw, missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot read"),
+        "{err}"
+    );
+
+    let allow = format!("acl allow 127.0.0.1:{}", t.echo.addr.port());
+    std::fs::write(&file, format!("{allow}  # the echo service\n")).unwrap();
+    node.sgctl_ok(&["acl", "load", gw, file.to_str().unwrap()]);
+    assert!(wait_echo(t.port), "the loaded rule allows it again");
+
+    node.sgctl_ok(&["acl", "clear", gw]);
+    assert!(t
+        .client
+        .wait_log("ACL now has 0 rule(s)", Duration::from_secs(5)));
+    assert!(wait_echo(t.port));
 }
 
 #[test]
@@ -429,13 +467,10 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
 // ---- running it -----------------------------------------------------------------------
 
 #[test]
-fn service_mode_restarts_a_killed_worker() {
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("svc");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let c = Client::start(&node, &[(&gw, &token)], &["--service"]);
-    assert!(wait_echo(port), "{}", c.log());
+fn service_mode_restarts_a_killed_worker_and_stops_it_on_sigterm() {
+    let mut t = EchoTunnel::start("svc", &["--service"]);
+    let port = t.port;
+    let c = &mut t.client;
     let pid_of = |log: &str, nth: usize| -> Option<i32> {
         log.lines()
             .filter_map(|l| l.split("started worker pid ").nth(1))
@@ -455,6 +490,25 @@ fn service_mode_restarts_a_killed_worker() {
     assert_ne!(pid_of(&c.log(), 1), Some(first));
     assert!(c.log().contains("restarting in"), "{}", c.log());
     assert!(wait_echo(port), "serving again: {}", c.log());
+
+    // SIGTERM to the supervisor reaches the worker: both end, and nothing is restarted.
+    let worker = pid_of(&c.log(), 1).expect("the second worker");
+    let supervisor = c.pid().expect("running") as i32;
+    unsafe {
+        libc::kill(supervisor, libc::SIGTERM);
+    }
+    assert!(
+        c.wait_exit(Duration::from_secs(30)).is_some(),
+        "the supervisor stops: {}",
+        c.log()
+    );
+    let gone = |pid: i32| unsafe { libc::kill(pid, 0) } != 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || gone(worker)),
+        "the worker stopped with it"
+    );
+    assert!(pid_of(&c.log(), 2).is_none(), "no restart after SIGTERM");
+    assert!(t.node.wait_clients(&t.gw, 0));
 }
 
 #[test]

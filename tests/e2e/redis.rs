@@ -73,7 +73,7 @@ fn redis_works_through_the_tunnel() {
         "it reached the real server"
     );
 
-    // Fifty clients pipelining at once, through one session.
+    // Fifty clients pipelining at once, through the one client.
     let out = Command::new("redis-benchmark")
         .args([
             "-h",

@@ -89,3 +89,83 @@ fn tls_1_1_is_refused_with_a_fatal_alert() {
         node.log()
     );
 }
+
+/// Runs `sg-client` to its exit (at most 60 s): (exit code, everything it printed).
+fn client_until_exit(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("client.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(bin("sg-client"))
+        .args(args)
+        .args(["--no-ui", "--reconnect", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(60), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (
+        status.and_then(|s| s.code()),
+        std::fs::read_to_string(log).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_client_refuses_a_node_it_cannot_verify() {
+    let node = Node::start();
+    let stranger = Node::start();
+    let (gw, token) = node.create_gateway("verify");
+    let server = node.tunnel();
+    let base = [
+        gw.as_str(),
+        "-t",
+        token.as_str(),
+        "--server",
+        server.as_str(),
+    ];
+    let wrong_ca = stranger.ca_path().display().to_string();
+    for trust in [
+        ["--ca", wrong_ca.as_str()],
+        ["--fingerprint", stranger.info.fingerprint.as_str()],
+    ] {
+        let args: Vec<&str> = base.iter().chain(trust.iter()).copied().collect();
+        let (code, log) = client_until_exit(&args);
+        assert_eq!(code, Some(1), "gives up with a failure: {log}");
+        assert!(log.contains("certificate"), "says why: {log}");
+        assert!(!log.contains(&token[4..]), "never logs the token");
+        assert!(node.clients(&gw).is_empty(), "no session was made");
+    }
+    // The right fingerprint is accepted.
+    let c = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1), "{}", c.log());
+}
+
+#[test]
+fn first_start_makes_the_ca_and_a_private_admin_token_and_says_so_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut node = Node::start();
+    let mode = std::fs::metadata(node.dir.join("admin.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "admin.token is owner-only");
+    assert!(node.dir.join("ca.pem").exists());
+    let said = |node: &Node, what: &str| node.log().lines().filter(|l| l.contains(what)).count();
+    assert_eq!(said(&node, "ca.pem"), 1, "{}", node.log());
+    assert_eq!(said(&node, "admin.token"), 1, "{}", node.log());
+    node.restart();
+    assert_eq!(
+        (said(&node, "ca.pem"), said(&node, "admin.token")),
+        (1, 1),
+        "a restart reuses them quietly: {}",
+        node.log()
+    );
+}

@@ -8,29 +8,16 @@ use std::time::Duration;
 
 #[test]
 fn echo_through_the_tunnel() {
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("echo");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(
-        wait_echo(port),
-        "echo never worked; client log:\n{}",
-        client.log()
-    );
-    let got = echo_once(port, b"hello through sg").expect("echo");
+    let t = EchoTunnel::start("echo", &[]);
+    let got = echo_once(t.port, b"hello through sg").expect("echo");
     assert_eq!(got, b"hello through sg");
 }
 
 #[test]
 fn a_256_mib_transfer_each_way_arrives_intact() {
     const SIZE: usize = 256 * 1024 * 1024;
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("bulk");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let _client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(wait_echo(port));
+    let t = EchoTunnel::start("bulk", &[]);
+    let port = t.port;
 
     let data = pattern(SIZE, 42);
     let sent_sum = sha256(&data);
@@ -55,12 +42,9 @@ fn a_256_mib_transfer_each_way_arrives_intact() {
 fn two_hundred_streams_finish_while_one_never_reads() {
     const STREAMS: usize = 200;
     const PER_STREAM: usize = 512 * 1024;
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("flow");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
-    let _client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert!(wait_echo(port));
+    // One session, so the stalled stream and the 199 others share its window.
+    let t = EchoTunnel::start("flow", &["--sessions", "1"]);
+    let port = t.port;
 
     // The stalled stream: writes far more than any window and never reads its echo.
     let stalled = connect(port);

@@ -20,16 +20,35 @@ fn ui_status(port: u16, path: &str, header: &str) -> String {
 
 /// The same with a chosen Host header.
 fn ui_status_as(port: u16, host: &str, path: &str, header: &str) -> String {
+    ui_request(port, host, "GET", path, header, None).0
+}
+
+/// A raw request to the UI: (status line, body).
+fn ui_request(
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    header: &str,
+    body: Option<serde_json::Value>,
+) -> (String, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("UI port");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{header}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{header}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.lines().next().unwrap_or("").to_string()
+    let status = out.lines().next().unwrap_or("").to_string();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 #[test]
@@ -154,6 +173,56 @@ fn without_a_password_the_ui_stays_on_localhost_and_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ui-password"));
+}
+
+#[test]
+fn the_ui_api_shows_sessions_sets_the_log_level_and_names_a_bad_acl_line() {
+    let ui_port = free_port();
+    let ui = ui_port.to_string();
+    let t = EchoTunnel::start("ui-api", &["--ui-port", &ui]);
+    assert!(t
+        .client
+        .wait_log("web UI on http://127.0.0.1", Duration::from_secs(10)));
+    let host = format!("127.0.0.1:{ui_port}");
+    let call = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let (status, body) = ui_request(ui_port, &host, method, path, "", body);
+        let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    };
+
+    let (status, s) = call("GET", "/api/status", None);
+    assert!(status.contains("200"), "{status}");
+    let gw = &s["gateways"][0];
+    assert_eq!(gw["id"], t.gw.as_str());
+    assert_eq!(gw["destinations"][0]["name"], "echo");
+    let node_side = &t.node.clients(&t.gw)[0];
+    assert_eq!(gw["sessions"][0]["node_id"], node_side["node_id"]);
+    assert_eq!(
+        gw["sessions"].as_array().map(Vec::len),
+        node_side["sessions"].as_u64().map(|n| n as usize),
+        "the UI lists the sessions the node sees: {s}"
+    );
+
+    let (status, body) = call("PUT", "/api/log-level", Some(json!({ "level": "DEBUG" })));
+    assert!(status.contains("200"), "{status} {body}");
+    assert_eq!(call("GET", "/api/status", None).1["log_level"], "DEBUG");
+    let (status, body) = call("PUT", "/api/log-level", Some(json!({ "level": "loud" })));
+    assert!(status.contains("400"), "{status} {body}");
+
+    let rules = json!({ "gateway": t.gw, "rules": ["# comment", "acl allow 127.0.0.1:1", "acl allow oops"] });
+    let (status, body) = call("PUT", "/api/acl", Some(rules));
+    assert!(status.contains("400"), "{status} {body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("line 3"),
+        "{body}"
+    );
+    assert_eq!(
+        t.node
+            .call("GET", &format!("/v1/gateways/{}/acl", t.gw), None)
+            .body,
+        json!({ "rules": [] }),
+        "nothing reached the node"
+    );
 }
 
 /// `wait_with_output` with a deadline: (success, combined output).

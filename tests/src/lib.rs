@@ -548,6 +548,52 @@ impl Drop for EchoServer {
     }
 }
 
+/// The starting point of most tests: a node, an echo service, a gateway with one
+/// destination pointing at it, and one client serving it — already carrying traffic.
+pub struct EchoTunnel {
+    pub node: Node,
+    pub echo: EchoServer,
+    pub gw: String,
+    pub token: String,
+    /// The destination's id.
+    pub did: String,
+    /// The destination's cloud port.
+    pub port: u16,
+    pub client: Client,
+}
+
+impl EchoTunnel {
+    /// `name` names the gateway; `client_flags` go to `sg-client` after the usual ones.
+    pub fn start(name: &str, client_flags: &[&str]) -> EchoTunnel {
+        let node = Node::start();
+        let echo = EchoServer::start();
+        let (gw, token) = node.create_gateway(name);
+        let (did, port) = node.create_destination(&gw, "echo", echo.addr);
+        let client = Client::start(&node, &[(&gw, &token)], client_flags);
+        assert!(
+            wait_echo(port),
+            "echo never worked; client log:\n{}",
+            client.log()
+        );
+        EchoTunnel {
+            node,
+            echo,
+            gw,
+            token,
+            did,
+            port,
+            client,
+        }
+    }
+}
+
+/// Waits up to 5 s for an event of `kind` in the gateway's event log.
+pub fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
+    wait_until(Duration::from_secs(5), || {
+        node.events(gw).iter().any(|e| e["kind"] == kind)
+    })
+}
+
 /// Connects to a cloud port on loopback.
 pub fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect to the cloud port");
@@ -640,6 +686,44 @@ pub fn echoes(mut s: TcpStream, msg: &[u8]) -> bool {
     }
     let mut got = vec![0u8; msg.len()];
     s.read_exact(&mut got).is_ok() && got == msg
+}
+
+/// Whether the node closes (or resets) `s` without a byte coming back for `msg`. A
+/// connection that just hangs until the read timeout is not a refusal, so this fails where
+/// `!echoes` would pass.
+pub fn refused(mut s: TcpStream, msg: &[u8]) -> bool {
+    let _ = s.write_all(msg);
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !is_timeout(&e),
+    }
+}
+
+/// [`refused`] for a fresh connection to a loopback cloud port.
+pub fn refused_at(port: u16, msg: &[u8]) -> bool {
+    refused(connect(port), msg)
+}
+
+/// Reads (and drops) whatever comes until the peer closes: true if it closed or reset the
+/// connection, false if the read timed out first.
+pub fn closed_by_node(r: &mut impl Read) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return !is_timeout(&e),
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// What `openssl s_client` saw talking to a TLS cloud port: it sends `line`, waits for the
