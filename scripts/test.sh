@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolchain, https://rustup.rs)"; exit 1; }
+
 # Debian packages the end-to-end tests use: a real Redis server and client, openssl
 # (s_client and s_server as real TLS peers), and Chromium for the web UI test.
 need=()

@@ -190,3 +190,38 @@ fn sgctl_manages_gateways_and_destinations() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
 }
+
+#[test]
+fn defaults_are_250_connections_per_gateway_and_tokens_for_365_days() {
+    use sg_cluster::time::{now_secs, rfc3339};
+    let node = Node::start();
+    let plan = node.call("GET", "/v1/plan", None).body;
+    assert_eq!(plan["max_connections_per_gateway"], 250, "{plan}");
+    // The day a token made now for `days` expires (the date part of RFC 3339).
+    let day_in = |days: u64| rfc3339(now_secs() + days * 86_400)[..10].to_string();
+    let before = (day_in(365), day_in(30));
+    let default = node.call("POST", "/v1/gateways", Some(json!({ "name": "d" })));
+    let short = node.call(
+        "POST",
+        "/v1/gateways",
+        Some(json!({ "name": "s", "token_expires_in_days": 30 })),
+    );
+    let after = (day_in(365), day_in(30));
+    let expiry = |r: &ApiResponse| {
+        r.body["token_expires_at"]
+            .as_str()
+            .and_then(|t| t.get(..10))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        [&before.0, &after.0].contains(&&expiry(&default)),
+        "{}",
+        default.body
+    );
+    assert!(
+        [&before.1, &after.1].contains(&&expiry(&short)),
+        "{}",
+        short.body
+    );
+}

@@ -133,6 +133,16 @@ fn a_client_four_minor_versions_behind_is_told_what_to_upgrade_to() {
         log.contains("version_too_old") && log.contains("upgrade sg-client"),
         "{log}"
     );
+    let oldest = format!(
+        "{}.{} or newer",
+        sg_proto::version::PROTOCOL_MAJOR,
+        current - sg_proto::version::MAX_MINOR_LAG
+    );
+    assert!(
+        log.contains(&oldest),
+        "names the version to upgrade to: {log}"
+    );
+    assert!(has_event(&h.node, &gw, "session_refused"));
     // Three behind is still fine.
     let ok = (current - 3).to_string();
     let c2 = Client::start_servers(

@@ -7,7 +7,7 @@
 //! `SG_BIN_DIR`; `scripts/test.sh` builds them before running the tests.
 
 use serde_json::{json, Value};
-use sg_cluster::http_client::{ApiClient, ApiResponse};
+pub use sg_cluster::http_client::{ApiClient, ApiResponse};
 use sg_cluster::run::NodeFile;
 use sg_proto::tls::{self, ServerTrust};
 use std::io::{Read, Write};
