@@ -537,19 +537,10 @@ fn reconnects_are_logged_and_bounded_by_reconnect() {
 
 #[test]
 fn trace_logs_every_connections_bytes_to_a_file() {
-    let node = Node::start();
-    let echo = EchoServer::start();
-    let (gw, token) = node.create_gateway("trace");
-    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("client.log");
-    let _c = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["-l", "TRACE", "-p", file.to_str().unwrap()],
-    );
-    assert!(wait_echo(port));
-    echo_once(port, b"twelve bytes").unwrap();
+    let t = EchoTunnel::start("trace", &["-l", "TRACE", "-p", file.to_str().unwrap()]);
+    echo_once(t.port, b"twelve bytes").unwrap();
     assert!(wait_until(Duration::from_secs(5), || {
         let log = std::fs::read_to_string(&file).unwrap_or_default();
         log.contains("transmitted data: 12 bytes") && log.contains("received data: 12 bytes")

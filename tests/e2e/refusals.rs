@@ -20,6 +20,17 @@ fn still_fine(h: &EchoTunnel) {
     assert_eq!(h.node.clients(&h.gw).len(), 1);
 }
 
+/// A client the node refused gives up with exit status 3.
+fn assert_refused_exit(client: &mut Client) {
+    let status = client.wait_exit(Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "a refused client exits with 3: {}",
+        client.log()
+    );
+}
+
 #[test]
 fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
     let h = healthy();
@@ -29,10 +40,7 @@ fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
     let wrong = format!("{}{last}", &token[..token.len() - 1]);
     assert_ne!(wrong, token);
     let mut bad = Client::start(&h.node, &[(&gw, &wrong)], &[]);
-    let status = bad
-        .wait_exit(Duration::from_secs(20))
-        .expect("a refused client exits");
-    assert!(!status.success());
+    assert_refused_exit(&mut bad);
     let log = bad.log();
     assert!(
         log.contains("bad_token") && log.contains("is not valid"),
@@ -59,12 +67,7 @@ fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
 fn an_unknown_gateway_is_refused_with_the_reason() {
     let h = healthy();
     let mut bad = Client::start(&h.node, &[("gw_0000000000000000", "sgt_nope")], &[]);
-    assert_eq!(
-        bad.wait_exit(Duration::from_secs(20))
-            .and_then(|s| s.code()),
-        Some(3),
-        "a refused client exits with 3"
-    );
+    assert_refused_exit(&mut bad);
     let log = bad.log();
     assert!(
         log.contains("unknown_gateway") && log.contains("does not exist"),
@@ -92,13 +95,7 @@ fn an_expired_token_is_refused_and_says_how_to_get_a_new_one() {
     }
     node.restart();
     let mut client = Client::start(&node, &[(&gw, &token)], &[]);
-    assert_eq!(
-        client
-            .wait_exit(Duration::from_secs(20))
-            .and_then(|s| s.code()),
-        Some(3),
-        "a refused client exits with 3"
-    );
+    assert_refused_exit(&mut client);
     let log = client.log();
     assert!(log.contains("token_expired"), "{log}");
     assert!(
@@ -121,13 +118,7 @@ fn a_client_four_minor_versions_behind_is_told_what_to_upgrade_to() {
         &[],
         &[("SG_PROTOCOL_MINOR", &old)],
     );
-    assert_eq!(
-        client
-            .wait_exit(Duration::from_secs(20))
-            .and_then(|s| s.code()),
-        Some(3),
-        "a refused client exits with 3"
-    );
+    assert_refused_exit(&mut client);
     let log = client.log();
     assert!(
         log.contains("version_too_old") && log.contains("upgrade sg-client"),
