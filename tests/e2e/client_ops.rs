@@ -536,6 +536,33 @@ fn reconnects_are_logged_and_bounded_by_reconnect() {
 }
 
 #[test]
+fn one_process_keeps_serving_a_good_gateway_beside_a_refused_one() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (good, token) = node.create_gateway("good");
+    let (bad, _) = node.create_gateway("bad");
+    let (_, port) = node.create_destination(&good, "echo", echo.addr);
+    let mut c = Client::start(&node, &[(&good, &token), (&bad, "sgt_wrong")], &[]);
+    assert!(wait_echo(port), "{}", c.log());
+    assert!(
+        c.wait_log("bad_token", Duration::from_secs(10)),
+        "the refused gateway is reported: {}",
+        c.log()
+    );
+    assert!(
+        c.wait_exit(Duration::from_secs(2)).is_none(),
+        "the process stays up for the good gateway: {}",
+        c.log()
+    );
+    assert_eq!(
+        echo_once(port, b"still here").as_deref(),
+        Some(&b"still here"[..])
+    );
+    assert_eq!(node.clients(&good).len(), 1);
+    assert!(node.clients(&bad).is_empty());
+}
+
+#[test]
 fn trace_logs_every_connections_bytes_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("client.log");
