@@ -17,6 +17,7 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_CLOUD_PORTS: &str = "20000-29999";
 pub const DEFAULT_DATA_DIR: &str = "sg-data";
 pub const DEFAULT_DRAIN_SECS: u64 = 30;
+pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +62,11 @@ pub struct NodeArgs {
     /// Worker event loops (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Seconds a shutting-down node waits for open connections to finish.
+    /// Seconds a draining node keeps accepting cloud connections after telling clients to
+    /// move, so load balancers notice (default 2).
+    #[arg(long, value_name = "SECS")]
+    pub drain_grace: Option<u64>,
+    /// Seconds a draining node then waits for open connections to finish (default 30).
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
     /// Log level.
@@ -87,6 +92,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     admin_token: Option<String>,
     workers: Option<usize>,
+    drain_grace: Option<u64>,
     drain_timeout: Option<u64>,
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
@@ -104,7 +110,7 @@ pub struct NodeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub admin_token: Option<String>,
     pub workers: usize,
-    pub drain_timeout: Duration,
+    pub drain: crate::drain::DrainTimes,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
 }
@@ -192,11 +198,18 @@ impl NodeConfig {
             tls,
             admin_token,
             workers,
-            drain_timeout: Duration::from_secs(
-                args.drain_timeout
-                    .or(file.drain_timeout)
-                    .unwrap_or(DEFAULT_DRAIN_SECS),
-            ),
+            drain: crate::drain::DrainTimes {
+                grace: Duration::from_secs(
+                    args.drain_grace
+                        .or(file.drain_grace)
+                        .unwrap_or(DEFAULT_DRAIN_GRACE_SECS),
+                ),
+                timeout: Duration::from_secs(
+                    args.drain_timeout
+                        .or(file.drain_timeout)
+                        .unwrap_or(DEFAULT_DRAIN_SECS),
+                ),
+            },
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
         })

@@ -28,6 +28,10 @@ pub struct GatewayRecord {
     /// ACL rules in console syntax; empty means "only the configured destinations".
     #[serde(default)]
     pub acl: Vec<String>,
+    /// The plan epoch this record was written under; `active` counts only while it is the
+    /// plan's (a downgrade starts a new epoch, see `state::effective_gateway`).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +65,9 @@ pub struct DestinationRecord {
     /// How the client reaches the private service over TLS, if it does.
     #[serde(default)]
     pub resource_tls: Option<ResourceTls>,
+    /// The plan epoch this record was written under (see `GatewayRecord::epoch`).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The limits of this installation.
@@ -71,6 +78,9 @@ pub struct Plan {
     pub max_gateways: u32,
     pub max_destinations: u32,
     pub max_connections_per_gateway: u32,
+    /// Bumped by a downgrade below usage: what was active under an older epoch is not.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl Default for Plan {
@@ -80,6 +90,7 @@ impl Default for Plan {
             max_gateways: 1000,
             max_destinations: 10_000,
             max_connections_per_gateway: 250,
+            epoch: 0,
         }
     }
 }

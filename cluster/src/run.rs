@@ -1,11 +1,13 @@
 //! Starting and stopping a node: data dir, store, certificates, actors, listeners, and the
 //! `node.json` file that tells local tools (sgctl, tests) where everything listens.
 
-use crate::actors::node::{AllGateways, Apply, Barrier, Node};
+use crate::actors::node::{Apply, Barrier, Node};
 use crate::actors::state::{AttachNode, Read, StateActor};
 use crate::actors::NodeShared;
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
+use crate::drain::drain;
+use crate::status::{NodeStatus, StoreHealth};
 use crate::ids::{hash_token, new_id};
 
 use crate::pki::{self, write_private, NodePki};
@@ -100,8 +102,16 @@ fn admin_token(config: &NodeConfig) -> Result<(String, Option<String>), NodeErro
     ))
 }
 
-/// Runs a node until SIGINT/SIGTERM. Call inside an actix `System`.
+/// Runs a node until SIGINT/SIGTERM, then drains it. Call inside an actix `System`.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    run_until(config, wait_for_signal()).await
+}
+
+/// Runs a node until `shutdown` resolves, then drains it.
+pub async fn run_until(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
     prepare_data_dir(&config.data_dir)?;
     let store_path = config.data_dir.join("state");
     let store = SledStore::open(&store_path).map_err(|source| NodeError::Store {
@@ -167,6 +177,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         config.cloud_bind,
         workers,
         state_addr.clone(),
+        Arc::new(NodeStatus::new(StoreHealth::Local)),
     ));
     let node = Node::new(shared.clone()).start();
     state_addr
@@ -222,11 +233,8 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         ApiState {
             state: state_addr.clone(),
             node: node.clone(),
+            shared: shared.clone(),
             admin_token_hash: hash_token(&token),
-            cloud_host: config.cloud_host.clone(),
-            region: config.region.clone(),
-            node_id: node_id.clone(),
-            handshakes: shared.handshakes.clone(),
         },
         api_listener,
         api_tls,
@@ -262,46 +270,14 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         config.cloud_bind,
     );
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    shutdown(&node, config.drain_timeout).await;
+    shutdown.await;
+    tracing::info!("shutting down: draining");
+    drain(&node, &shared, config.drain, async {}).await;
     api_handle.stop(true).await;
     let _ = std::fs::remove_file(&node_file_path);
     shared.workers.stop();
+    tracing::info!("drained; exiting");
     Ok(())
-}
-
-/// Tells every client to move elsewhere, waits up to `deadline` for open connections.
-async fn shutdown(node: &Addr<Node>, deadline: std::time::Duration) {
-    use crate::actors::gateway::{CloseSessions, GetStats};
-    let gateways = node.send(AllGateways).await.unwrap_or_default();
-    let started = std::time::Instant::now();
-    loop {
-        let mut open = 0;
-        for g in &gateways {
-            if let Ok(stats) = g.send(GetStats).await {
-                open += stats.active_connections;
-            }
-        }
-        if open == 0 || started.elapsed() >= deadline {
-            if open > 0 {
-                tracing::warn!(
-                    "{open} connection(s) still open at the drain deadline; closing them"
-                );
-            }
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    for g in &gateways {
-        let _ = g
-            .send(CloseSessions {
-                reason: "the node is shutting down".into(),
-            })
-            .await;
-    }
-    // Let the close frames go out.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 
 async fn wait_for_signal() {

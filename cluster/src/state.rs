@@ -264,6 +264,30 @@ fn token_expiry(days: Option<u32>) -> Result<u64, StateError> {
     Ok(now_secs() + u64::from(days) * 86_400)
 }
 
+/// A gateway as it stands under the plan's `epoch`: one activated under an earlier epoch
+/// was deactivated by a plan downgrade. Deriving this instead of rewriting every record
+/// keeps a downgrade one small write, whatever the number of gateways (etcd refuses large
+/// transactions).
+pub fn effective_gateway(mut g: GatewayRecord, epoch: u64) -> GatewayRecord {
+    if g.active && g.epoch != epoch {
+        g.active = false;
+        g.epoch = epoch;
+    }
+    g
+}
+
+/// A destination as it stands under the plan's `epoch`: one active under an earlier epoch
+/// is suspended, its port released, and comes back when its gateway is activated again.
+pub fn effective_destination(mut d: DestinationRecord, epoch: u64) -> DestinationRecord {
+    if d.active && d.epoch != epoch {
+        d.active = false;
+        d.suspended = true;
+        d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
+        d.epoch = epoch;
+    }
+    d
+}
+
 impl State {
     /// Loads everything from the store.
     pub fn open(
@@ -275,12 +299,12 @@ impl State {
         let gateways = store
             .gateways()?
             .into_iter()
-            .map(|g| (g.id.clone(), g))
+            .map(|g| (g.id.clone(), effective_gateway(g, plan.epoch)))
             .collect();
         let destinations: BTreeMap<String, DestinationRecord> = store
             .destinations()?
             .into_iter()
-            .map(|d| (d.id.clone(), d))
+            .map(|d| (d.id.clone(), effective_destination(d, plan.epoch)))
             .collect();
         for d in destinations.values() {
             if let Some(p) = d.cloud_port {
@@ -364,35 +388,112 @@ impl State {
         self.destinations.values().filter(|d| d.active).count() as u32
     }
 
-    /// Commits `ops` durably, then applies them to memory.
-    fn commit(&mut self, ops: Vec<Op>) -> Result<(), StateError> {
+    /// Commits `ops` durably, then applies them to memory; returns what the actors must do.
+    /// Every record written carries the plan's epoch (see [`effective_gateway`]).
+    fn commit(&mut self, mut ops: Vec<Op>) -> Result<Vec<Change>, StateError> {
+        let epoch = ops
+            .iter()
+            .find_map(|op| match op {
+                Op::PutPlan(p) => Some(p.epoch),
+                _ => None,
+            })
+            .unwrap_or(self.plan.epoch);
+        for op in &mut ops {
+            match op {
+                Op::PutGateway(g) => g.epoch = epoch,
+                Op::PutDestination(d) => d.epoch = epoch,
+                _ => {}
+            }
+        }
         self.store.commit(&ops)?;
+        Ok(self.apply(ops))
+    }
+
+    /// Applies durable ops to memory and derives the actors' changes from what differs, so
+    /// a change made here and one replicated from another node take the same path.
+    fn apply(&mut self, ops: Vec<Op>) -> Vec<Change> {
+        let mut changes = Vec::new();
         for op in ops {
             match op {
                 Op::PutGateway(g) => {
-                    self.gateways.insert(g.id.clone(), g);
+                    let g = effective_gateway(g, self.plan.epoch);
+                    let old = self.gateways.insert(g.id.clone(), g.clone());
+                    if old.as_ref() == Some(&g) {
+                        continue;
+                    }
+                    let rekeyed = old.is_some_and(|o| o.token_hash != g.token_hash);
+                    let id = g.id.clone();
+                    changes.push(Change::Gateway(g));
+                    if rekeyed {
+                        changes.push(Change::TokenRegenerated { gateway_id: id });
+                    }
                 }
                 Op::DeleteGateway(id) => {
-                    self.gateways.remove(&id);
+                    if self.gateways.remove(&id).is_some() {
+                        changes.push(Change::GatewayRemoved { id });
+                    }
                 }
                 Op::PutDestination(d) => {
+                    let d = effective_destination(d, self.plan.epoch);
                     if let Some(old) = self.destinations.get(&d.id).and_then(|o| o.cloud_port) {
                         self.ports.release(old);
                     }
                     if let Some(p) = d.cloud_port {
                         self.ports.mark_used(p);
                     }
-                    self.destinations.insert(d.id.clone(), d);
-                }
-                Op::DeleteDestination(id) => {
-                    if let Some(p) = self.destinations.remove(&id).and_then(|d| d.cloud_port) {
-                        self.ports.release(p);
+                    let old = self.destinations.insert(d.id.clone(), d.clone());
+                    if old.as_ref() != Some(&d) {
+                        changes.push(Change::Destination(d));
                     }
                 }
-                Op::PutPlan(p) => self.plan = p,
+                Op::DeleteDestination(id) => {
+                    if let Some(d) = self.destinations.remove(&id) {
+                        if let Some(p) = d.cloud_port {
+                            self.ports.release(p);
+                        }
+                        changes.push(Change::DestinationRemoved {
+                            gateway_id: d.gateway_id,
+                            id,
+                        });
+                    }
+                }
+                Op::PutPlan(p) => {
+                    let new_epoch = p.epoch != self.plan.epoch;
+                    if p != self.plan {
+                        self.plan = p;
+                        changes.push(Change::Plan(p));
+                    }
+                    if new_epoch {
+                        changes.extend(self.renormalize());
+                    }
+                }
             }
         }
-        Ok(())
+        changes
+    }
+
+    /// After a new plan epoch: what was active under the old one is inactive now.
+    fn renormalize(&mut self) -> Vec<Change> {
+        let epoch = self.plan.epoch;
+        let mut changes = Vec::new();
+        for g in self.gateways.values_mut() {
+            let e = effective_gateway(g.clone(), epoch);
+            if e != *g {
+                *g = e.clone();
+                changes.push(Change::Gateway(e));
+            }
+        }
+        for d in self.destinations.values_mut() {
+            let e = effective_destination(d.clone(), epoch);
+            if e != *d {
+                if let Some(p) = d.cloud_port {
+                    self.ports.release(p);
+                }
+                *d = e.clone();
+                changes.push(Change::Destination(e));
+            }
+        }
+        changes
     }
 
     fn no_free_port(&self) -> StateError {
@@ -428,15 +529,10 @@ impl State {
             active,
             enabled: req.enabled.unwrap_or(true),
             acl: Vec::new(),
+            epoch: self.plan.epoch,
         };
-        self.commit(vec![Op::PutGateway(gateway.clone())])?;
-        Ok((
-            IssuedToken {
-                gateway: gateway.clone(),
-                token,
-            },
-            vec![Change::Gateway(gateway)],
-        ))
+        let changes = self.commit(vec![Op::PutGateway(gateway.clone())])?;
+        Ok((IssuedToken { gateway, token }, changes))
     }
 
     pub fn update_gateway(
@@ -453,29 +549,30 @@ impl State {
             gw.enabled = enabled;
         }
         let mut ops = Vec::new();
-        let mut changes = Vec::new();
-        match (old.active, patch.active) {
-            (true, Some(false)) => {
+        match patch.active {
+            // Also when already inactive: a deactivation cut short (a cluster write spans
+            // several transactions) is finished by asking again.
+            Some(false) => {
                 gw.active = false;
                 for mut d in self.destinations_of(id)? {
                     if d.active {
                         d.active = false;
                         d.suspended = true;
                         d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
-                        ops.push(Op::PutDestination(d.clone()));
-                        changes.push(Change::Destination(d));
+                        ops.push(Op::PutDestination(d));
                     }
                 }
             }
-            (false, Some(true)) => {
-                if self.active_gateways() >= self.plan.max_gateways {
+            Some(true) => {
+                if !old.active && self.active_gateways() >= self.plan.max_gateways {
                     return Err(StateError::LimitReached {
                         limit: "max_gateways",
                         max: self.plan.max_gateways,
                     });
                 }
                 gw.active = true;
-                // Bring back the destinations the gateway took down, as far as the plan allows.
+                // Bring back the destinations the gateway took down, as far as the plan
+                // allows (asking again brings back what fits later).
                 let mut room = self
                     .plan
                     .max_destinations
@@ -494,37 +591,30 @@ impl State {
                         d.active = true;
                         d.suspended = false;
                         room -= 1;
-                        ops.push(Op::PutDestination(d.clone()));
-                        changes.push(Change::Destination(d));
+                        ops.push(Op::PutDestination(d));
                     }
                 }
             }
-            _ => {}
+            None => {}
         }
         if gw == old && ops.is_empty() {
             return Ok((gw, Vec::new()));
         }
         ops.insert(0, Op::PutGateway(gw.clone()));
-        changes.insert(0, Change::Gateway(gw.clone()));
-        self.commit(ops)?;
-        Ok((gw, changes))
+        let changes = self.commit(ops)?;
+        Ok((self.gateway(id)?.clone(), changes))
     }
 
-    /// A free port other than those in `taken` (picked earlier in the same batch).
+    /// Deletes a gateway with its destinations.
     pub fn delete_gateway(&mut self, id: &str) -> Result<Vec<Change>, StateError> {
         self.gateway(id)?;
-        let mut ops = Vec::new();
-        let mut changes = Vec::new();
-        for d in self.destinations_of(id)? {
-            ops.push(Op::DeleteDestination(d.id.clone()));
-            changes.push(Change::DestinationRemoved {
-                gateway_id: id.to_string(),
-                id: d.id,
-            });
-        }
+        let mut ops: Vec<Op> = self
+            .destinations_of(id)?
+            .into_iter()
+            .map(|d| Op::DeleteDestination(d.id))
+            .collect();
         ops.push(Op::DeleteGateway(id.to_string()));
-        changes.push(Change::GatewayRemoved { id: id.to_string() });
-        self.commit(ops)?;
+        let changes = self.commit(ops)?;
         if let Err(e) = self.store.delete_events(id) {
             tracing::warn!(gateway = id, "could not delete the event log: {e}");
         }
@@ -540,19 +630,8 @@ impl State {
         let token = new_token();
         gw.token_hash = hash_token(&token);
         gw.token_expires_at = token_expiry(expires_in_days)?;
-        self.commit(vec![Op::PutGateway(gw.clone())])?;
-        Ok((
-            IssuedToken {
-                gateway: gw.clone(),
-                token,
-            },
-            vec![
-                Change::Gateway(gw),
-                Change::TokenRegenerated {
-                    gateway_id: id.to_string(),
-                },
-            ],
-        ))
+        let changes = self.commit(vec![Op::PutGateway(gw.clone())])?;
+        Ok((IssuedToken { gateway: gw, token }, changes))
     }
 
     /// Replaces a gateway's ACL. Each rule must parse; they are stored normalized.
@@ -578,8 +657,8 @@ impl State {
             return Ok((gw, Vec::new()));
         }
         gw.acl = normalized;
-        self.commit(vec![Op::PutGateway(gw.clone())])?;
-        Ok((gw.clone(), vec![Change::Gateway(gw)]))
+        let changes = self.commit(vec![Op::PutGateway(gw.clone())])?;
+        Ok((gw, changes))
     }
 
     // ---- destinations ---------------------------------------------------------------
@@ -658,9 +737,10 @@ impl State {
             ip_rules,
             cloud_tls,
             resource_tls,
+            epoch: self.plan.epoch,
         };
-        self.commit(vec![Op::PutDestination(d.clone())])?;
-        Ok((d.clone(), vec![Change::Destination(d)]))
+        let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
+        Ok((d, changes))
     }
 
     /// A port for a destination: the requested one if free, else any free one.
@@ -765,8 +845,8 @@ impl State {
         if d == old {
             return Ok((d, Vec::new()));
         }
-        self.commit(vec![Op::PutDestination(d.clone())])?;
-        Ok((d.clone(), vec![Change::Destination(d)]))
+        let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
+        Ok((d, changes))
     }
 
     pub fn delete_destination(
@@ -775,11 +855,7 @@ impl State {
         id: &str,
     ) -> Result<Vec<Change>, StateError> {
         self.destination(gateway_id, id)?;
-        self.commit(vec![Op::DeleteDestination(id.to_string())])?;
-        Ok(vec![Change::DestinationRemoved {
-            gateway_id: gateway_id.to_string(),
-            id: id.to_string(),
-        }])
+        self.commit(vec![Op::DeleteDestination(id.to_string())])
     }
 
     // ---- plan -----------------------------------------------------------------------
@@ -806,31 +882,17 @@ impl State {
             update.max_connections_per_gateway,
             plan.max_connections_per_gateway,
         )?;
-        let mut ops = vec![Op::PutPlan(plan)];
-        let mut changes = vec![Change::Plan(plan)];
         let over = self.active_gateways() > plan.max_gateways
             || self.active_destinations() > plan.max_destinations;
         if over {
-            for g in self.gateways.values() {
-                if g.active {
-                    let mut g = g.clone();
-                    g.active = false;
-                    ops.push(Op::PutGateway(g.clone()));
-                    changes.push(Change::Gateway(g));
-                }
-            }
-            for d in self.destinations.values() {
-                if d.active {
-                    let mut d = d.clone();
-                    d.active = false;
-                    d.suspended = true;
-                    d.last_cloud_port = d.cloud_port.take().or(d.last_cloud_port);
-                    ops.push(Op::PutDestination(d.clone()));
-                    changes.push(Change::Destination(d));
-                }
-            }
+            // Everything active now was activated under the old epoch: one write makes it
+            // all inactive (see `effective_gateway`).
+            plan.epoch += 1;
         }
-        self.commit(ops)?;
+        if plan == self.plan {
+            return Ok((plan, Vec::new()));
+        }
+        let changes = self.commit(vec![Op::PutPlan(plan)])?;
         Ok((plan, changes))
     }
 

@@ -107,6 +107,16 @@ impl TunnelListener {
 
         let refuse = |code: RefuseCode, message: String| Refusal { code, message };
         let verdict = async {
+            if self.shared.status.draining() {
+                return Err(refuse(
+                    RefuseCode::Draining,
+                    format!(
+                        "node {} (region {}) is draining before it shuts down; the client \
+                         connects to the other nodes of the cluster",
+                        self.shared.node_id, self.shared.region
+                    ),
+                ));
+            }
             let node_version = ProtocolVersion::current();
             if let Err(mismatch) = check_compatible(node_version, hello.protocol) {
                 let code = match mismatch {

@@ -107,6 +107,22 @@ pub struct SessionStats {
     pub wire_out: AtomicU64,
     /// Last measured heartbeat round trip, microseconds (0 until measured).
     pub rtt_us: AtomicU64,
+    /// When something last arrived from the peer, in [`monotonic_ms`] (0: at the start).
+    pub last_recv_ms: AtomicU64,
+}
+
+impl SessionStats {
+    /// How long the peer has been silent.
+    pub fn silent_for(&self) -> Duration {
+        let last = self.last_recv_ms.load(Ordering::Relaxed);
+        Duration::from_millis(monotonic_ms().saturating_sub(last))
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock; cheap to store in an atomic.
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 pub(crate) enum Command {
@@ -210,6 +226,11 @@ impl SessionHandle {
     pub fn active_streams(&self) -> usize {
         self.stats.active_streams.load(Ordering::Relaxed)
     }
+
+    /// How long nothing has arrived from the peer (heartbeats included).
+    pub fn silent_for(&self) -> Duration {
+        self.stats.silent_for()
+    }
 }
 
 /// Sets up a session over `io`. `leftover` holds bytes the handshake already read past its
@@ -229,6 +250,7 @@ where
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (app_tx, app_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(SessionStats::default());
+    stats.last_recv_ms.store(monotonic_ms(), Ordering::Relaxed);
     let first_id = if config.role == Role::Node { 1 } else { 2 };
     let handle = SessionHandle {
         cmd: cmd_tx.clone(),
@@ -440,6 +462,9 @@ where
                 Poll::Ready(Ok(n)) => {
                     progress = true;
                     self.last_recv = Instant::now();
+                    self.stats
+                        .last_recv_ms
+                        .store(monotonic_ms(), Ordering::Relaxed);
                     self.stats.wire_in.fetch_add(n as u64, Ordering::Relaxed);
                     self.decode()?;
                 }

@@ -55,12 +55,18 @@ pub const MAX_CONTROL_BACKLOG: usize = 4096;
 /// One deadline for TLS + Hello + authentication on a new tunnel connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often each end pings an otherwise quiet session.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// How often each end pings a session. Both ends ping, so a healthy session hears from its
+/// peer at least this often even when it carries nothing.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A session from which nothing at all arrived for this long is dead. Three missed
-/// heartbeats: a silently dead client is noticed within seconds (F19).
-pub const HEARTBEAT_DEAD_AFTER: Duration = Duration::from_secs(6);
+/// A session from which nothing has arrived for this long gets no new connections while a
+/// livelier one exists: two missed heartbeats. A partitioned client (no FIN, nothing at
+/// all) is out of its gateway's choice within about two seconds (F19).
+pub const SESSION_SUSPECT_AFTER: Duration = Duration::from_secs(2);
+
+/// A session from which nothing at all arrived for this long is dead and closed: three
+/// missed heartbeats.
+pub const HEARTBEAT_DEAD_AFTER: Duration = Duration::from_secs(3);
 
 /// The driver writes to the TLS connection in batches up to this size: many small
 /// frames become one syscall, and bulk data fills full 16 KiB TLS records.

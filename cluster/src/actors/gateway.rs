@@ -8,13 +8,16 @@ use crate::ids::token_matches;
 use crate::records::{DestinationRecord, EventKind, GatewayRecord, Plan};
 use crate::selection::SessionSet;
 use crate::time::{now_secs, rfc3339};
+use crate::tracker::Tracked;
 use crate::workers::Worker;
 use actix::prelude::*;
 use serde::Serialize;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    DestinationSpec, Frame, GatewayConfig, Notice, NoticeKind, OpenStream, Refusal, RefuseCode,
+    DestinationSpec, Frame, GatewayConfig, GoAway, Notice, NoticeKind, OpenStream, Refusal,
+    RefuseCode,
 };
+use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -220,6 +223,10 @@ impl Gateway {
         if let Some((_, addr)) = slot.listener.take() {
             addr.do_send(destination::Stop);
         }
+        if shared.status.listeners_closed() {
+            // Draining: the cloud ports are closed for good.
+            return;
+        }
         if let Some(port) = want {
             let record = slot.record.clone();
             let bound = destination::bind(shared.cloud_bind, port);
@@ -366,6 +373,36 @@ impl Handler<CloseSessions> for Gateway {
                 None,
                 None,
             );
+        }
+    }
+}
+
+/// The node is draining: tell every client to make sure it is connected elsewhere.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SendGoAway(pub GoAway);
+
+impl Handler<SendGoAway> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SendGoAway, _: &mut Self::Context) {
+        for s in self.sessions.iter() {
+            let _ = s.handle.send_control(Frame::GoAway(msg.0.clone()));
+        }
+    }
+}
+
+/// Late in a drain: stop accepting on every cloud port. Carried connections go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseListeners;
+
+impl Handler<CloseListeners> for Gateway {
+    type Result = ();
+    fn handle(&mut self, _: CloseListeners, _: &mut Self::Context) {
+        for slot in self.destinations.values_mut() {
+            if let Some((_, addr)) = slot.listener.take() {
+                addr.do_send(destination::Stop);
+            }
         }
     }
 }
@@ -565,6 +602,8 @@ pub struct Ticket {
 pub struct ConnectionGuard {
     live: Arc<LiveCounters>,
     pub counters: Arc<PumpCounters>,
+    /// Counts the connection in the node's total, which a drain waits on.
+    _tracked: Tracked,
 }
 
 impl ConnectionGuard {
@@ -589,6 +628,21 @@ impl Drop for ConnectionGuard {
 }
 
 impl Gateway {
+    /// The least-loaded open session that is `eligible`, preferring this gateway's thread.
+    fn pick_session(
+        &mut self,
+        eligible: impl Fn(&SessionEntry) -> bool,
+    ) -> Option<(SessionHandle, Worker)> {
+        let here = self.worker;
+        self.sessions
+            .pick(
+                |s| !s.handle.is_closed() && eligible(s),
+                |s| s.handle.active_streams(),
+                |s| s.worker.index == here,
+            )
+            .map(|s| (s.handle.clone(), s.worker.clone()))
+    }
+
     fn refuse(&self, why: Refused, kind: EventKind, dest: &str, message: String) -> Refused {
         self.live.refuse(why);
         self.shared
@@ -634,15 +688,11 @@ impl Handler<OpenConnection> for Gateway {
             self.refuse_over_limit(ctx);
             return Err(why);
         }
-        let here = self.worker;
+        // A session that has gone silent (a partitioned client) is passed over while a
+        // lively one exists; if none is lively, a silent one is still better than a refusal.
         let picked = self
-            .sessions
-            .pick(
-                |s| !s.handle.is_closed(),
-                |s| s.handle.active_streams(),
-                |s| s.worker.index == here,
-            )
-            .map(|s| (s.handle.clone(), s.worker.clone()));
+            .pick_session(|s| s.handle.silent_for() < SESSION_SUSPECT_AFTER)
+            .or_else(|| self.pick_session(|_| true));
         let Some((session, worker)) = picked else {
             return Err(self.refuse(
                 Refused::NoClient,
@@ -665,6 +715,7 @@ impl Handler<OpenConnection> for Gateway {
             guard: ConnectionGuard {
                 live: self.live.clone(),
                 counters: Arc::new(PumpCounters::default()),
+                _tracked: self.shared.connections.enter(),
             },
         })
     }

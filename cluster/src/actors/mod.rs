@@ -21,6 +21,8 @@ pub mod state;
 use crate::events::EventThrottle;
 use crate::limiter::HandshakeLimiter;
 use crate::records::{EventKind, EventRecord, RECORD_VERSION};
+use crate::status::NodeStatus;
+use crate::tracker::Tracker;
 use crate::workers::Workers;
 use actix::Addr;
 use std::net::IpAddr;
@@ -38,6 +40,11 @@ pub struct NodeShared {
     pub throttle: EventThrottle,
     /// Caps on unauthenticated tunnel connections (shared with the tunnel listener).
     pub handshakes: Arc<HandshakeLimiter>,
+    /// Draining, cloud ports closed, store health.
+    pub status: Arc<NodeStatus>,
+    /// Carried connections and client sessions alive now, so a drain can wait for them.
+    pub connections: Arc<Tracker>,
+    pub sessions: Arc<Tracker>,
     next_connection: AtomicU64,
 }
 
@@ -49,6 +56,7 @@ impl NodeShared {
         cloud_bind: IpAddr,
         workers: Workers,
         state: Addr<state::StateActor>,
+        status: Arc<NodeStatus>,
     ) -> Self {
         NodeShared {
             node_id,
@@ -59,6 +67,9 @@ impl NodeShared {
             state,
             throttle: EventThrottle::default(),
             handshakes: Arc::new(HandshakeLimiter::default()),
+            status,
+            connections: Arc::new(Tracker::default()),
+            sessions: Arc::new(Tracker::default()),
             next_connection: AtomicU64::new(1),
         }
     }

@@ -7,6 +7,7 @@ use super::state::Mutate;
 use super::NodeShared;
 use crate::records::EventKind;
 use crate::state::State;
+use crate::tracker::Tracked;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
 use sg_proto::frame::{Frame, ReportKind};
@@ -27,6 +28,8 @@ pub struct Session<IO> {
     client_id: String,
     driver: Option<SessionDriver<IO>>,
     events: Option<UnboundedReceiver<SessionEvent>>,
+    /// Counts the session in the node's total, which a drain waits on.
+    _tracked: Tracked,
 }
 
 impl<IO> Session<IO> {
@@ -40,6 +43,7 @@ impl<IO> Session<IO> {
     ) -> Self {
         Session {
             handle: entry.handle.clone(),
+            _tracked: shared.sessions.enter(),
             shared,
             gateway,
             gateway_id,

@@ -25,11 +25,9 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub struct ApiState {
     pub state: Addr<StateActor>,
     pub node: Addr<Node>,
+    /// The node's identity, status and counters.
+    pub shared: std::sync::Arc<crate::actors::NodeShared>,
     pub admin_token_hash: String,
-    pub cloud_host: String,
-    pub region: String,
-    pub node_id: String,
-    pub handshakes: std::sync::Arc<crate::limiter::HandshakeLimiter>,
 }
 
 impl ApiState {

@@ -61,12 +61,22 @@ pub async fn not_found(req: HttpRequest) -> Reply {
     })
 }
 
+/// 200 while the node serves, 503 `draining` once it drains, so load balancers move away.
+/// An unreachable etcd does not fail the check: the node still serves from its copy.
 async fn healthz(api: Api) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ok",
-        "region": api.region,
-        "node_id": api.node_id,
+    let status = &api.shared.status;
+    let draining = status.draining();
+    let mut reply = if draining {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    reply.json(serde_json::json!({
+        "status": if draining { "draining" } else { "ok" },
+        "region": api.shared.region,
+        "node_id": api.shared.node_id,
         "version": sg_proto::version::PRODUCT_VERSION,
+        "store": status.store().as_str(),
     }))
 }
 
@@ -81,15 +91,15 @@ async fn metrics(_: Admin, api: Api) -> Reply {
     figures.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
     let (plan, usage) = api.read(|s| (s.plan(), s.plan_view().usage)).await?;
     let text = super::metrics::render(&super::metrics::Snapshot {
-        node_id: api.node_id.clone(),
-        region: api.region.clone(),
+        node_id: api.shared.node_id.clone(),
+        region: api.shared.region.clone(),
         version: sg_proto::version::PRODUCT_VERSION,
         plan,
         active_gateways: usage.active_gateways,
         active_destinations: usage.active_destinations,
         gateways: figures,
-        handshakes_refused: api.handshakes.refused(),
-        handshakes_pending: api.handshakes.pending(),
+        handshakes_refused: api.shared.handshakes.refused(),
+        handshakes_pending: api.shared.handshakes.pending(),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -163,7 +173,7 @@ async fn create_destination(
 ) -> Reply {
     let (id, req) = (id.into_inner(), body.0);
     let d = api.mutate(move |s| s.create_destination(&id, req)).await?;
-    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.cloud_host)))
+    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.shared.cloud_host)))
 }
 
 async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
@@ -171,7 +181,7 @@ async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let ds = api.read(move |s| s.destinations_of(&id)).await??;
     let views: Vec<_> = ds
         .iter()
-        .map(|d| DestinationView::new(d, &api.cloud_host))
+        .map(|d| DestinationView::new(d, &api.shared.cloud_host))
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -181,7 +191,7 @@ async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>)
     let d = api
         .read(move |s| s.destination(&id, &did).cloned())
         .await??;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.cloud_host)))
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host)))
 }
 
 async fn update_destination(
@@ -194,7 +204,7 @@ async fn update_destination(
     let d = api
         .mutate(move |s| s.update_destination(&id, &did, patch))
         .await?;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.cloud_host)))
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host)))
 }
 
 async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {

@@ -224,6 +224,7 @@ mod tests {
             active: true,
             enabled: true,
             acl: vec![],
+            epoch: 0,
         }
     }
 
