@@ -69,6 +69,29 @@ pub struct NodeArgs {
     /// Seconds a draining node then waits for open connections to finish (default 30).
     #[arg(long, value_name = "SECS")]
     pub drain_timeout: Option<u64>,
+    /// etcd endpoints (comma-separated) holding the cluster's shared configuration;
+    /// without it the node is a single node on sled.
+    #[arg(long, env = "SG_ETCD", value_name = "URL[,URL...]")]
+    pub etcd: Option<String>,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, value_name = "PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// CA certificate that signed etcd's server certificates (https endpoints).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key of --etcd-cert.
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// Address clients of other nodes are told to dial for this node's tunnel port
+    /// (default: the tunnel listen address, or --cloud-host when it listens on all).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_tunnel: Option<String>,
+    /// URL other nodes use to reach this node's API (default: from --api-listen).
+    #[arg(long, value_name = "URL")]
+    pub advertise_api: Option<String>,
     /// Log level.
     #[arg(short = 'l', long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
@@ -94,6 +117,13 @@ struct FileConfig {
     workers: Option<usize>,
     drain_grace: Option<u64>,
     drain_timeout: Option<u64>,
+    etcd: Option<String>,
+    etcd_prefix: Option<String>,
+    etcd_ca: Option<PathBuf>,
+    etcd_cert: Option<PathBuf>,
+    etcd_key: Option<PathBuf>,
+    advertise_tunnel: Option<String>,
+    advertise_api: Option<String>,
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
 }
@@ -111,8 +141,93 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     pub workers: usize,
     pub drain: crate::drain::DrainTimes,
+    /// The cluster's etcd; `None` for a single node.
+    pub etcd: Option<EtcdConfig>,
+    /// What other nodes and clients are told: `host:port` of the tunnel, URL of the API.
+    pub advertise_tunnel: String,
+    pub advertise_api: String,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
+}
+
+/// Where the cluster's configuration lives.
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    /// No trailing slash, e.g. `/sg`.
+    pub prefix: String,
+    pub ca: Option<PathBuf>,
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+pub const DEFAULT_ETCD_PREFIX: &str = "/sg";
+
+impl EtcdConfig {
+    fn parse(
+        urls: &str,
+        prefix: Option<String>,
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let secure = ca.is_some() || cert.is_some();
+        let mut endpoints = Vec::new();
+        for raw in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let url = if raw.contains("://") {
+                raw.to_string()
+            } else {
+                format!("{}://{raw}", if secure { "https" } else { "http" })
+            };
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "--etcd {raw:?}: use http://HOST:PORT or https://HOST:PORT"
+                    ))
+                })?;
+            let port_ok = rest
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "--etcd {raw:?}: expected HOST:PORT, e.g. http://10.0.0.5:2379"
+                )));
+            }
+            endpoints.push(url.trim_end_matches('/').to_string());
+        }
+        if endpoints.is_empty() {
+            return Err(ConfigError::Invalid(
+                "--etcd needs at least one endpoint, e.g. http://10.0.0.5:2379".into(),
+            ));
+        }
+        let prefix = prefix.unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into());
+        let prefix = prefix.trim_end_matches('/').to_string();
+        if !prefix.starts_with('/')
+            || prefix.len() < 2
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--etcd-prefix {prefix:?}: use a key prefix like /sg"
+            )));
+        }
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "--etcd-cert and --etcd-key go together".into(),
+                ))
+            }
+        };
+        Ok(EtcdConfig {
+            endpoints,
+            prefix,
+            ca,
+            identity,
+        })
+    }
 }
 
 impl NodeConfig {
@@ -164,6 +279,16 @@ impl NodeConfig {
         if workers == 0 || workers > 256 {
             return Err(ConfigError::Invalid("--workers must be 1-256".into()));
         }
+        let etcd = match args.etcd.or(file.etcd) {
+            Some(urls) => Some(EtcdConfig::parse(
+                &urls,
+                args.etcd_prefix.or(file.etcd_prefix),
+                args.etcd_ca.or(file.etcd_ca),
+                args.etcd_cert.or(file.etcd_cert),
+                args.etcd_key.or(file.etcd_key),
+            )?),
+            None => None,
+        };
         let admin_token = args.admin_token.or(file.admin_token);
         if let Some(t) = &admin_token {
             if t.len() < 16 {
@@ -172,24 +297,51 @@ impl NodeConfig {
                 ));
             }
         }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tunnel_listen = args
+            .tunnel_listen
+            .or(file.tunnel_listen)
+            .unwrap_or_else(|| parse_addr(DEFAULT_TUNNEL_LISTEN));
+        let api_listen = args
+            .api_listen
+            .or(file.api_listen)
+            .unwrap_or_else(|| parse_addr(DEFAULT_API_LISTEN));
+        let cloud_host = args
+            .cloud_host
+            .or(file.cloud_host)
+            .unwrap_or_else(|| "localhost".into());
+        let advertise_tunnel = match args.advertise_tunnel.or(file.advertise_tunnel) {
+            Some(a) => {
+                let port_ok = a
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+                if !port_ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "--advertise-tunnel {a:?}: expected HOST:PORT"
+                    )));
+                }
+                a
+            }
+            None => advertised(tunnel_listen, &cloud_host),
+        };
+        let advertise_api = match args.advertise_api.or(file.advertise_api) {
+            Some(u) if u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+            Some(u) => {
+                return Err(ConfigError::Invalid(format!(
+                    "--advertise-api {u:?}: expected https://HOST:PORT"
+                )))
+            }
+            None => format!("https://{}", advertised(api_listen, &cloud_host)),
+        };
         Ok(NodeConfig {
             region,
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            tunnel_listen: args
-                .tunnel_listen
-                .or(file.tunnel_listen)
-                .unwrap_or_else(|| parse_addr(DEFAULT_TUNNEL_LISTEN)),
-            api_listen: args
-                .api_listen
-                .or(file.api_listen)
-                .unwrap_or_else(|| parse_addr(DEFAULT_API_LISTEN)),
-            cloud_host: args
-                .cloud_host
-                .or(file.cloud_host)
-                .unwrap_or_else(|| "localhost".into()),
+            data_dir,
+            tunnel_listen,
+            api_listen,
+            cloud_host,
             cloud_bind: args
                 .cloud_bind
                 .or(file.cloud_bind)
@@ -210,6 +362,9 @@ impl NodeConfig {
                         .unwrap_or(DEFAULT_DRAIN_SECS),
                 ),
             },
+            etcd,
+            advertise_tunnel,
+            advertise_api,
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
         })
@@ -237,6 +392,21 @@ impl NodeConfig {
             add(h);
         }
         names
+    }
+}
+
+/// `ip:port` of a listen address as others reach it: the cloud host when it listens on
+/// every interface. The port may be 0 (an ephemeral port): the caller fills it in.
+fn advertised(listen: SocketAddr, cloud_host: &str) -> String {
+    let host = if listen.ip().is_unspecified() {
+        cloud_host.to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    if host.contains(':') {
+        format!("[{host}]:{}", listen.port())
+    } else {
+        format!("{host}:{}", listen.port())
     }
 }
 

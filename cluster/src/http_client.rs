@@ -51,6 +51,8 @@ pub struct ApiClient {
     prefix: String,
     token: Option<String>,
     tls: Option<Arc<ClientConfig>>,
+    connect_timeout: Duration,
+    io_timeout: Duration,
 }
 
 impl ApiClient {
@@ -100,7 +102,16 @@ impl ApiClient {
             prefix,
             token,
             tls,
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: IO_TIMEOUT,
         })
+    }
+
+    /// Bounds connecting and each read or write by `timeout` (a node asking its peers).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self.io_timeout = timeout;
+        self
     }
 
     pub fn get(&self, path: &str) -> Result<ApiResponse, ClientError> {
@@ -217,10 +228,10 @@ impl ApiClient {
             .collect();
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(s) => {
-                    s.set_read_timeout(Some(IO_TIMEOUT))?;
-                    s.set_write_timeout(Some(IO_TIMEOUT))?;
+                    s.set_read_timeout(Some(self.io_timeout))?;
+                    s.set_write_timeout(Some(self.io_timeout))?;
                     return Ok(s);
                 }
                 Err(e) => last = e,

@@ -35,6 +35,34 @@ pub fn token_matches(candidate: &str, stored_hash: &str) -> bool {
     sg_proto::tls::ring_eq(hash_token(candidate).as_bytes(), stored_hash.as_bytes())
 }
 
+/// The file in the data dir that holds the admin token (mode 0600), for sgctl.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The admin token: `given` (flag or environment), else `admin.token`, else newly
+/// generated there; with a note to log when it was generated.
+pub fn admin_token(
+    data_dir: &std::path::Path,
+    given: Option<&str>,
+) -> Result<(String, Option<String>), crate::pki::PkiError> {
+    if let Some(t) = given {
+        return Ok((t.to_string(), None));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok((t, None));
+        }
+    }
+    let token = new_token().replacen("sgt_", "sga_", 1);
+    crate::pki::write_private(&path, format!("{token}\n").as_bytes(), 0o600)?;
+    let note = format!(
+        "generated an admin token in {} (mode 0600): sgctl reads it from there",
+        path.display()
+    );
+    Ok((token, Some(note)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

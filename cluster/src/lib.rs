@@ -16,6 +16,7 @@ pub mod api;
 pub mod config;
 pub mod controls;
 pub mod drain;
+pub mod etcd;
 pub mod ctl;
 pub mod events;
 pub mod http_client;

@@ -127,6 +127,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// The CA's private key, PEM (for the cluster record, which every node issues from).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
     /// Issues a server certificate for `names` (DNS names or IP addresses).
     pub fn issue_server(&self, names: &[String], days: u64) -> Result<(String, String), PkiError> {
         let mut params = CertificateParams::new(names.to_vec())?;
@@ -182,24 +187,41 @@ pub fn load_operator_identity(cert: &Path, key: &Path) -> Result<NodePki, PkiErr
     })
 }
 
+/// The CA in `dir` (`ca.pem`, `ca.key`), generated there if missing; with a note when it
+/// was generated.
+pub fn load_or_create_ca(dir: &Path) -> Result<(CertificateAuthority, Option<String>), PkiError> {
+    let ca_path = dir.join(CA_FILE);
+    let ca_key_path = dir.join(CA_KEY_FILE);
+    if ca_path.exists() && ca_key_path.exists() {
+        let ca =
+            CertificateAuthority::load(tls::read_file(&ca_path)?, &tls::read_file(&ca_key_path)?)?;
+        return Ok((ca, None));
+    }
+    let ca = CertificateAuthority::generate()?;
+    install_ca(dir, &ca.cert_pem, &ca.key_pem())?;
+    let note = format!(
+        "generated a CA certificate at {}: clients pass `--ca {}`",
+        ca_path.display(),
+        ca_path.display()
+    );
+    Ok((ca, Some(note)))
+}
+
+/// Writes a CA (a cluster's, shared by every node) into `dir`; the server certificate is
+/// reissued from it at the next [`load_or_create`].
+pub fn install_ca(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
+    // Checked before anything is written: a broken pair must not replace a working one.
+    CertificateAuthority::load(cert_pem.to_string(), key_pem)?;
+    write_private(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), 0o600)?;
+    write_private(&dir.join(CA_FILE), cert_pem.as_bytes(), 0o644)
+}
+
 /// Loads the node's own CA and server certificate from `dir`, creating what is missing.
 pub fn load_or_create(dir: &Path, names: &[String]) -> Result<NodePki, PkiError> {
     let mut notes = Vec::new();
     let ca_path = dir.join(CA_FILE);
-    let ca_key_path = dir.join(CA_KEY_FILE);
-    let ca = if ca_path.exists() && ca_key_path.exists() {
-        CertificateAuthority::load(tls::read_file(&ca_path)?, &tls::read_file(&ca_key_path)?)?
-    } else {
-        let ca = CertificateAuthority::generate()?;
-        write_private(&ca_key_path, ca.key.serialize_pem().as_bytes(), 0o600)?;
-        write_private(&ca_path, ca.cert_pem.as_bytes(), 0o644)?;
-        notes.push(format!(
-            "generated a CA certificate at {}: clients pass `--ca {}`",
-            ca_path.display(),
-            ca_path.display()
-        ));
-        ca
-    };
+    let (ca, note) = load_or_create_ca(dir)?;
+    notes.extend(note);
 
     let server_path = dir.join(SERVER_FILE);
     let server_key_path = dir.join(SERVER_KEY_FILE);
@@ -211,8 +233,13 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<NodePki, PkiError>
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age.as_secs() < (SERVER_CERT_DAYS - RENEW_BEFORE_DAYS) * 86_400);
-    let reuse =
-        current.as_deref() == Some(wanted.as_str()) && fresh_enough && server_key_path.exists();
+    // A server certificate from another CA (this node joined a cluster) is reissued.
+    let same_ca = std::fs::read_to_string(&server_path)
+        .is_ok_and(|chain| chain.contains(ca.cert_pem.trim()));
+    let reuse = current.as_deref() == Some(wanted.as_str())
+        && fresh_enough
+        && same_ca
+        && server_key_path.exists();
     let server = if reuse {
         identity_from_pem(
             &server_path.display().to_string(),

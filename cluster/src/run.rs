@@ -1,19 +1,20 @@
 //! Starting and stopping a node: data dir, store, certificates, actors, listeners, and the
 //! `node.json` file that tells local tools (sgctl, tests) where everything listens.
 
-use crate::actors::node::{Apply, Barrier, Node};
+use crate::actors::node::{Apply, Barrier, Node, SetFleet};
 use crate::actors::state::{AttachNode, Read, StateActor};
 use crate::actors::NodeShared;
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::drain::drain;
-use crate::status::{NodeStatus, StoreHealth};
+use crate::etcd::boot::ClusterLink;
+use crate::etcd::registry::{Fleet, NodeRecord};
 use crate::ids::{hash_token, new_id};
-
 use crate::pki::{self, write_private, NodePki};
 use crate::ports::PortPool;
 use crate::state::{Issuer, State};
-use crate::store::SledStore;
+use crate::status::{NodeStatus, StoreHealth};
+use crate::store::{SledStore, Store};
 use crate::tunnel::TunnelListener;
 use crate::workers::Workers;
 use actix::prelude::*;
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 /// File in the data dir that says where a running node listens.
 pub const NODE_FILE: &str = "node.json";
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub use crate::ids::ADMIN_TOKEN_FILE;
 pub const CA_FILE: &str = "ca.pem";
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum NodeError {
     },
     #[error("the node's actors did not start")]
     Actors,
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// What `node.json` holds.
@@ -79,29 +82,6 @@ fn prepare_data_dir(dir: &Path) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// The admin token: from the config, else from `admin.token`, else newly generated there.
-fn admin_token(config: &NodeConfig) -> Result<(String, Option<String>), NodeError> {
-    if let Some(t) = &config.admin_token {
-        return Ok((t.clone(), None));
-    }
-    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_string();
-        if !t.is_empty() {
-            return Ok((t, None));
-        }
-    }
-    let token = crate::ids::new_token().replacen("sgt_", "sga_", 1);
-    write_private(&path, format!("{token}\n").as_bytes(), 0o600)?;
-    Ok((
-        token,
-        Some(format!(
-            "generated an admin token in {} (mode 0600): sgctl reads it from there",
-            path.display()
-        )),
-    ))
-}
-
 /// Runs a node until SIGINT/SIGTERM, then drains it. Call inside an actix `System`.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     run_until(config, wait_for_signal()).await
@@ -114,14 +94,46 @@ pub async fn run_until(
 ) -> Result<(), NodeError> {
     prepare_data_dir(&config.data_dir)?;
     let store_path = config.data_dir.join("state");
-    let store = SledStore::open(&store_path).map_err(|source| NodeError::Store {
+    let store_err = |source| NodeError::Store {
         path: store_path.display().to_string(),
         source,
-    })?;
-    let (token, token_note) = admin_token(&config)?;
-    if let Some(note) = token_note {
-        tracing::info!("{note}");
-    }
+    };
+    let local = SledStore::open(&store_path).map_err(store_err)?;
+    let node_id = match local.meta("node_id").map_err(store_err)? {
+        Some(id) => id,
+        None => {
+            let id = new_id("nd");
+            local.set_meta("node_id", &id).map_err(store_err)?;
+            id
+        }
+    };
+
+    // The cluster, if any: which one, and its admin token and CA.
+    let (local, cluster) = match config.etcd.clone() {
+        None => (local, None),
+        Some(etcd_config) => {
+            let (cfg, id) = (config.clone(), node_id.clone());
+            actix_rt::task::spawn_blocking(move || {
+                let link = ClusterLink::establish(&etcd_config, &local, &cfg, &id);
+                (local, link)
+            })
+            .await
+            .map(|(local, link)| link.map(|l| (local, Some(l))))
+            .map_err(|_| NodeError::Actors)?
+            .map_err(|e| NodeError::Cluster(e.to_string()))?
+        }
+    };
+    let admin_token_hash = match &cluster {
+        Some(link) => link.membership.admin_token_hash.clone(),
+        None => {
+            let (token, note) =
+                crate::ids::admin_token(&config.data_dir, config.admin_token.as_deref())?;
+            if let Some(note) = note {
+                tracing::info!("{note}");
+            }
+            hash_token(&token)
+        }
+    };
     let NodePki {
         ca,
         ca_path,
@@ -134,31 +146,23 @@ pub async fn run_until(
     for note in notes {
         tracing::info!("{note}");
     }
+    let status = Arc::new(NodeStatus::new(match &cluster {
+        Some(link) => link.initial_health(),
+        None => StoreHealth::Local,
+    }));
+    let store: Box<dyn Store> = match &cluster {
+        Some(link) => Box::new(link.store(local, status.clone(), &node_id)),
+        None => Box::new(local),
+    };
     let state = State::open(
-        Box::new(store),
+        store,
         PortPool::new(config.cloud_ports.clone(), config.cloud_bind),
         Issuer {
             cloud_host: config.cloud_host.clone(),
             ca: ca.map(Arc::new),
         },
     )
-    .map_err(|source| NodeError::Store {
-        path: store_path.display().to_string(),
-        source,
-    })?;
-    let node_id = match state.meta("node_id").ok().flatten() {
-        Some(id) => id,
-        None => {
-            let id = new_id("nd");
-            state
-                .set_meta("node_id", &id)
-                .map_err(|source| NodeError::Store {
-                    path: store_path.display().to_string(),
-                    source,
-                })?;
-            id
-        }
-    };
+    .map_err(store_err)?;
 
     // Actors.
     let workers = Workers::start(config.workers);
@@ -177,9 +181,10 @@ pub async fn run_until(
         config.cloud_bind,
         workers,
         state_addr.clone(),
-        Arc::new(NodeStatus::new(StoreHealth::Local)),
+        status.clone(),
+        cluster.as_ref().map(|c| c.replication.clone()),
     ));
-    let node = Node::new(shared.clone()).start();
+    let node = Node::new(shared.clone(), Fleet::default()).start();
     state_addr
         .send(AttachNode(node.clone()))
         .await
@@ -192,6 +197,10 @@ pub async fn run_until(
         .await
         .map_err(|_| NodeError::Actors)?;
     node.send(Barrier).await.map_err(|_| NodeError::Actors)?;
+    if let Some(link) = &cluster {
+        link.start_replication(state_addr.clone(), status.clone())
+            .await;
+    }
 
     // Tunnel port.
     let tunnel_tls = sg_proto::tls::server_config(server.chain.clone(), server.key.clone_key())
@@ -229,12 +238,20 @@ pub async fn run_until(
     let api_addr = api_listener.local_addr().map_err(api_listen_err)?;
     let api_tls = sg_proto::tls::server_config(server.chain.clone(), server.key.clone_key())
         .map_err(pki::PkiError::from)?;
+    let peers = match (&ca_path, server.chain.last()) {
+        (Some(p), _) => sg_proto::tls::read_file(p)
+            .and_then(|pem| sg_proto::tls::certs_from_pem("the cluster CA", &pem))
+            .map_err(pki::PkiError::from)?,
+        (None, Some(root)) => vec![root.clone()],
+        (None, None) => Vec::new(),
+    };
     let api_server = api::serve(
         ApiState {
             state: state_addr.clone(),
             node: node.clone(),
             shared: shared.clone(),
-            admin_token_hash: hash_token(&token),
+            admin_token_hash,
+            peers: sg_proto::tls::ServerTrust::Roots(peers),
         },
         api_listener,
         api_tls,
@@ -242,6 +259,27 @@ pub async fn run_until(
     .map_err(api_listen_err)?;
     let api_handle = api_server.handle();
     actix_rt::spawn(api_server);
+
+    // Presence: the fleet is this node, or what the cluster's registry says.
+    let me = NodeRecord {
+        v: 1,
+        id: node_id.clone(),
+        region: config.region.clone(),
+        tunnel: with_port(&config.advertise_tunnel, tunnel_addr.port()),
+        api: with_port(&config.advertise_api, api_addr.port()),
+        cloud_host: config.cloud_host.clone(),
+        version: sg_proto::version::PRODUCT_VERSION.to_string(),
+        protocol: sg_proto::version::ProtocolVersion::current(),
+        draining: false,
+        started_at: crate::time::now_secs(),
+    };
+    let registry = match &cluster {
+        Some(link) => Some(link.register(node.clone(), me)),
+        None => {
+            node.do_send(SetFleet(Arc::new(Fleet { nodes: vec![me] })));
+            None
+        }
+    };
 
     let node_file = NodeFile {
         pid: std::process::id(),
@@ -263,21 +301,41 @@ pub async fn run_until(
     tracing::info!(
         region = %config.region,
         node = %node_id,
-        "sg-node {} ready: tunnel {tunnel_addr} (TLS), API https://{api_addr}, cloud ports {}-{} on {}",
+        "sg-node {} ready: tunnel {tunnel_addr} (TLS), API https://{api_addr}, cloud ports {}-{} on {}{}",
         sg_proto::version::PRODUCT_VERSION,
         config.cloud_ports.start(),
         config.cloud_ports.end(),
         config.cloud_bind,
+        match &cluster {
+            Some(link) => format!(", cluster {} in etcd", link.membership.cluster_id),
+            None => String::new(),
+        }
     );
 
     shutdown.await;
     tracing::info!("shutting down: draining");
-    drain(&node, &shared, config.drain, async {}).await;
+    drain(&node, &shared, config.drain, async {
+        if let Some(r) = &registry {
+            r.set_draining().await;
+        }
+    })
+    .await;
     api_handle.stop(true).await;
+    if let Some(r) = &registry {
+        r.leave().await;
+    }
     let _ = std::fs::remove_file(&node_file_path);
     shared.workers.stop();
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// An advertised address whose port was left to the kernel (`:0`) gets the real one.
+fn with_port(advertised: &str, port: u16) -> String {
+    match advertised.strip_suffix(":0") {
+        Some(host) => format!("{host}:{port}"),
+        None => advertised.to_string(),
+    }
 }
 
 async fn wait_for_signal() {

@@ -13,7 +13,7 @@ use crate::ids::{hash_token, new_id, new_token};
 use crate::pki::CertificateAuthority;
 use crate::ports::PortPool;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD_VERSION};
-use crate::store::{Op, Store, StoreError};
+use crate::store::{Op, Replicated, Snapshot, Store, StoreError};
 use crate::time::now_secs;
 use serde::Deserialize;
 use sg_proto::frame::{AppProtocol, ResourceTls};
@@ -430,6 +430,9 @@ impl State {
                 }
                 Op::DeleteGateway(id) => {
                     if self.gateways.remove(&id).is_some() {
+                        if let Err(e) = self.store.delete_events(&id) {
+                            tracing::warn!(gateway = %id, "could not delete the event log: {e}");
+                        }
                         changes.push(Change::GatewayRemoved { id });
                     }
                 }
@@ -446,7 +449,7 @@ impl State {
                         changes.push(Change::Destination(d));
                     }
                 }
-                Op::DeleteDestination(id) => {
+                Op::DeleteDestination { id, .. } => {
                     if let Some(d) = self.destinations.remove(&id) {
                         if let Some(p) = d.cloud_port {
                             self.ports.release(p);
@@ -470,6 +473,69 @@ impl State {
             }
         }
         changes
+    }
+
+    /// Applies what the cluster's store replicated: changes newer than the copy, or a
+    /// whole snapshot the copy must become (what is gone from it is deleted here too).
+    pub fn replicate(&mut self, replicated: Replicated) -> Result<Vec<Change>, StateError> {
+        let applied = self.store.revision()?.unwrap_or(0);
+        let (ops, revision) = match replicated {
+            Replicated::Changes(changes) => {
+                let revision = changes.iter().map(|(r, _)| *r).max().unwrap_or(0);
+                let ops: Vec<Op> = changes
+                    .into_iter()
+                    .filter(|(r, _)| *r > applied)
+                    .map(|(_, op)| op)
+                    .collect();
+                if ops.is_empty() {
+                    return Ok(Vec::new());
+                }
+                (ops, revision)
+            }
+            Replicated::Snapshot(snapshot) => {
+                if snapshot.revision < applied && !snapshot.restored {
+                    // This node wrote something newer meanwhile: take a fresher snapshot.
+                    return Err(StoreError::Stale { revision: applied }.into());
+                }
+                let revision = snapshot.revision;
+                (self.diff(snapshot), revision)
+            }
+        };
+        self.store.apply_replicated(&ops, revision)?;
+        Ok(self.apply(ops))
+    }
+
+    /// The ops that turn this copy into `snapshot`: the plan first (its epoch decides what
+    /// is active), then puts, then deletes of what the snapshot no longer has.
+    fn diff(&self, snapshot: Snapshot) -> Vec<Op> {
+        let Snapshot {
+            plan,
+            gateways,
+            destinations,
+            unreadable,
+            ..
+        } = snapshot;
+        let mut ops = vec![Op::PutPlan(plan.unwrap_or_default())];
+        let keep_gw: std::collections::HashSet<String> =
+            gateways.iter().map(|g| g.id.clone()).collect();
+        let keep_ds: std::collections::HashSet<String> =
+            destinations.iter().map(|d| d.id.clone()).collect();
+        ops.extend(gateways.into_iter().map(Op::PutGateway));
+        ops.extend(destinations.into_iter().map(Op::PutDestination));
+        for d in self.destinations.values() {
+            if !keep_ds.contains(&d.id) && !unreadable.contains(&d.id) {
+                ops.push(Op::DeleteDestination {
+                    gateway_id: d.gateway_id.clone(),
+                    id: d.id.clone(),
+                });
+            }
+        }
+        for g in self.gateways.values() {
+            if !keep_gw.contains(&g.id) && !unreadable.contains(&g.id) {
+                ops.push(Op::DeleteGateway(g.id.clone()));
+            }
+        }
+        ops
     }
 
     /// After a new plan epoch: what was active under the old one is inactive now.
@@ -611,14 +677,13 @@ impl State {
         let mut ops: Vec<Op> = self
             .destinations_of(id)?
             .into_iter()
-            .map(|d| Op::DeleteDestination(d.id))
+            .map(|d| Op::DeleteDestination {
+                gateway_id: d.gateway_id,
+                id: d.id,
+            })
             .collect();
         ops.push(Op::DeleteGateway(id.to_string()));
-        let changes = self.commit(ops)?;
-        if let Err(e) = self.store.delete_events(id) {
-            tracing::warn!(gateway = id, "could not delete the event log: {e}");
-        }
-        Ok(changes)
+        self.commit(ops)
     }
 
     pub fn regenerate_token(
@@ -855,7 +920,10 @@ impl State {
         id: &str,
     ) -> Result<Vec<Change>, StateError> {
         self.destination(gateway_id, id)?;
-        self.commit(vec![Op::DeleteDestination(id.to_string())])
+        self.commit(vec![Op::DeleteDestination {
+            gateway_id: gateway_id.to_string(),
+            id: id.to_string(),
+        }])
     }
 
     // ---- plan -----------------------------------------------------------------------

@@ -196,6 +196,7 @@ impl TunnelListener {
             handle,
             worker,
             token_hash: auth.token_hash,
+            protocol_minor: hello.protocol.minor,
         };
         // We run on the session's arbiter, so the actor starts here.
         Session::new(

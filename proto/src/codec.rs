@@ -123,6 +123,7 @@ fn decode_payload(kind: FrameKind, stream: StreamId, payload: Bytes) -> Result<F
         FrameKind::Notice => Frame::Notice(json(kind, &payload)?),
         FrameKind::Report => Frame::Report(json(kind, &payload)?),
         FrameKind::AclUpdate => Frame::AclUpdate(json(kind, &payload)?),
+        FrameKind::NodeList => Frame::NodeList(json(kind, &payload)?),
     };
     Ok(frame)
 }
@@ -208,6 +209,7 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut) -> Result<(), FrameError>
         Frame::Notice(p) => put_json(dst, kind, stream, p)?,
         Frame::Report(p) => put_json(dst, kind, stream, p)?,
         Frame::AclUpdate(p) => put_json(dst, kind, stream, p)?,
+        Frame::NodeList(p) => put_json(dst, kind, stream, p)?,
     }
     Ok(())
 }
@@ -300,6 +302,14 @@ mod tests {
             kind: NoticeKind::ConnectionLimit,
             message: "m".into(),
             count: 3,
+        }));
+        roundtrip(Frame::NodeList(NodeList {
+            nodes: vec![NodeEntry {
+                node_id: "nd_1".into(),
+                region: "eu-de".into(),
+                tunnel: "node1.example:9000".into(),
+                draining: true,
+            }],
         }));
         roundtrip(Frame::Report(Report {
             kind: ReportKind::AclRefused,

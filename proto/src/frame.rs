@@ -32,6 +32,7 @@ pub enum FrameKind {
     Notice = 13,
     Report = 14,
     AclUpdate = 15,
+    NodeList = 16,
 }
 
 impl FrameKind {
@@ -53,6 +54,7 @@ impl FrameKind {
             13 => Notice,
             14 => Report,
             15 => AclUpdate,
+            16 => NodeList,
             _ => return None,
         })
     }
@@ -110,6 +112,8 @@ pub enum Frame {
     Report(Report),
     /// Client → node: replace the gateway's ACL (edited at a client's console).
     AclUpdate(AclUpdate),
+    /// Node → client: the cluster's live nodes (protocol 1.8 and later).
+    NodeList(NodeList),
 }
 
 impl Frame {
@@ -130,6 +134,7 @@ impl Frame {
             Frame::Notice(_) => FrameKind::Notice,
             Frame::Report(_) => FrameKind::Report,
             Frame::AclUpdate(_) => FrameKind::AclUpdate,
+            Frame::NodeList(_) => FrameKind::NodeList,
         }
     }
 
@@ -404,6 +409,24 @@ pub enum NoticeKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AclUpdate {
     pub rules: Vec<String>,
+}
+
+/// Node → client: every live node of the cluster, sent after Welcome and whenever the
+/// fleet changes. The client holds sessions to each node that is not draining, so one
+/// region's loss does not stop its gateways (F20, F32).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub node_id: String,
+    pub region: String,
+    /// `host:port` of the node's tunnel port.
+    pub tunnel: String,
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Client → node: an event the node records in the gateway's event log.

@@ -412,7 +412,7 @@ impl Mux {
                 self.events.push_back(MuxEvent::Pong { nonce });
                 Ok(())
             }
-            Frame::GoAway(_) | Frame::Config(_) | Frame::Notice(_) => {
+            Frame::GoAway(_) | Frame::Config(_) | Frame::Notice(_) | Frame::NodeList(_) => {
                 self.require_sender(Role::Node, kind)?;
                 self.events.push_back(MuxEvent::Control(frame));
                 Ok(())

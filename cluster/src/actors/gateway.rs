@@ -14,9 +14,10 @@ use actix::prelude::*;
 use serde::Serialize;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    DestinationSpec, Frame, GatewayConfig, GoAway, Notice, NoticeKind, OpenStream, Refusal,
-    RefuseCode,
+    DestinationSpec, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
+    Refusal, RefuseCode,
 };
+use sg_proto::version::NODE_LIST_SINCE;
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
 use std::collections::HashMap;
@@ -43,6 +44,11 @@ pub struct Gateway {
     /// The configuration sessions were last sent: a change clients cannot see (IP rules,
     /// cloud TLS, a port) sends nothing.
     pushed: Option<GatewayConfig>,
+    /// Connections the gateway has open on the other nodes of the cluster, as they last
+    /// published it; counted against the concurrency limit with this node's own.
+    remote_active: u32,
+    /// The cluster's live nodes, as clients are told.
+    nodes: Arc<NodeList>,
 }
 
 struct Slot {
@@ -95,6 +101,11 @@ pub struct LiveCounters {
 }
 
 impl LiveCounters {
+    /// Connections open now.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
     pub fn refuse(&self, why: Refused) {
         if let Some(i) = Refused::ALL.iter().position(|r| *r == why) {
             self.refused[i].fetch_add(1, Ordering::Relaxed);
@@ -132,20 +143,34 @@ pub struct SessionEntry {
     pub worker: Worker,
     /// The token hash the session authenticated against; stale after regeneration.
     pub token_hash: String,
+    /// The protocol minor the client speaks (what frames it understands).
+    pub protocol_minor: u16,
+}
+
+/// What a new Gateway actor starts from, besides its record.
+pub struct GatewayStart {
+    pub plan: Plan,
+    pub worker: usize,
+    /// Its counters, which the Node keeps too (to publish them to the cluster).
+    pub live: Arc<LiveCounters>,
+    pub remote_active: u32,
+    pub nodes: Arc<NodeList>,
 }
 
 impl Gateway {
-    pub fn new(shared: Arc<NodeShared>, record: GatewayRecord, plan: Plan, worker: usize) -> Self {
+    pub fn new(shared: Arc<NodeShared>, record: GatewayRecord, start: GatewayStart) -> Self {
         Gateway {
             shared,
-            worker,
+            worker: start.worker,
             record,
-            plan,
+            plan: start.plan,
             destinations: HashMap::new(),
             sessions: SessionSet::default(),
-            live: Arc::new(LiveCounters::default()),
+            live: start.live,
             notice: LimitNotice::default(),
             pushed: None,
+            remote_active: start.remote_active,
+            nodes: start.nodes,
         }
     }
 
@@ -391,6 +416,40 @@ impl Handler<SendGoAway> for Gateway {
     }
 }
 
+/// The cluster's live nodes changed: every client that understands it hears of it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetNodes(pub Arc<NodeList>);
+
+impl Handler<SetNodes> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SetNodes, _: &mut Self::Context) {
+        if *self.nodes == *msg.0 {
+            return;
+        }
+        self.nodes = msg.0;
+        for s in self.sessions.iter() {
+            if s.protocol_minor >= NODE_LIST_SINCE {
+                let _ = s
+                    .handle
+                    .send_control(Frame::NodeList((*self.nodes).clone()));
+            }
+        }
+    }
+}
+
+/// Connections the gateway has open on the other nodes changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRemoteActive(pub u32);
+
+impl Handler<SetRemoteActive> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: SetRemoteActive, _: &mut Self::Context) {
+        self.remote_active = msg.0;
+    }
+}
+
 /// Late in a drain: stop accepting on every cloud port. Carried connections go on.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -557,6 +616,11 @@ impl Handler<SessionUp> for Gateway {
         let _ = entry
             .handle
             .send_control(Frame::Config(Box::new(self.client_config())));
+        if entry.protocol_minor >= NODE_LIST_SINCE {
+            let _ = entry
+                .handle
+                .send_control(Frame::NodeList((*self.nodes).clone()));
+        }
         self.sessions.insert(entry.session_id.clone(), entry);
     }
 }
@@ -676,7 +740,7 @@ impl Handler<OpenConnection> for Gateway {
             ));
         }
         let limit = self.plan.max_connections_per_gateway;
-        if self.live.active.load(Ordering::Acquire) >= limit {
+        if self.live.active() + self.remote_active >= limit {
             let why = self.refuse(
                 Refused::Limit,
                 EventKind::LimitReached,
@@ -723,7 +787,7 @@ impl Handler<OpenConnection> for Gateway {
 
 /// One connected client process as the API shows it (F18); a client may hold several
 /// sessions to this node for the gateway (`--sessions`), summed here.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ClientView {
     pub client_id: String,
     pub version: String,
@@ -830,11 +894,15 @@ impl Handler<GetMetrics> for Gateway {
     }
 }
 
-/// The gateway's connection figures, summed over all its clients (F18).
-#[derive(Debug, Clone, Serialize)]
+/// The gateway's connection figures, summed over all its clients (F18) — on one node, or
+/// over the cluster with each node's part in `nodes`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GatewayStats {
     pub gateway_id: String,
     pub clients: usize,
+    /// The client processes counted in `clients`.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
     pub active_connections: u32,
     pub total_connections: u64,
     pub refused_connections: u64,
@@ -843,6 +911,25 @@ pub struct GatewayStats {
     /// Bytes from private services back to cloud applications.
     pub bytes_to_cloud: u64,
     pub max_connections: u32,
+    /// Each node's part (cluster-wide answers only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStats>,
+    /// Nodes that did not answer (cluster-wide answers only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_nodes: Vec<String>,
+}
+
+/// One node's part of a gateway's figures.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct NodeStats {
+    pub node_id: String,
+    pub region: String,
+    pub clients: usize,
+    pub active_connections: u32,
+    pub total_connections: u64,
+    pub refused_connections: u64,
+    pub bytes_to_resources: u64,
+    pub bytes_to_cloud: u64,
 }
 
 #[derive(Message)]
@@ -852,15 +939,22 @@ pub struct GetStats;
 impl Handler<GetStats> for Gateway {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let mut client_ids: Vec<String> =
+            self.sessions.iter().map(|s| s.client_id.clone()).collect();
+        client_ids.sort_unstable();
+        client_ids.dedup();
         MessageResult(GatewayStats {
             gateway_id: self.id().to_string(),
-            clients: self.client_count(),
+            clients: client_ids.len(),
+            client_ids,
             active_connections: self.live.active.load(Ordering::Acquire),
             total_connections: self.live.total.load(Ordering::Relaxed),
             refused_connections: self.live.refused_total(),
             bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
             bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
             max_connections: self.plan.max_connections_per_gateway,
+            nodes: Vec::new(),
+            unreachable_nodes: Vec::new(),
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod node;
 pub mod session;
 pub mod state;
 
+use crate::etcd::store::Replication;
 use crate::events::EventThrottle;
 use crate::limiter::HandshakeLimiter;
 use crate::records::{EventKind, EventRecord, RECORD_VERSION};
@@ -45,6 +46,8 @@ pub struct NodeShared {
     /// Carried connections and client sessions alive now, so a drain can wait for them.
     pub connections: Arc<Tracker>,
     pub sessions: Arc<Tracker>,
+    /// In a cluster: how far the local copy has caught up with etcd.
+    pub replication: Option<Arc<Replication>>,
     next_connection: AtomicU64,
 }
 
@@ -57,6 +60,7 @@ impl NodeShared {
         workers: Workers,
         state: Addr<state::StateActor>,
         status: Arc<NodeStatus>,
+        replication: Option<Arc<Replication>>,
     ) -> Self {
         NodeShared {
             node_id,
@@ -70,6 +74,7 @@ impl NodeShared {
             status,
             connections: Arc::new(Tracker::default()),
             sessions: Arc::new(Tracker::default()),
+            replication,
             next_connection: AtomicU64::new(1),
         }
     }

@@ -3,7 +3,7 @@
 //! records what the client reports (ACL refusals) in the gateway's event log.
 
 use super::gateway::{Gateway, SessionDown, SessionEntry, SessionUp};
-use super::state::Mutate;
+use super::state::mutate;
 use super::NodeShared;
 use crate::records::EventKind;
 use crate::state::State;
@@ -140,31 +140,25 @@ where
                 let shared = self.shared.clone();
                 let rules = update.rules;
                 let count = rules.len();
-                let mutate = Mutate(Box::new(move |s: &mut State| {
-                    s.set_acl(&gateway_id, &rules).map(|(_, c)| ((), c))
-                }));
+                let set = move |s: &mut State| s.set_acl(&gateway_id, &rules).map(|(_, c)| ((), c));
                 let gateway_id = self.gateway_id.clone();
-                self.shared
-                    .state
-                    .send(mutate)
-                    .into_actor(self)
-                    .map(move |answer, _, _| {
-                        let message = match answer {
-                            Ok(Ok(())) => {
-                                format!("ACL replaced from a client's console ({count} rule(s))")
-                            }
-                            Ok(Err(e)) => format!("refused an ACL from a client's console: {e}"),
-                            Err(_) => "could not store an ACL from a client's console".into(),
-                        };
-                        shared.event(
-                            &gateway_id,
-                            EventKind::AclChanged,
-                            message,
-                            None,
-                            Some(&client_id),
-                        );
-                    })
-                    .spawn(ctx);
+                async move {
+                    let answer =
+                        mutate(&shared.state, shared.replication.as_deref(), set).await;
+                    let message = match answer {
+                        Ok(()) => format!("ACL replaced from a client's console ({count} rule(s))"),
+                        Err(e) => format!("refused an ACL from a client's console: {e}"),
+                    };
+                    shared.event(
+                        &gateway_id,
+                        EventKind::AclChanged,
+                        message,
+                        None,
+                        Some(&client_id),
+                    );
+                }
+                .into_actor(self)
+                .spawn(ctx);
             }
             SessionEvent::Control(_) => {}
             SessionEvent::Incoming { stream, .. } => {

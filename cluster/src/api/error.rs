@@ -2,6 +2,7 @@
 //! to do>"}`.
 
 use crate::state::StateError;
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -18,6 +19,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     NoFreePort(String),
     Storage(String),
+    /// The cluster's store cannot take changes now; nothing was changed.
+    StoreUnavailable(String),
     Unavailable,
 }
 
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::NoFreePort(_) => "no_free_port",
             ApiError::Storage(_) => "storage_error",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Unavailable => "unavailable",
         }
     }
@@ -66,7 +70,8 @@ impl fmt::Display for ApiError {
             ApiError::BadBody(m)
             | ApiError::LimitReached(m)
             | ApiError::NoFreePort(m)
-            | ApiError::Storage(m) => f.write_str(m),
+            | ApiError::Storage(m)
+            | ApiError::StoreUnavailable(m) => f.write_str(m),
             ApiError::Conflict { message, .. } => f.write_str(message),
             ApiError::Unavailable => write!(f, "the node is starting or stopping; retry shortly"),
         }
@@ -80,7 +85,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } | ApiError::NoSuchEndpoint { .. } => StatusCode::NOT_FOUND,
             ApiError::Invalid { .. } | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::LimitReached(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::NoFreePort(_) | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoFreePort(_) | ApiError::Unavailable | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +111,9 @@ impl From<StateError> for ApiError {
             e @ StateError::LimitReached { .. } => ApiError::LimitReached(e.to_string()),
             StateError::Conflict { code, message } => ApiError::Conflict { code, message },
             e @ StateError::NoFreePort { .. } => ApiError::NoFreePort(e.to_string()),
+            StateError::Store(e @ (StoreError::Unavailable(_) | StoreError::Stale { .. })) => {
+                ApiError::StoreUnavailable(e.to_string())
+            }
             StateError::Store(e) => ApiError::Storage(e.to_string()),
         }
     }

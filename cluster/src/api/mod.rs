@@ -5,13 +5,14 @@
 //! — so a `201` for a destination means its cloud port is already listening.
 
 pub mod error;
+pub mod fanout;
 pub mod metrics;
 pub mod routes;
 pub mod views;
 
 use crate::actors::gateway::Gateway;
 use crate::actors::node::{Barrier, FindGateway, Node};
-use crate::actors::state::{Mutate, Read, StateActor};
+use crate::actors::state::{mutate, Read, StateActor};
 use crate::ids::token_matches;
 use crate::state::{Change, State, StateError};
 use actix::Addr;
@@ -28,6 +29,8 @@ pub struct ApiState {
     /// The node's identity, status and counters.
     pub shared: std::sync::Arc<crate::actors::NodeShared>,
     pub admin_token_hash: String,
+    /// How this node verifies the other nodes' APIs (the cluster's CA).
+    pub peers: sg_proto::tls::ServerTrust,
 }
 
 impl ApiState {
@@ -35,9 +38,9 @@ impl ApiState {
     pub async fn mutate<R, F>(&self, f: F) -> Result<R, ApiError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut State) -> Result<(R, Vec<Change>), StateError> + Send + 'static,
+        F: Fn(&mut State) -> Result<(R, Vec<Change>), StateError> + Send + Sync + 'static,
     {
-        let out = self.state.send(Mutate(Box::new(f))).await??;
+        let out = mutate(&self.state, self.shared.replication.as_deref(), f).await?;
         self.node.send(Barrier).await?;
         Ok(out)
     }
@@ -61,8 +64,11 @@ impl ApiState {
     }
 }
 
-/// Proof that the request carried the admin token.
-pub struct Admin;
+/// Proof that the request carried the admin token; the token itself goes along when this
+/// node asks the others (the cluster has one admin token).
+pub struct Admin {
+    pub token: String,
+}
 
 impl FromRequest for Admin {
     type Error = ApiError;
@@ -79,7 +85,9 @@ impl FromRequest for Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         ready(match presented {
-            Some(token) if token_matches(token, &api.admin_token_hash) => Ok(Admin),
+            Some(token) if token_matches(token, &api.admin_token_hash) => Ok(Admin {
+                token: token.to_string(),
+            }),
             _ => Err(ApiError::Unauthorized),
         })
     }

@@ -4,8 +4,11 @@
 use super::error::ApiError;
 use super::views::*;
 use super::{Admin, ApiState, Body};
-use crate::actors::gateway::{GetMetrics, GetStats, ListClients};
-use crate::actors::node::AllGateways;
+use super::fanout::gather;
+use crate::actors::gateway::{ClientView, GatewayStats, GetMetrics, GetStats, ListClients, NodeStats};
+use crate::actors::node::{AllGateways, GetFleet};
+use crate::etcd::registry::Fleet;
+use std::sync::Arc;
 use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -50,7 +53,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/gateways/{id}/acl", web::get().to(show_acl))
                 .route("/gateways/{id}/acl", web::put().to(set_acl))
                 .route("/plan", web::get().to(show_plan))
-                .route("/plan", web::put().to(set_plan)),
+                .route("/plan", web::put().to(set_plan))
+                .route("/nodes", web::get().to(list_nodes)),
         );
 }
 
@@ -108,7 +112,7 @@ async fn metrics(_: Admin, api: Api) -> Reply {
 
 async fn create_gateway(_: Admin, api: Api, body: Body<NewGateway>) -> Reply {
     let req = body.0;
-    let issued = api.mutate(move |s| s.create_gateway(req)).await?;
+    let issued = api.mutate(move |s| s.create_gateway(req.clone())).await?;
     Ok(HttpResponse::Created().json(GatewayView::new(&issued.gateway, Some(issued.token))))
 }
 
@@ -131,7 +135,7 @@ async fn update_gateway(
     body: Body<GatewayPatch>,
 ) -> Reply {
     let (id, patch) = (id.into_inner(), body.0);
-    let g = api.mutate(move |s| s.update_gateway(&id, patch)).await?;
+    let g = api.mutate(move |s| s.update_gateway(&id, patch.clone())).await?;
     Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
 }
 
@@ -172,16 +176,18 @@ async fn create_destination(
     body: Body<NewDestination>,
 ) -> Reply {
     let (id, req) = (id.into_inner(), body.0);
-    let d = api.mutate(move |s| s.create_destination(&id, req)).await?;
-    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.shared.cloud_host)))
+    let d = api.mutate(move |s| s.create_destination(&id, req.clone())).await?;
+    let fleet = api.node.send(GetFleet).await?;
+    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
 }
 
 async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let ds = api.read(move |s| s.destinations_of(&id)).await??;
+    let fleet = api.node.send(GetFleet).await?;
     let views: Vec<_> = ds
         .iter()
-        .map(|d| DestinationView::new(d, &api.shared.cloud_host))
+        .map(|d| DestinationView::new(d, &api.shared.cloud_host, &fleet))
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -191,7 +197,8 @@ async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>)
     let d = api
         .read(move |s| s.destination(&id, &did).cloned())
         .await??;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host)))
+    let fleet = api.node.send(GetFleet).await?;
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
 }
 
 async fn update_destination(
@@ -202,9 +209,10 @@ async fn update_destination(
 ) -> Reply {
     let ((id, did), patch) = (path.into_inner(), body.0);
     let d = api
-        .mutate(move |s| s.update_destination(&id, &did, patch))
+        .mutate(move |s| s.update_destination(&id, &did, patch.clone()))
         .await?;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host)))
+    let fleet = api.node.send(GetFleet).await?;
+    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
 }
 
 async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {
@@ -214,26 +222,132 @@ async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_clients(_: Admin, api: Api, id: web::Path<String>) -> Reply {
-    let gateway = api.gateway_actor(id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(gateway.send(ListClients).await?))
+/// `?scope=node` asks for this node's part only (what nodes ask each other); the default is
+/// the whole cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeQuery {
+    #[serde(default)]
+    scope: Option<String>,
 }
 
-async fn gateway_stats(_: Admin, api: Api, id: web::Path<String>) -> Reply {
-    let gateway = api.gateway_actor(id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(gateway.send(GetStats).await?))
+fn node_scope(scope: &Option<String>) -> Result<bool, ApiError> {
+    match scope.as_deref() {
+        None | Some("cluster") => Ok(false),
+        Some("node") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "scope",
+            format!("{other:?}: use \"node\" or \"cluster\""),
+        )),
+    }
+}
+
+/// The fleet to ask, or `None` when this node alone answers.
+async fn peers_to_ask(api: &ApiState, node_only: bool) -> Result<Option<Arc<Fleet>>, ApiError> {
+    if node_only {
+        return Ok(None);
+    }
+    let fleet = api.node.send(GetFleet).await?;
+    Ok((fleet.nodes.len() > 1).then_some(fleet))
+}
+
+fn unreachable_header(reply: &mut actix_web::HttpResponseBuilder, ids: &[(String, String)]) {
+    if !ids.is_empty() {
+        let ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+        reply.insert_header(("x-sg-unreachable-nodes", ids.join(",")));
+    }
+}
+
+async fn list_clients(
+    admin: Admin,
+    api: Api,
+    id: web::Path<String>,
+    query: web::Query<ScopeQuery>,
+) -> Reply {
+    let id = id.into_inner();
+    let gateway = api.gateway_actor(id.clone()).await?;
+    let mut clients = gateway.send(ListClients).await?;
+    let mut reply = HttpResponse::Ok();
+    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+        let path = format!("/v1/gateways/{id}/clients");
+        let got = gather::<Vec<ClientView>>(&api, &fleet, &admin.token, &path).await;
+        clients.extend(got.answers.into_iter().flat_map(|(_, c)| c));
+        unreachable_header(&mut reply, &got.unreachable);
+    }
+    Ok(reply.json(clients))
+}
+
+async fn gateway_stats(
+    admin: Admin,
+    api: Api,
+    id: web::Path<String>,
+    query: web::Query<ScopeQuery>,
+) -> Reply {
+    let id = id.into_inner();
+    let gateway = api.gateway_actor(id.clone()).await?;
+    let local = gateway.send(GetStats).await?;
+    let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? else {
+        return Ok(HttpResponse::Ok().json(local));
+    };
+    let path = format!("/v1/gateways/{id}/stats");
+    let got = gather::<GatewayStats>(&api, &fleet, &admin.token, &path).await;
+    let me = fleet.nodes.iter().find(|n| n.id == api.shared.node_id);
+    let mut parts = vec![(
+        api.shared.node_id.clone(),
+        me.map_or_else(|| api.shared.region.clone(), |n| n.region.clone()),
+        local,
+    )];
+    parts.extend(got.answers.into_iter().map(|(n, s)| (n.id, n.region, s)));
+    let mut total = GatewayStats {
+        gateway_id: id,
+        clients: 0,
+        client_ids: Vec::new(),
+        active_connections: 0,
+        total_connections: 0,
+        refused_connections: 0,
+        bytes_to_resources: 0,
+        bytes_to_cloud: 0,
+        max_connections: parts[0].2.max_connections,
+        nodes: Vec::new(),
+        unreachable_nodes: got.unreachable.iter().map(|(id, _)| id.clone()).collect(),
+    };
+    for (node_id, region, s) in parts {
+        total.client_ids.extend(s.client_ids.iter().cloned());
+        total.active_connections += s.active_connections;
+        total.total_connections += s.total_connections;
+        total.refused_connections += s.refused_connections;
+        total.bytes_to_resources += s.bytes_to_resources;
+        total.bytes_to_cloud += s.bytes_to_cloud;
+        total.nodes.push(NodeStats {
+            node_id,
+            region,
+            clients: s.clients,
+            active_connections: s.active_connections,
+            total_connections: s.total_connections,
+            refused_connections: s.refused_connections,
+            bytes_to_resources: s.bytes_to_resources,
+            bytes_to_cloud: s.bytes_to_cloud,
+        });
+    }
+    total.client_ids.sort_unstable();
+    total.client_ids.dedup();
+    total.clients = total.client_ids.len();
+    Ok(HttpResponse::Ok().json(total))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     limit: Option<usize>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Most events one request returns.
 const MAX_EVENTS: usize = 1000;
 
 async fn gateway_events(
-    _: Admin,
+    admin: Admin,
     api: Api,
     id: web::Path<String>,
     query: web::Query<EventsQuery>,
@@ -246,8 +360,33 @@ async fn gateway_events(
         ));
     }
     let id = id.into_inner();
-    let events = api.read(move |s| s.events(&id, limit)).await??;
-    let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    let gw = id.clone();
+    let events = api.read(move |s| s.events(&gw, limit)).await??;
+    let (node_id, region) = (&api.shared.node_id, &api.shared.region);
+    let mut views: Vec<EventView> = events
+        .into_iter()
+        .map(|e| EventView::new(e, node_id, region))
+        .collect();
+    let mut reply = HttpResponse::Ok();
+    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+        let path = format!("/v1/gateways/{id}/events?limit={limit}");
+        let got = gather::<Vec<EventView>>(&api, &fleet, &admin.token, &path).await;
+        views.extend(got.answers.into_iter().flat_map(|(_, e)| e));
+        // Every node writes the same timestamp format: the text sorts as the time does.
+        views.sort_by(|a, b| b.at.cmp(&a.at));
+        views.truncate(limit);
+        unreachable_header(&mut reply, &got.unreachable);
+    }
+    Ok(reply.json(views))
+}
+
+async fn list_nodes(_: Admin, api: Api) -> Reply {
+    let fleet = api.node.send(GetFleet).await?;
+    let views: Vec<NodeView> = fleet
+        .nodes
+        .iter()
+        .map(|n| NodeView::new(n, &api.shared.node_id))
+        .collect();
     Ok(HttpResponse::Ok().json(views))
 }
 
@@ -278,7 +417,7 @@ async fn show_plan(_: Admin, api: Api) -> Reply {
 
 async fn set_plan(_: Admin, api: Api, body: Body<PlanUpdate>) -> Reply {
     let update = body.0;
-    api.mutate(move |s| s.set_plan(update)).await?;
+    api.mutate(move |s| s.set_plan(update.clone())).await?;
     let view = api.read(|s| s.plan_view()).await?;
     Ok(HttpResponse::Ok().json(view))
 }

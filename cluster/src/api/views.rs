@@ -2,9 +2,10 @@
 //! be added.
 
 use crate::controls::{resource_tls_view, CloudTlsView, IpRule, ResourceTlsView};
+use crate::etcd::registry::{Fleet, NodeRecord};
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sg_proto::frame::AppProtocol;
 
 #[derive(Debug, Serialize)]
@@ -53,6 +54,9 @@ pub struct DestinationView {
     pub cloud_host: String,
     /// `null` while the destination is inactive: it has no port then.
     pub cloud_port: Option<u16>,
+    /// Where cloud applications reach it: the same port on every live node of the cluster,
+    /// so one DNS name over all regions keeps working when a region is lost.
+    pub cloud_addresses: Vec<CloudAddress>,
     pub active: bool,
     pub enabled: bool,
     pub created_at: String,
@@ -62,9 +66,33 @@ pub struct DestinationView {
     pub resource_tls: Option<ResourceTlsView>,
 }
 
+/// One node's cloud address of a destination.
+#[derive(Debug, Serialize)]
+pub struct CloudAddress {
+    pub region: String,
+    pub node_id: String,
+    pub host: String,
+    pub port: u16,
+}
+
 impl DestinationView {
-    pub fn new(d: &DestinationRecord, cloud_host: &str) -> Self {
+    pub fn new(d: &DestinationRecord, cloud_host: &str, fleet: &Fleet) -> Self {
+        let cloud_addresses = match d.cloud_port {
+            Some(port) => fleet
+                .nodes
+                .iter()
+                .filter(|n| !n.draining)
+                .map(|n| CloudAddress {
+                    region: n.region.clone(),
+                    node_id: n.id.clone(),
+                    host: n.cloud_host.clone(),
+                    port,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         DestinationView {
+            cloud_addresses,
             id: d.id.clone(),
             gateway_id: d.gateway_id.clone(),
             name: d.name.clone(),
@@ -108,9 +136,14 @@ impl PlanView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An event, tagged with the node that recorded it.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EventView {
     pub at: String,
+    #[serde(default)]
+    pub node_id: String,
+    #[serde(default)]
+    pub region: String,
     pub kind: crate::records::EventKind,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,14 +152,47 @@ pub struct EventView {
     pub client_id: Option<String>,
 }
 
-impl From<EventRecord> for EventView {
-    fn from(e: EventRecord) -> Self {
+impl EventView {
+    pub fn new(e: EventRecord, node_id: &str, region: &str) -> Self {
         EventView {
             at: rfc3339_millis(e.at),
+            node_id: node_id.to_string(),
+            region: region.to_string(),
             kind: e.kind,
             message: e.message,
             destination_id: e.destination_id,
             client_id: e.client_id,
+        }
+    }
+}
+
+/// A live node of the cluster (`GET /v1/nodes`).
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub id: String,
+    pub region: String,
+    pub tunnel: String,
+    pub api: String,
+    pub cloud_host: String,
+    pub version: String,
+    pub draining: bool,
+    pub started_at: String,
+    /// The node that answered.
+    pub this_node: bool,
+}
+
+impl NodeView {
+    pub fn new(n: &NodeRecord, me: &str) -> Self {
+        NodeView {
+            id: n.id.clone(),
+            region: n.region.clone(),
+            tunnel: n.tunnel.clone(),
+            api: n.api.clone(),
+            cloud_host: n.cloud_host.clone(),
+            version: n.version.clone(),
+            draining: n.draining,
+            started_at: rfc3339(n.started_at),
+            this_node: n.id == me,
         }
     }
 }

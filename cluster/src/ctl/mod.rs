@@ -60,10 +60,19 @@ pub enum Command {
     /// A gateway's access control list: show, set, clear, load.
     #[command(subcommand)]
     Acl(AclCmd),
-    /// Is the node up?
+    /// The cluster's live nodes: list.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Is the node up? (Fails while it drains.)
     Health,
     /// The node's Prometheus metrics.
     Metrics,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Live nodes: id, region, tunnel and API addresses, version, draining.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,9 +417,18 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     let out = output::Printer { json: cli.json };
     match cli.command {
         Command::Health => {
-            let v = check(api.get("/healthz")?)?;
-            out.object(&v, &["status", "region", "node_id", "version"]);
+            // A draining node answers 503 with the same body: show it, then fail.
+            let r = api.get("/healthz")?;
+            out.object(&r.body, &["status", "region", "node_id", "version", "store"]);
+            if !r.is_success() {
+                return Err(CtlError::Api {
+                    status: r.status,
+                    code: r.body["status"].as_str().unwrap_or("unhealthy").to_string(),
+                    message: "the node is not serving normally".into(),
+                });
+            }
         }
+        Command::Node(NodeCmd::List) => out.nodes(&check(api.get("/v1/nodes")?)?),
         Command::Metrics => {
             let (status, text) = api.get_text("/metrics")?;
             if status != 200 {

@@ -206,6 +206,7 @@ impl Printer {
             "version",
             "address",
             "region",
+            "node_id",
             "sessions",
             "active_streams",
             "connected_at",
@@ -217,8 +218,25 @@ impl Printer {
         if self.raw(v) {
             return;
         }
-        let keys = ["at", "kind", "message"];
+        let keys = ["at", "region", "kind", "message"];
         table(&keys, rows(v, &keys));
+    }
+
+    pub fn nodes(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        let keys = ["id", "region", "tunnel", "api", "version", "draining"];
+        let mut rows = rows(v, &keys);
+        // Mark the node that answered.
+        if let Some(list) = v.as_array() {
+            for (row, n) in rows.iter_mut().zip(list) {
+                if n["this_node"].as_bool() == Some(true) {
+                    row[0].push_str(" *");
+                }
+            }
+        }
+        table(&keys, rows);
     }
 
     pub fn acl(&self, v: &Value) {

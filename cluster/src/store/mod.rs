@@ -30,6 +30,14 @@ pub enum StoreError {
     /// unknown, so the node must stop and reload from disk rather than carry on.
     #[error("a committed change could not be flushed to disk: {0}")]
     NotDurable(sled::Error),
+    /// The cluster's store cannot take changes now (etcd unreachable, without quorum, or
+    /// holding another cluster). Nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Another node changed the configuration after this node's copy was last brought up
+    /// to date; retry once the copy has reached `revision`. Nothing was changed.
+    #[error("the configuration changed on another node (revision {revision}); retry")]
+    Stale { revision: i64 },
 }
 
 /// One change inside a batch.
@@ -41,8 +49,34 @@ pub enum Op {
     PutGateway(GatewayRecord),
     DeleteGateway(String),
     PutDestination(DestinationRecord),
-    DeleteDestination(String),
+    DeleteDestination {
+        gateway_id: String,
+        id: String,
+    },
     PutPlan(Plan),
+}
+
+/// What the cluster's store sends the local copy.
+#[derive(Debug)]
+pub enum Replicated {
+    /// Changes in revision order, each with the revision that made it.
+    Changes(Vec<(i64, Op)>),
+    /// Everything the cluster holds at one revision: the copy becomes exactly this.
+    Snapshot(Snapshot),
+}
+
+/// The whole configuration at `revision`.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub plan: Option<Plan>,
+    pub gateways: Vec<GatewayRecord>,
+    pub destinations: Vec<DestinationRecord>,
+    /// Ids whose stored value could not be read: kept as they are, never deleted.
+    pub unreadable: std::collections::HashSet<String>,
+    /// etcd went back in time (restored from a backup): accept a revision lower than
+    /// the one applied.
+    pub restored: bool,
 }
 
 /// Typed, durable storage of the node's state.
@@ -50,8 +84,14 @@ pub trait Store: Send + 'static {
     fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError>;
     fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
     fn plan(&self) -> Result<Option<Plan>, StoreError>;
-    /// Applies every op atomically and flushes to disk before returning.
+    /// Applies every op atomically and makes it durable where the configuration lives
+    /// (sled alone, or etcd and then the local copy) before returning.
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Applies ops that are already durable in the cluster's store (replicated from it) to
+    /// the local copy, recording the revision they bring it to.
+    fn apply_replicated(&self, ops: &[Op], revision: i64) -> Result<(), StoreError>;
+    /// The cluster revision the local copy has applied (`None` outside a cluster).
+    fn revision(&self) -> Result<Option<i64>, StoreError>;
     /// Appends to a gateway's event log (flushed periodically, not per event), keeping at
     /// most `keep` newest events of that gateway.
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError>;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Schema of the data dir; bump when a migration is needed.
 pub const SCHEMA_VERSION: u32 = 1;
 const PLAN_KEY: &[u8] = b"plan";
+/// `meta` key of the etcd revision a cluster node's copy has applied.
+const REVISION_KEY: &str = "etcd_revision";
 
 pub struct SledStore {
     db: sled::Db,
@@ -91,23 +93,10 @@ fn event_prefix(gateway_id: &str) -> Vec<u8> {
     k
 }
 
-impl Store for SledStore {
-    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError> {
-        all("gateway", &self.gateways)
-    }
-
-    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
-        all("destination", &self.destinations)
-    }
-
-    fn plan(&self) -> Result<Option<Plan>, StoreError> {
-        match self.plan.get(PLAN_KEY)? {
-            Some(bytes) => Ok(Some(decode("plan", PLAN_KEY, &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+impl SledStore {
+    /// Applies `ops` atomically and flushes. With `revision`, the batch also records the
+    /// etcd revision the local copy has reached (a cluster node's copy).
+    pub fn commit_at(&self, ops: &[Op], revision: Option<i64>) -> Result<(), StoreError> {
         // Encode first, so the transaction itself cannot fail half-way on our side.
         let mut encoded = Vec::with_capacity(ops.len());
         for op in ops {
@@ -117,12 +106,16 @@ impl Store for SledStore {
                 Op::PutDestination(d) => {
                     (1, d.id.as_bytes().to_vec(), Some(encode("destination", d)?))
                 }
-                Op::DeleteDestination(id) => (1, id.as_bytes().to_vec(), None),
+                Op::DeleteDestination { id, .. } => (1, id.as_bytes().to_vec(), None),
                 Op::PutPlan(p) => (2, PLAN_KEY.to_vec(), Some(encode("plan", p)?)),
             });
         }
-        (&self.gateways, &self.destinations, &self.plan)
-            .transaction(|(g, d, p)| {
+        let revision = revision.map(|r| r.to_string());
+        (&self.gateways, &self.destinations, &self.plan, &self.meta)
+            .transaction(|(g, d, p, m)| {
+                if let Some(r) = &revision {
+                    m.insert(REVISION_KEY, r.as_bytes())?;
+                }
                 for (tree, key, value) in &encoded {
                     let t = match tree {
                         0 => g,
@@ -148,6 +141,37 @@ impl Store for SledStore {
             })?;
         self.db.flush().map_err(StoreError::NotDurable)?;
         Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError> {
+        all("gateway", &self.gateways)
+    }
+
+    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
+        all("destination", &self.destinations)
+    }
+
+    fn plan(&self) -> Result<Option<Plan>, StoreError> {
+        match self.plan.get(PLAN_KEY)? {
+            Some(bytes) => Ok(Some(decode("plan", PLAN_KEY, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        self.commit_at(ops, None)
+    }
+
+    fn apply_replicated(&self, ops: &[Op], revision: i64) -> Result<(), StoreError> {
+        self.commit_at(ops, Some(revision))
+    }
+
+    fn revision(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .meta(REVISION_KEY)?
+            .and_then(|r| r.parse::<i64>().ok()))
     }
 
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError> {

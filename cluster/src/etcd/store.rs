@@ -1,0 +1,336 @@
+//! [`ClusterStore`]: the node's `Store` in a cluster. Reads come from the local copy (sled);
+//! a write is a transaction in etcd and, once etcd has it, a batch in the local copy.
+//!
+//! Every configuration write is a compare-and-swap on one marker key: the transaction
+//! applies only if the marker has not moved since the revision this node's copy has
+//! applied. So a write is validated against the whole, current configuration — plan limits,
+//! unique names and cloud ports — on whichever node takes it, and two nodes can never both
+//! win a race. The loser gets [`StoreError::Stale`]; its caller waits until the copy has
+//! caught up and runs the request again.
+//!
+//! etcd refuses transactions of more than 128 operations (and requests over 1.5 MiB); a
+//! larger change (a gateway's 500 destinations deactivated with it) goes out in chunks, each
+//! chained to the previous one on the marker.
+
+use super::keys::Keys;
+use super::Etcd;
+use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
+use crate::status::{NodeStatus, StoreHealth};
+use crate::store::{Op, SledStore, Store, StoreError};
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Operations per transaction, below etcd's default `--max-txn-ops` of 128 (the marker
+/// takes one more).
+const MAX_OPS_PER_TXN: usize = 100;
+/// Bytes of values per transaction, below etcd's default `--max-request-bytes` (1.5 MiB).
+const MAX_BYTES_PER_TXN: usize = 1024 * 1024;
+
+/// The revision of etcd the local copy has applied, readable anywhere and awaitable.
+#[derive(Debug)]
+pub struct Replication {
+    applied: AtomicI64,
+    tx: watch::Sender<i64>,
+}
+
+impl Replication {
+    pub fn new(applied: i64) -> Self {
+        Replication {
+            applied: AtomicI64::new(applied),
+            tx: watch::channel(applied).0,
+        }
+    }
+
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn set(&self, revision: i64) {
+        self.applied.store(revision, Ordering::Release);
+        self.tx.send_replace(revision);
+    }
+}
+
+pub struct ClusterStore {
+    local: SledStore,
+    etcd: Etcd,
+    replication: Arc<Replication>,
+    status: Arc<NodeStatus>,
+    node_id: String,
+}
+
+impl ClusterStore {
+    pub fn new(
+        local: SledStore,
+        etcd: Etcd,
+        replication: Arc<Replication>,
+        status: Arc<NodeStatus>,
+        node_id: String,
+    ) -> Self {
+        ClusterStore {
+            local,
+            etcd,
+            replication,
+            status,
+            node_id,
+        }
+    }
+
+    fn unavailable(&self, health: StoreHealth, detail: Option<String>) -> StoreError {
+        let why = match health {
+            StoreHealth::Detached => format!(
+                "etcd at {} does not hold this node's cluster under {} (wiped, restored \
+                 elsewhere, or another cluster): changes are refused until an operator acts; \
+                 see this node's log",
+                self.etcd.endpoints,
+                self.etcd.keys.prefix()
+            ),
+            _ => format!(
+                "etcd at {} cannot be reached or has no quorum{}: changes are refused until it \
+                 is back; every node keeps serving its copy of the configuration",
+                self.etcd.endpoints,
+                detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+        };
+        StoreError::Unavailable(why)
+    }
+
+    /// One transaction: `guard` compares the marker, the ops follow, the marker is
+    /// rewritten. Returns the revision it committed at, or who moved the marker.
+    fn transact(&self, guard: Compare, ops: Vec<TxnOp>) -> Result<i64, StoreError> {
+        let keys = &self.etcd.keys;
+        let mut then = ops;
+        then.push(TxnOp::put(
+            keys.marker(),
+            serde_json::json!({ "node": self.node_id, "at": crate::time::now_millis() })
+                .to_string(),
+            None,
+        ));
+        let txn = Txn::new()
+            .when([guard])
+            .and_then(then)
+            .or_else([TxnOp::get(keys.marker(), None)]);
+        let mut kv = self.etcd.client.kv_client();
+        let answer = self.etcd.block_on(self.etcd.timed(kv.txn(txn)));
+        let resp = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                if self.status.store() == StoreHealth::Synced {
+                    self.status.set_store(StoreHealth::Unreachable);
+                }
+                return Err(self.unavailable(StoreHealth::Unreachable, Some(e.to_string())));
+            }
+        };
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        let moved_at = resp
+            .op_responses()
+            .into_iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        Err(StoreError::Stale { revision: moved_at })
+    }
+}
+
+/// The etcd operations of a batch, in chunks that etcd accepts.
+pub(crate) fn chunks(keys: &Keys, ops: &[Op]) -> Result<Vec<Vec<TxnOp>>, StoreError> {
+    let deleted_gateways: HashSet<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::DeleteGateway(id) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<Vec<TxnOp>> = vec![Vec::new()];
+    let mut bytes = 0usize;
+    for op in ops {
+        let (txn_ops, size): (Vec<TxnOp>, usize) = match op {
+            Op::PutGateway(g) => {
+                let v = json("gateway", g)?;
+                let n = v.len();
+                (vec![TxnOp::put(keys.gateway(&g.id), v, None)], n)
+            }
+            Op::DeleteGateway(id) => (
+                vec![
+                    TxnOp::delete(keys.gateway(id), None),
+                    // Its destinations go in the same operation, however many they are.
+                    TxnOp::delete(
+                        keys.destinations_of(id),
+                        Some(DeleteOptions::new().with_prefix()),
+                    ),
+                ],
+                0,
+            ),
+            Op::PutDestination(d) => {
+                let v = json("destination", d)?;
+                let n = v.len();
+                (
+                    vec![TxnOp::put(keys.destination(&d.gateway_id, &d.id), v, None)],
+                    n,
+                )
+            }
+            Op::DeleteDestination { gateway_id, id } => {
+                if deleted_gateways.contains(gateway_id.as_str()) {
+                    continue;
+                }
+                (vec![TxnOp::delete(keys.destination(gateway_id, id), None)], 0)
+            }
+            Op::PutPlan(p) => {
+                let v = json("plan", p)?;
+                let n = v.len();
+                (vec![TxnOp::put(keys.plan(), v, None)], n)
+            }
+        };
+        let full = out.last().is_some_and(|c| {
+            !c.is_empty()
+                && (c.len() + txn_ops.len() > MAX_OPS_PER_TXN || bytes + size > MAX_BYTES_PER_TXN)
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(chunk) = out.last_mut() {
+            chunk.extend(txn_ops);
+        }
+    }
+    Ok(out)
+}
+
+fn json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+impl Store for ClusterStore {
+    fn gateways(&self) -> Result<Vec<GatewayRecord>, StoreError> {
+        self.local.gateways()
+    }
+
+    fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
+        self.local.destinations()
+    }
+
+    fn plan(&self) -> Result<Option<Plan>, StoreError> {
+        self.local.plan()
+    }
+
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let health = self.status.store();
+        if !health.writable() {
+            return Err(self.unavailable(health, None));
+        }
+        let marker = self.etcd.keys.marker();
+        // Nobody may have written since what this copy has applied.
+        let mut guard = Compare::mod_revision(
+            marker.clone(),
+            CompareOp::Less,
+            self.replication.applied() + 1,
+        );
+        let mut revision = self.replication.applied();
+        for chunk in chunks(&self.etcd.keys, ops)? {
+            revision = self.transact(guard, chunk)?;
+            // The next chunk follows this one, or nothing.
+            guard = Compare::mod_revision(marker.clone(), CompareOp::Equal, revision);
+        }
+        self.local.commit_at(ops, Some(revision))?;
+        self.replication.set(revision);
+        Ok(())
+    }
+
+    fn apply_replicated(&self, ops: &[Op], revision: i64) -> Result<(), StoreError> {
+        self.local.commit_at(ops, Some(revision))?;
+        self.replication.set(revision);
+        Ok(())
+    }
+
+    fn revision(&self) -> Result<Option<i64>, StoreError> {
+        Ok(Some(self.replication.applied()))
+    }
+
+    fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError> {
+        self.local.append_event(event, keep)
+    }
+
+    fn events(&self, gateway_id: &str, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.local.events(gateway_id, limit)
+    }
+
+    fn delete_events(&self, gateway_id: &str) -> Result<(), StoreError> {
+        self.local.delete_events(gateway_id)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.local.meta(key)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.local.set_meta(key, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::RECORD_VERSION;
+
+    fn dest(i: usize) -> DestinationRecord {
+        DestinationRecord {
+            v: RECORD_VERSION,
+            id: format!("ds_{i}"),
+            gateway_id: "gw_a".into(),
+            name: "d".into(),
+            resource_host: "10.0.0.1".into(),
+            resource_port: 80,
+            protocol: Default::default(),
+            cloud_port: None,
+            last_cloud_port: None,
+            active: false,
+            enabled: true,
+            suspended: false,
+            created_at: 0,
+            ip_rules: vec![],
+            cloud_tls: Default::default(),
+            resource_tls: None,
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn large_batches_are_split_below_etcds_limits() {
+        let keys = Keys::new("/sg");
+        let ops: Vec<Op> = (0..250).map(|i| Op::PutDestination(dest(i))).collect();
+        let c = chunks(&keys, &ops).unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|c| c.len() <= MAX_OPS_PER_TXN));
+        assert_eq!(c.iter().map(Vec::len).sum::<usize>(), 250);
+    }
+
+    #[test]
+    fn a_gateway_delete_is_two_operations_whatever_it_holds() {
+        let keys = Keys::new("/sg");
+        let mut ops: Vec<Op> = (0..500)
+            .map(|i| Op::DeleteDestination {
+                gateway_id: "gw_a".into(),
+                id: format!("ds_{i}"),
+            })
+            .collect();
+        ops.push(Op::DeleteGateway("gw_a".into()));
+        let c = chunks(&keys, &ops).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].len(), 2);
+    }
+}
