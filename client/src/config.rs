@@ -37,9 +37,17 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub tokens: Option<String>,
-    /// A node's tunnel address; repeat for nodes in several regions.
+    /// A node's tunnel address; repeat for nodes in several regions. These are seeds: the
+    /// node tells the client every live node of its cluster, and the client connects to
+    /// each (see --no-discover).
     #[arg(long = "server", value_name = "HOST:PORT")]
     pub servers: Vec<String>,
+    /// Connect only to the --server addresses, not to the other nodes of the cluster.
+    #[arg(long)]
+    pub no_discover: bool,
+    /// Source address for connections to nodes (a host with several addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub client_bind: Option<IpAddr>,
     /// CA certificate the node's certificate chains to (the node's ca.pem).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -97,6 +105,8 @@ struct FileConfig {
     gateways: Option<Vec<String>>,
     tokens: Option<String>,
     servers: Option<Vec<String>>,
+    no_discover: Option<bool>,
+    client_bind: Option<IpAddr>,
     ca: Option<PathBuf>,
     fingerprint: Option<String>,
     reconnect: Option<i64>,
@@ -194,7 +204,11 @@ pub enum Reconnect {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub gateways: Vec<GatewayCredentials>,
+    /// Seeds: the nodes dialled first.
     pub servers: Vec<ServerAddr>,
+    /// Whether to connect to every live node the cluster names.
+    pub discover: bool,
+    pub client_bind: Option<IpAddr>,
     pub trust: ServerTrust,
     pub reconnect: Reconnect,
     pub sessions: usize,
@@ -351,9 +365,14 @@ impl ClientConfig {
             ),
             password,
         });
+        // A pinned fingerprint verifies one node's certificate, not its peers'.
+        let pinned = matches!(trust, ServerTrust::Fingerprint(_));
+        let discover = !(args.no_discover || file.no_discover.unwrap_or(false) || pinned);
         Ok(ClientConfig {
             gateways,
             servers,
+            discover,
+            client_bind: args.client_bind.or(file.client_bind),
             trust,
             reconnect,
             sessions,

@@ -5,7 +5,9 @@
 //! services the gateway's destinations name.
 //!
 //! - [`config`]: flags and TOML, parsed once;
+//! - [`fleet`]: one gateway's sessions across the cluster's nodes (seeds, then discovered);
 //! - [`tunnel`]: one session per gateway per node, with reconnects (backoff and jitter);
+//! - [`workers`]: the threads tunnels run on;
 //! - [`serve`]: one incoming stream → one connection to a private service;
 //! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
 //! - [`registry`], [`console`], [`ui`], [`logging`]: what operators see and change;
@@ -15,6 +17,7 @@
 pub mod backoff;
 pub mod config;
 pub mod console;
+pub mod fleet;
 pub mod http_gate;
 pub mod logging;
 pub mod registry;
@@ -23,3 +26,4 @@ pub mod service;
 pub mod stats;
 pub mod tunnel;
 pub mod ui;
+pub mod workers;

@@ -1,19 +1,20 @@
 //! `sg-client GW_ID... -t TOKEN1--TOKEN2 --server HOST:PORT --ca ca.pem`
 //!
-//! Threads: one single-threaded runtime per core ("workers"), each running its share of the
-//! tunnels; a session and every stream it carries stay on one thread, so handing bytes
-//! between a session and its streams never wakes another thread. The main thread only
-//! waits for signals and for tunnels that end.
+//! Threads: one single-threaded runtime per core ("workers", see `sg_client::workers`),
+//! each running its share of the tunnels. The main thread runs each gateway's fleet (which
+//! tunnels exist: seeds, then the cluster's other nodes) and waits for signals.
 
 use clap::Parser;
-use sg_client::config::{ClientArgs, ClientConfig, ServerAddr};
+use sg_client::config::{ClientArgs, ClientConfig};
+use sg_client::fleet::{Fleet, FleetOutcome};
 use sg_client::registry::{GatewayRuntime, Registry};
-use sg_client::tunnel::{self, ClientContext, TunnelEnd};
+use sg_client::tunnel::ClientContext;
+use sg_client::workers::WorkerPool;
 use sg_client::{console, logging, service, ui};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let config = match ClientConfig::from_args(ClientArgs::parse()) {
@@ -86,32 +87,18 @@ fn main() -> ExitCode {
             Err(e) => tracing::warn!("{e}"),
         }
     }
-    let tunnels = plan_tunnels(&config, &gateways);
-    let total = tunnels.len();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let mut shares: Vec<Vec<(Arc<GatewayRuntime>, ServerAddr)>> =
-        vec![Vec::new(); cores.min(total).max(1)];
-    let n = shares.len();
-    for (i, t) in tunnels.into_iter().enumerate() {
-        shares[i % n].push(t);
-    }
-    let mut threads = Vec::new();
-    for (i, share) in shares.into_iter().enumerate() {
-        let (ctx, stop_rx, done_tx) = (ctx.clone(), stop_rx.clone(), done_tx.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("sg-worker-{i}"))
-            .spawn(move || run_worker(ctx, share, stop_rx, done_tx));
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                eprintln!("sg-client: cannot start a worker thread: {e}");
-                return ExitCode::from(1);
-            }
+    let pool = match WorkerPool::start(cores) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("sg-client: cannot start a worker thread: {e}");
+            return ExitCode::from(1);
         }
+    };
+    if !config.discover && config.servers.len() == 1 {
+        tracing::info!("connecting only to {} (no discovery of the cluster's other nodes)", config.servers[0]);
     }
-    drop(done_tx);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let with_console = config.console || std::io::stdin().is_terminal();
     let code = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,110 +109,54 @@ fn main() -> ExitCode {
                 let input = tokio::io::BufReader::new(tokio::io::stdin());
                 tokio::spawn(console::run(registry.clone(), input));
             }
-            supervise(total, stop_tx, done_rx, quit_rx).await
+            let mut fleets = tokio::task::JoinSet::new();
+            for gw in &gateways {
+                fleets.spawn(Fleet::new(ctx.clone(), gw.clone(), pool.clone(), stop_rx.clone()).run());
+            }
+            supervise(fleets, stop_tx, quit_rx).await
         }),
         Err(e) => {
             eprintln!("sg-client: cannot start: {e}");
             ExitCode::from(1)
         }
     };
-    for t in threads {
-        let _ = t.join();
-    }
+    pool.join();
     code
 }
 
-/// One tunnel per gateway, per node, per `--sessions`.
-fn plan_tunnels(
-    config: &ClientConfig,
-    gateways: &[Arc<GatewayRuntime>],
-) -> Vec<(Arc<GatewayRuntime>, ServerAddr)> {
-    let mut out = Vec::new();
-    for gw in gateways {
-        for server in &config.servers {
-            for _ in 0..config.sessions {
-                out.push((gw.clone(), server.clone()));
-            }
-        }
-    }
-    out
-}
-
-/// A worker thread: a single-threaded runtime running its tunnels until they end.
-fn run_worker(
-    ctx: Arc<ClientContext>,
-    tunnels: Vec<(Arc<GatewayRuntime>, ServerAddr)>,
-    stop: watch::Receiver<bool>,
-    done: mpsc::UnboundedSender<TunnelEnd>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start a worker runtime: {e}");
-            for _ in &tunnels {
-                let _ = done.send(TunnelEnd::Shutdown);
-            }
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let mut set = tokio::task::JoinSet::new();
-        for (gw, server) in tunnels {
-            set.spawn(tunnel::run(ctx.clone(), gw, server, stop.clone()));
-        }
-        while let Some(joined) = set.join_next().await {
-            let end = joined.unwrap_or_else(|e| {
-                tracing::error!("a tunnel task failed: {e}");
-                TunnelEnd::Shutdown
-            });
-            let _ = done.send(end);
-        }
-    });
-}
-
-/// Waits for a signal or `q` at the console (then stops every tunnel), or for every tunnel
-/// to end on its own.
+/// Waits for a signal or `q` at the console (then stops every tunnel), or for every
+/// gateway's tunnels to end on their own (refused, or out of reconnect attempts).
 async fn supervise(
-    total: usize,
+    mut fleets: tokio::task::JoinSet<FleetOutcome>,
     stop: watch::Sender<bool>,
-    mut done: mpsc::UnboundedReceiver<TunnelEnd>,
     mut quit: watch::Receiver<bool>,
 ) -> ExitCode {
-    let (mut ended, mut refused) = (0usize, 0usize);
+    let (mut tunnels, mut refused) = (0usize, 0usize);
     loop {
         tokio::select! {
-            end = done.recv() => match end {
-                Some(end) => {
-                    ended += 1;
-                    if matches!(end, TunnelEnd::Refused(_)) {
-                        refused += 1;
-                    }
-                    if ended == total {
-                        break;
-                    }
+            done = fleets.join_next() => match done {
+                Some(Ok(outcome)) => {
+                    tunnels += outcome.tunnels;
+                    refused += outcome.refused;
                 }
+                Some(Err(e)) => tracing::error!("a gateway's tunnels failed: {e}"),
                 None => break,
             },
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
                 let _ = stop.send(true);
-                while done.recv().await.is_some() {}
+                while fleets.join_next().await.is_some() {}
                 return ExitCode::SUCCESS;
             }
             _ = quit.changed() => {
                 tracing::info!("quitting at the console's request");
                 let _ = stop.send(true);
-                while done.recv().await.is_some() {}
+                while fleets.join_next().await.is_some() {}
                 return ExitCode::SUCCESS;
             }
         }
     }
-    tracing::error!(
-        "no gateway left to serve ({refused} of {total} tunnel(s) refused, {ended} ended)"
-    );
+    tracing::error!("no gateway left to serve ({refused} of {tunnels} tunnel(s) refused)");
     if refused > 0 {
         ExitCode::from(3)
     } else {

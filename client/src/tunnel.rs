@@ -8,6 +8,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::{ClientConfig, Reconnect, ServerAddr};
+use crate::fleet::{FleetEvent, NodeBook, Target};
 use crate::registry::{GatewayRuntime, SessionInfo};
 use crate::serve::{self, Current, ServeContext};
 use sg_proto::driver::{self, DriverConfig, SessionEnd, SessionEvent};
@@ -17,10 +18,11 @@ use sg_proto::limits::HANDSHAKE_TIMEOUT;
 use sg_proto::mux::Role;
 use sg_proto::tls;
 use sg_proto::version::{ProtocolVersion, PRODUCT_VERSION};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -40,7 +42,31 @@ pub struct ClientContext {
 pub enum TunnelEnd {
     Refused(Refusal),
     GaveUp { attempts: u64 },
+    /// Its node left the cluster or drains; the other nodes carry the gateway.
+    Retired,
     Shutdown,
+}
+
+/// One tunnel: where it dials, and how it talks to its gateway's fleet.
+pub struct TunnelSpec {
+    pub id: u64,
+    pub target: Target,
+    pub events: mpsc::UnboundedSender<FleetEvent>,
+    pub book: Arc<RwLock<NodeBook>>,
+}
+
+impl TunnelSpec {
+    /// A tunnel to a node the cluster named dials only while the cluster still lists it.
+    fn may_dial(&self) -> bool {
+        match &self.target {
+            Target::Seed(_) => true,
+            Target::Node { node_id, .. } => self
+                .book
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .may_dial(node_id),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +83,39 @@ enum DialError {
 
 type Tunnel = TlsStream<TcpStream>;
 
+/// A TCP connection to `server`, from `--client-bind` when given.
+async fn connect(server: &ServerAddr, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(bind) = bind else {
+        return TcpStream::connect((server.host.as_str(), server.port)).await;
+    };
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{server} has no address of the family of --client-bind {bind}"),
+    );
+    for addr in tokio::net::lookup_host((server.host.as_str(), server.port)).await? {
+        if addr.is_ipv4() != bind.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(bind, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 async fn dial(
     ctx: &ClientContext,
     gw: &GatewayRuntime,
     server: &ServerAddr,
 ) -> Result<(Welcome, Established<Tunnel>), DialError> {
-    let tcp = TcpStream::connect((server.host.as_str(), server.port))
+    let tcp = connect(server, ctx.config.client_bind)
         .await
         .map_err(DialError::Connect)?;
     let _ = tcp.set_nodelay(true);
@@ -84,17 +137,22 @@ async fn dial(
     Ok(handshake::client(stream, hello).await?)
 }
 
-/// Keeps one session of `gw` to `server` alive until refused, out of attempts, or shut down.
+/// Keeps one session of `gw` to its target alive until refused, out of attempts, retired
+/// (its node left the cluster) or shut down.
 pub async fn run(
     ctx: Arc<ClientContext>,
     gw: Arc<GatewayRuntime>,
-    server: ServerAddr,
+    spec: TunnelSpec,
     mut shutdown: watch::Receiver<bool>,
 ) -> TunnelEnd {
     let id = gw.creds.id.clone();
+    let server = spec.target.addr().clone();
     let mut backoff = Backoff::default();
     let mut failures: u64 = 0;
     loop {
+        if !spec.may_dial() {
+            return TunnelEnd::Retired;
+        }
         let dialed = tokio::select! {
             r = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial(&ctx, &gw, &server)) => r,
             _ = shutdown.changed() => return TunnelEnd::Shutdown,
@@ -103,7 +161,7 @@ pub async fn run(
             Ok(Ok((welcome, established))) => {
                 let started = Instant::now();
                 let end =
-                    serve_session(&ctx, &gw, &server, welcome, established, &mut shutdown).await;
+                    serve_session(&ctx, &gw, &spec, welcome, established, &mut shutdown).await;
                 match end {
                     None => return TunnelEnd::Shutdown,
                     Some(end) => tracing::warn!(gateway = %id, "session to {server} ended: {end}"),
@@ -158,12 +216,17 @@ pub async fn run(
 async fn serve_session(
     ctx: &Arc<ClientContext>,
     gw: &Arc<GatewayRuntime>,
-    server: &ServerAddr,
+    spec: &TunnelSpec,
     welcome: Welcome,
     established: Established<Tunnel>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<SessionEnd> {
     let id = gw.creds.id.clone();
+    let server = spec.target.addr();
+    let _ = spec.events.send(FleetEvent::Welcomed {
+        tunnel: spec.id,
+        node_id: welcome.node_id.clone(),
+    });
     let (handle, mut events, driver) = driver::start(
         established.io,
         established.leftover,
@@ -215,7 +278,9 @@ async fn serve_session(
                 Some(SessionEvent::Incoming { stream, open }) => {
                     tokio::spawn(serve::serve_stream(serve_ctx.clone(), stream, open));
                 }
-                Some(SessionEvent::Control(frame)) => on_control(gw, &current, frame),
+                Some(SessionEvent::Control(frame)) => {
+                    on_control(gw, &current, frame, &spec.events, &welcome.node_id)
+                }
                 None => break,
             },
             _ = shutdown.changed() => {
@@ -233,7 +298,13 @@ async fn serve_session(
     }
 }
 
-fn on_control(gw: &GatewayRuntime, current: &RwLock<Arc<Current>>, frame: Frame) {
+fn on_control(
+    gw: &GatewayRuntime,
+    current: &RwLock<Arc<Current>>,
+    frame: Frame,
+    fleet: &mpsc::UnboundedSender<FleetEvent>,
+    node_id: &str,
+) {
     let id = gw.id();
     match frame {
         Frame::Config(new) => {
@@ -261,7 +332,13 @@ fn on_control(gw: &GatewayRuntime, current: &RwLock<Arc<Current>>, frame: Frame)
             }
         },
         Frame::GoAway(g) => {
-            tracing::warn!(gateway = %id, "the node asks clients to move: {}", g.reason)
+            tracing::warn!(gateway = %id, "the node asks clients to move: {}", g.reason);
+            let _ = fleet.send(FleetEvent::GoAway {
+                node_id: node_id.to_string(),
+            });
+        }
+        Frame::NodeList(list) => {
+            let _ = fleet.send(FleetEvent::Nodes(list));
         }
         _ => {}
     }

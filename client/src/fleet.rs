@@ -1,0 +1,338 @@
+//! One gateway's sessions across the cluster (F20, F32).
+//!
+//! The `--server` addresses are seeds. After its handshake a node tells the client every
+//! live node of its cluster (a `NodeList`), and the fleet makes sure each node that is not
+//! draining has `--sessions` tunnels. A node that leaves the list keeps its sessions for as
+//! long as they live — the list comes from etcd, which may flap — and is not dialled again
+//! once they end. A `GoAway` (the node drains) makes the fleet cover every other node at
+//! once and stop dialling that one; its open streams finish on the session they are on.
+
+use crate::config::ServerAddr;
+use crate::registry::GatewayRuntime;
+use crate::tunnel::{self, ClientContext, TunnelEnd};
+use crate::workers::WorkerPool;
+use sg_proto::frame::{NodeEntry, NodeList};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// A node that said GoAway is not dialled again until a node list shows it serving and at
+/// least this long has passed (registry updates may lag behind the GoAway itself).
+const GOAWAY_HOLD: Duration = Duration::from_secs(5);
+
+/// Where a tunnel dials.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A `--server` address: dialled for as long as the client runs.
+    Seed(ServerAddr),
+    /// A node the cluster named: dialled while it is listed and not draining.
+    Node { node_id: String, addr: ServerAddr },
+}
+
+impl Target {
+    pub fn addr(&self) -> &ServerAddr {
+        match self {
+            Target::Seed(a) | Target::Node { addr: a, .. } => a,
+        }
+    }
+}
+
+/// What tunnels tell their fleet.
+#[derive(Debug)]
+pub enum FleetEvent {
+    /// A session is up on `node_id`.
+    Welcomed { tunnel: u64, node_id: String },
+    /// A node sent the cluster's live nodes.
+    Nodes(NodeList),
+    /// A node is draining.
+    GoAway { node_id: String },
+    /// A tunnel stopped for good.
+    Ended { tunnel: u64, end: TunnelEnd },
+}
+
+/// The nodes the cluster named, shared with the tunnels (which ask before redialling).
+#[derive(Debug, Default)]
+pub struct NodeBook {
+    listed: HashMap<String, NodeEntry>,
+    /// Nodes that said GoAway, and when.
+    going: HashMap<String, Instant>,
+}
+
+impl NodeBook {
+    /// Whether a tunnel to `node_id` should dial (again).
+    pub fn may_dial(&self, node_id: &str) -> bool {
+        self.listed.get(node_id).is_some_and(|n| !n.draining) && !self.going.contains_key(node_id)
+    }
+
+    fn update(&mut self, list: NodeList) {
+        self.listed = list
+            .nodes
+            .into_iter()
+            .map(|n| (n.node_id.clone(), n))
+            .collect();
+        self.release_held();
+    }
+
+    /// Forgets GoAways older than the hold for nodes listed as serving again.
+    fn release_held(&mut self) {
+        let listed = &self.listed;
+        self.going.retain(|id, since| {
+            since.elapsed() < GOAWAY_HOLD || listed.get(id).is_none_or(|n| n.draining)
+        });
+    }
+}
+
+/// How a gateway's fleet ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FleetOutcome {
+    pub tunnels: usize,
+    pub refused: usize,
+}
+
+struct TunnelInfo {
+    target: Target,
+    /// The node its session is (or was last) on.
+    node: Option<String>,
+}
+
+pub struct Fleet {
+    ctx: Arc<ClientContext>,
+    gw: Arc<GatewayRuntime>,
+    pool: Arc<WorkerPool>,
+    shutdown: watch::Receiver<bool>,
+    events: mpsc::UnboundedReceiver<FleetEvent>,
+    sender: mpsc::UnboundedSender<FleetEvent>,
+    book: Arc<RwLock<NodeBook>>,
+    tunnels: HashMap<u64, TunnelInfo>,
+    next_id: u64,
+    outcome: FleetOutcome,
+}
+
+impl Fleet {
+    pub fn new(
+        ctx: Arc<ClientContext>,
+        gw: Arc<GatewayRuntime>,
+        pool: Arc<WorkerPool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let (sender, events) = mpsc::unbounded_channel();
+        Fleet {
+            ctx,
+            gw,
+            pool,
+            shutdown,
+            events,
+            sender,
+            book: Arc::new(RwLock::new(NodeBook::default())),
+            tunnels: HashMap::new(),
+            next_id: 0,
+            outcome: FleetOutcome::default(),
+        }
+    }
+
+    /// Runs until every tunnel of the gateway has stopped for good.
+    pub async fn run(mut self) -> FleetOutcome {
+        let seeds = self.ctx.config.servers.clone();
+        for seed in seeds {
+            for _ in 0..self.ctx.config.sessions {
+                self.spawn(Target::Seed(seed.clone()));
+            }
+        }
+        // A node held back after its GoAway is covered again once the hold is over, even
+        // if no new node list arrives.
+        let mut recheck = tokio::time::interval(GOAWAY_HOLD);
+        loop {
+            let event = tokio::select! {
+                e = self.events.recv() => match e {
+                    Some(e) => e,
+                    None => break,
+                },
+                _ = recheck.tick() => {
+                    let held = !self.book.read().unwrap_or_else(|p| p.into_inner()).going.is_empty();
+                    if held {
+                        self.book().release_held();
+                        self.cover();
+                    }
+                    continue;
+                }
+            };
+            match event {
+                FleetEvent::Welcomed { tunnel, node_id } => {
+                    if let Some(t) = self.tunnels.get_mut(&tunnel) {
+                        t.node = Some(node_id);
+                    }
+                }
+                FleetEvent::Nodes(list) => {
+                    if self.ctx.config.discover {
+                        self.book().update(list);
+                        self.cover();
+                    }
+                }
+                FleetEvent::GoAway { node_id } => {
+                    tracing::warn!(
+                        gateway = %self.gw.id(),
+                        "node {node_id} is draining: its streams finish where they are, new ones go to the other nodes"
+                    );
+                    self.book().going.insert(node_id, Instant::now());
+                    self.cover();
+                }
+                FleetEvent::Ended { tunnel, end } => {
+                    if let Some(t) = self.tunnels.remove(&tunnel) {
+                        if let (Target::Node { node_id, .. }, TunnelEnd::Retired) = (&t.target, &end)
+                        {
+                            tracing::info!(gateway = %self.gw.id(), "no longer connecting to node {node_id}: it left the cluster or drains");
+                        }
+                    }
+                    if matches!(end, TunnelEnd::Refused(_)) {
+                        self.outcome.refused += 1;
+                    }
+                    if self.tunnels.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.outcome
+    }
+
+    fn book(&self) -> std::sync::RwLockWriteGuard<'_, NodeBook> {
+        self.book.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives every listed node that may be dialled and has no tunnel its sessions.
+    fn cover(&mut self) {
+        if *self.shutdown.borrow() {
+            return;
+        }
+        let wanted: Vec<NodeEntry> = {
+            let book = self.book.read().unwrap_or_else(|p| p.into_inner());
+            book.listed
+                .values()
+                .filter(|n| book.may_dial(&n.node_id))
+                .cloned()
+                .collect()
+        };
+        let covered: HashSet<&str> = self
+            .tunnels
+            .values()
+            .filter_map(|t| match (&t.node, &t.target) {
+                (Some(n), _) => Some(n.as_str()),
+                (None, Target::Node { node_id, .. }) => Some(node_id.as_str()),
+                (None, Target::Seed(_)) => None,
+            })
+            .collect();
+        let missing: Vec<NodeEntry> = wanted
+            .into_iter()
+            .filter(|n| !covered.contains(n.node_id.as_str()))
+            .collect();
+        for node in missing {
+            let addr = match node.tunnel.parse::<ServerAddr>() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(gateway = %self.gw.id(), "node {} names a tunnel address this client cannot use: {e}", node.node_id);
+                    continue;
+                }
+            };
+            tracing::info!(
+                gateway = %self.gw.id(),
+                "connecting to node {} (region {}) at {addr}, named by the cluster",
+                node.node_id,
+                node.region
+            );
+            for _ in 0..self.ctx.config.sessions {
+                self.spawn(Target::Node {
+                    node_id: node.node_id.clone(),
+                    addr: addr.clone(),
+                });
+            }
+        }
+    }
+
+    fn spawn(&mut self, target: Target) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.outcome.tunnels += 1;
+        self.tunnels.insert(
+            id,
+            TunnelInfo {
+                target: target.clone(),
+                node: None,
+            },
+        );
+        let spec = tunnel::TunnelSpec {
+            id,
+            target,
+            events: self.sender.clone(),
+            book: self.book.clone(),
+        };
+        let (ctx, gw, shutdown, events) = (
+            self.ctx.clone(),
+            self.gw.clone(),
+            self.shutdown.clone(),
+            self.sender.clone(),
+        );
+        self.pool.spawn(async move {
+            let mut report = EndReport {
+                tunnel: id,
+                events,
+                end: None,
+            };
+            report.end = Some(tunnel::run(ctx, gw, spec, shutdown).await);
+        });
+    }
+}
+
+/// Tells the fleet a tunnel ended — also if its task panicked, so the fleet never waits
+/// for a tunnel that is gone.
+struct EndReport {
+    tunnel: u64,
+    events: mpsc::UnboundedSender<FleetEvent>,
+    end: Option<TunnelEnd>,
+}
+
+impl Drop for EndReport {
+    fn drop(&mut self) {
+        let end = self.end.take().unwrap_or(TunnelEnd::Shutdown);
+        let _ = self.events.send(FleetEvent::Ended {
+            tunnel: self.tunnel,
+            end,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, draining: bool) -> NodeEntry {
+        NodeEntry {
+            node_id: id.into(),
+            region: "r".into(),
+            tunnel: "127.0.0.1:9000".into(),
+            draining,
+        }
+    }
+
+    #[test]
+    fn only_listed_serving_nodes_are_dialled() {
+        let mut book = NodeBook::default();
+        assert!(!book.may_dial("a"), "unknown");
+        book.update(NodeList {
+            nodes: vec![entry("a", false), entry("b", true)],
+        });
+        assert!(book.may_dial("a"));
+        assert!(!book.may_dial("b"), "draining");
+        book.going.insert("a".into(), Instant::now());
+        assert!(!book.may_dial("a"), "said GoAway");
+        book.update(NodeList {
+            nodes: vec![entry("a", false)],
+        });
+        assert!(!book.may_dial("a"), "a GoAway holds for a while");
+        book.going.insert("a".into(), Instant::now() - GOAWAY_HOLD);
+        book.update(NodeList {
+            nodes: vec![entry("a", false)],
+        });
+        assert!(book.may_dial("a"), "back and serving");
+    }
+}
