@@ -7,11 +7,10 @@ cd "$(dirname "$0")/.."
 once=0; [ "${1:-}" = "--once" ] && once=1
 
 command -v cargo >/dev/null || { echo "quickstart: cargo is needed (https://rustup.rs)"; exit 1; }
-if ! command -v curl >/dev/null; then
-  echo "==> installing curl (to try the tunnel)"
-  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends curl >/dev/null
-fi
+. scripts/lib/packages.sh
+need_build_tools
+need_command curl curl
+install_needed "to build sg and try the tunnel"
 echo "==> building sg (release; the first build takes a few minutes)"
 cargo build --release -j2 --bins --quiet
 bin=target/release

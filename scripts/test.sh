@@ -6,22 +6,22 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolchain, https://rustup.rs)"; exit 1; }
 
-# Debian packages the end-to-end tests use: a real Redis server and client, openssl
-# (s_client and s_server as real TLS peers), and Chromium for the web UI test.
-need=()
-command -v redis-server >/dev/null || need+=(redis-server)
-command -v redis-cli >/dev/null || need+=(redis-tools)
-command -v openssl >/dev/null || need+=(openssl)
-command -v curl >/dev/null || need+=(curl)
-command -v chromium >/dev/null || need+=(chromium)
-command -v node >/dev/null || need+=(nodejs npm)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "==> installing ${need[*]}"
-  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo_ apt-get update -qq
-  $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# Debian packages the build and the end-to-end tests use: protoc (see packages.sh), a real
+# etcd (3 members on loopback) with etcdctl, nftables (partitions), a real Redis server and
+# client, openssl (s_client and s_server as real TLS peers), and Chromium for the web UI.
+. scripts/lib/packages.sh
+need_build_tools
+need_command etcd etcd-server
+need_command etcdctl etcd-client
+need_command nft nftables
+need_command redis-server redis-server
+need_command redis-cli redis-tools
+need_command openssl openssl
+need_command curl curl
+need_command chromium chromium
+need_command node nodejs
+need_command npm npm
+install_needed "for building and testing"
 
 # playwright-core drives Chromium in the web UI test (pinned in tests/ui/package-lock.json).
 if [ ! -d tests/ui/node_modules/playwright-core ]; then

@@ -179,7 +179,8 @@ impl Fleet {
                 }
                 FleetEvent::Ended { tunnel, end } => {
                     if let Some(t) = self.tunnels.remove(&tunnel) {
-                        if let (Target::Node { node_id, .. }, TunnelEnd::Retired) = (&t.target, &end)
+                        if let (Target::Node { node_id, .. }, TunnelEnd::Retired) =
+                            (&t.target, &end)
                         {
                             tracing::info!(gateway = %self.gw.id(), "no longer connecting to node {node_id}: it left the cluster or drains");
                         }

@@ -96,7 +96,10 @@ fn main() -> ExitCode {
         }
     };
     if !config.discover && config.servers.len() == 1 {
-        tracing::info!("connecting only to {} (no discovery of the cluster's other nodes)", config.servers[0]);
+        tracing::info!(
+            "connecting only to {} (no discovery of the cluster's other nodes)",
+            config.servers[0]
+        );
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let with_console = config.console || std::io::stdin().is_terminal();
@@ -111,7 +114,9 @@ fn main() -> ExitCode {
             }
             let mut fleets = tokio::task::JoinSet::new();
             for gw in &gateways {
-                fleets.spawn(Fleet::new(ctx.clone(), gw.clone(), pool.clone(), stop_rx.clone()).run());
+                fleets.spawn(
+                    Fleet::new(ctx.clone(), gw.clone(), pool.clone(), stop_rx.clone()).run(),
+                );
             }
             supervise(fleets, stop_tx, quit_rx).await
         }),

@@ -41,7 +41,9 @@ pub struct ClientContext {
 #[derive(Debug)]
 pub enum TunnelEnd {
     Refused(Refusal),
-    GaveUp { attempts: u64 },
+    GaveUp {
+        attempts: u64,
+    },
     /// Its node left the cluster or drains; the other nodes carry the gateway.
     Retired,
     Shutdown,

@@ -234,8 +234,8 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<NodePki, PkiError>
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age.as_secs() < (SERVER_CERT_DAYS - RENEW_BEFORE_DAYS) * 86_400);
     // A server certificate from another CA (this node joined a cluster) is reissued.
-    let same_ca = std::fs::read_to_string(&server_path)
-        .is_ok_and(|chain| chain.contains(ca.cert_pem.trim()));
+    let same_ca =
+        std::fs::read_to_string(&server_path).is_ok_and(|chain| chain.contains(ca.cert_pem.trim()));
     let reuse = current.as_deref() == Some(wanted.as_str())
         && fresh_enough
         && same_ca

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// Where the binaries under test live.
 pub fn bin(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("SG_BIN_DIR") {
@@ -62,7 +64,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A block of `n` ports below the ephemeral range, free right now, for cloud ports.
-fn free_block(n: u16) -> u16 {
+pub(crate) fn free_block(n: u16) -> u16 {
     use std::sync::atomic::AtomicU16;
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let seed = (std::process::id() as u16).wrapping_mul(7919);
@@ -95,6 +97,9 @@ pub struct Node {
     args: Vec<String>,
     log: PathBuf,
     runs: u32,
+    admin_token: Option<String>,
+    /// Where this node's cloud ports are.
+    pub cloud_ip: String,
 }
 
 /// How to start a node.
@@ -103,6 +108,13 @@ pub struct NodeOptions {
     pub region: String,
     pub extra: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Address the cloud ports bind and are reached at (default 127.0.0.1); nodes of one
+    /// cluster on this machine each need their own.
+    pub cloud_ip: String,
+    /// `LOW-HIGH`; default a free block of 100 ports.
+    pub cloud_ports: Option<String>,
+    /// The admin token to use when the node writes none (a node that joined a cluster).
+    pub admin_token: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -111,6 +123,9 @@ impl Default for NodeOptions {
             region: "test".into(),
             extra: Vec::new(),
             env: Vec::new(),
+            cloud_ip: "127.0.0.1".into(),
+            cloud_ports: None,
+            admin_token: None,
         }
     }
 }
@@ -123,7 +138,10 @@ impl Node {
     pub fn start_with(opts: NodeOptions) -> Node {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("data");
-        let cloud = free_block(100);
+        let cloud_ports = opts.cloud_ports.clone().unwrap_or_else(|| {
+            let cloud = free_block(100);
+            format!("{cloud}-{}", cloud + 99)
+        });
         let mut args: Vec<String> = vec![
             "--region".into(),
             opts.region.clone(),
@@ -135,16 +153,18 @@ impl Node {
             "--api-listen".into(),
             format!("127.0.0.1:{}", free_port()),
             "--cloud-host".into(),
-            "127.0.0.1".into(),
+            opts.cloud_ip.clone(),
             "--cloud-bind".into(),
-            "127.0.0.1".into(),
+            opts.cloud_ip.clone(),
             "--cloud-ports".into(),
-            format!("{cloud}-{}", cloud + 99),
+            cloud_ports,
             "--workers".into(),
             "2".into(),
-            "--drain-timeout".into(),
-            "1".into(),
         ];
+        if !opts.extra.iter().any(|a| a == "--drain-timeout") {
+            // Tests stop nodes often: do not wait long for open connections.
+            args.extend(["--drain-timeout".into(), "1".into()]);
+        }
         args.extend(opts.extra.iter().cloned());
         let log = temp.path().join("node.log");
         let mut node = Node {
@@ -165,6 +185,8 @@ impl Node {
             args,
             log,
             runs: 0,
+            admin_token: opts.admin_token.clone(),
+            cloud_ip: opts.cloud_ip.clone(),
         };
         node.spawn(&opts.env);
         node
@@ -200,9 +222,10 @@ impl Node {
         self.info = serde_json::from_slice(&std::fs::read(&node_file).expect("node.json"))
             .expect("node.json parses");
         let token = std::fs::read_to_string(self.dir.join("admin.token"))
-            .expect("admin.token")
-            .trim()
-            .to_string();
+            .map(|t| t.trim().to_string())
+            .ok()
+            .or_else(|| self.admin_token.clone())
+            .expect("admin.token, or NodeOptions::admin_token for a node that joined a cluster");
         self.api =
             ApiClient::new(&self.info.api, Some(token), Some(self.trust())).expect("API client");
     }
@@ -236,6 +259,20 @@ impl Node {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn(&[]);
+    }
+
+    /// The admin token the node's API takes.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin.token"))
+            .map(|t| t.trim().to_string())
+            .ok()
+            .or_else(|| self.admin_token.clone())
+            .unwrap_or_default()
+    }
+
+    /// A destination's cloud address on this node.
+    pub fn cloud(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.cloud_ip.parse().expect("cloud ip"), port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -605,7 +642,12 @@ pub fn connect(port: u16) -> TcpStream {
 
 /// Sends `msg` and reads the same number of bytes back; `None` if the connection closed.
 pub fn echo_once(port: u16, msg: &[u8]) -> Option<Vec<u8>> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    echo_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), msg)
+}
+
+/// [`echo_once`] at any address (a cluster node's cloud address).
+pub fn echo_at(addr: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     s.write_all(msg).ok()?;
     let mut got = vec![0u8; msg.len()];

@@ -17,9 +17,9 @@ use sg_proto::frame::{
     DestinationSpec, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
     Refusal, RefuseCode,
 };
-use sg_proto::version::NODE_LIST_SINCE;
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
+use sg_proto::version::NODE_LIST_SINCE;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -143,8 +143,7 @@ where
                 let set = move |s: &mut State| s.set_acl(&gateway_id, &rules).map(|(_, c)| ((), c));
                 let gateway_id = self.gateway_id.clone();
                 async move {
-                    let answer =
-                        mutate(&shared.state, shared.replication.as_deref(), set).await;
+                    let answer = mutate(&shared.state, shared.replication.as_deref(), set).await;
                     let message = match answer {
                         Ok(()) => format!("ACL replaced from a client's console ({count} rule(s))"),
                         Err(e) => format!("refused an ACL from a client's console: {e}"),

@@ -4,10 +4,10 @@
 //! the caller hears back, so actors apply changes in commit order.
 
 use super::node::{Apply, Node};
+use crate::etcd::store::Replication;
 use crate::records::EventRecord;
 use crate::state::{Change, State, StateError};
 use crate::store::{Replicated, StoreError};
-use crate::etcd::store::Replication;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,10 @@ where
     let f: MutateFn<R> = Arc::new(f);
     let stopping = || StateError::Store(StoreError::Unavailable("the node is stopping".into()));
     for attempt in 0..MUTATE_ATTEMPTS {
-        let answer = state.send(Mutate(f.clone())).await.map_err(|_| stopping())?;
+        let answer = state
+            .send(Mutate(f.clone()))
+            .await
+            .map_err(|_| stopping())?;
         let (Err(StateError::Store(StoreError::Stale { revision })), Some(replication)) =
             (&answer, replication)
         else {

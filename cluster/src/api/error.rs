@@ -11,12 +11,24 @@ use std::fmt;
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
-    NotFound { what: &'static str, id: String },
-    NoSuchEndpoint { method: String, path: String },
-    Invalid { field: String, reason: String },
+    NotFound {
+        what: &'static str,
+        id: String,
+    },
+    NoSuchEndpoint {
+        method: String,
+        path: String,
+    },
+    Invalid {
+        field: String,
+        reason: String,
+    },
     BadBody(String),
     LimitReached(String),
-    Conflict { code: &'static str, message: String },
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
     NoFreePort(String),
     Storage(String),
     /// The cluster's store cannot take changes now; nothing was changed.

@@ -2,16 +2,18 @@
 //! actor or a gateway actor, and answers with a view or an [`ApiError`].
 
 use super::error::ApiError;
+use super::fanout::gather;
 use super::views::*;
 use super::{Admin, ApiState, Body};
-use super::fanout::gather;
-use crate::actors::gateway::{ClientView, GatewayStats, GetMetrics, GetStats, ListClients, NodeStats};
+use crate::actors::gateway::{
+    ClientView, GatewayStats, GetMetrics, GetStats, ListClients, NodeStats,
+};
 use crate::actors::node::{AllGateways, GetFleet};
 use crate::etcd::registry::Fleet;
-use std::sync::Arc;
 use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use std::sync::Arc;
 
 type Api = web::Data<ApiState>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -135,7 +137,9 @@ async fn update_gateway(
     body: Body<GatewayPatch>,
 ) -> Reply {
     let (id, patch) = (id.into_inner(), body.0);
-    let g = api.mutate(move |s| s.update_gateway(&id, patch.clone())).await?;
+    let g = api
+        .mutate(move |s| s.update_gateway(&id, patch.clone()))
+        .await?;
     Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
 }
 
@@ -176,7 +180,9 @@ async fn create_destination(
     body: Body<NewDestination>,
 ) -> Reply {
     let (id, req) = (id.into_inner(), body.0);
-    let d = api.mutate(move |s| s.create_destination(&id, req.clone())).await?;
+    let d = api
+        .mutate(move |s| s.create_destination(&id, req.clone()))
+        .await?;
     let fleet = api.node.send(GetFleet).await?;
     Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
 }

@@ -419,7 +419,10 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Health => {
             // A draining node answers 503 with the same body: show it, then fail.
             let r = api.get("/healthz")?;
-            out.object(&r.body, &["status", "region", "node_id", "version", "store"]);
+            out.object(
+                &r.body,
+                &["status", "region", "node_id", "version", "store"],
+            );
             if !r.is_success() {
                 return Err(CtlError::Api {
                     status: r.status,

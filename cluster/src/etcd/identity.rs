@@ -211,7 +211,11 @@ fn check_compatible(record: &ClusterRecord, config: &NodeConfig) -> Result<(), I
             PROTOCOL_MAJOR
         )));
     }
-    let ours = format!("{}-{}", config.cloud_ports.start(), config.cloud_ports.end());
+    let ours = format!(
+        "{}-{}",
+        config.cloud_ports.start(),
+        config.cloud_ports.end()
+    );
     if record.cloud_ports != ours {
         return Err(IdentityError::Refused(format!(
             "--cloud-ports {ours} differs from cluster {}'s range {} (a destination has the \
@@ -296,7 +300,11 @@ fn create(
         admin_token_hash: hash_token(&token),
         ca_cert_pem: ca.cert_pem.clone(),
         ca_key_pem: ca.key_pem(),
-        cloud_ports: format!("{}-{}", config.cloud_ports.start(), config.cloud_ports.end()),
+        cloud_ports: format!(
+            "{}-{}",
+            config.cloud_ports.start(),
+            config.cloud_ports.end()
+        ),
         protocol_major: PROTOCOL_MAJOR,
         format: CLUSTER_FORMAT,
     };

@@ -135,9 +135,11 @@ impl Keys {
             ConfigKey::Gateway(_) => Some(Op::PutGateway(decode::<GatewayRecord>(
                 "gateway", key, value,
             )?)),
-            ConfigKey::Destination { .. } => Some(Op::PutDestination(
-                decode::<DestinationRecord>("destination", key, value)?,
-            )),
+            ConfigKey::Destination { .. } => Some(Op::PutDestination(decode::<DestinationRecord>(
+                "destination",
+                key,
+                value,
+            )?)),
         })
     }
 
@@ -186,7 +188,12 @@ mod tests {
             ConfigKey::Gateway("gw_1".into())
         );
         assert_eq!(k.parse_config(&k.marker()).unwrap(), ConfigKey::Marker);
-        for bad in ["/sg/config/gw/", "/sg/config/what", "/sg/config/gw/a/ds/", "/other/x"] {
+        for bad in [
+            "/sg/config/gw/",
+            "/sg/config/what",
+            "/sg/config/gw/a/ds/",
+            "/other/x",
+        ] {
             assert!(k.parse_config(bad).is_err(), "{bad}");
         }
         assert!(k.destinations_of("gw_1").starts_with(&k.gateway("gw_1")));

@@ -184,7 +184,10 @@ pub(crate) fn chunks(keys: &Keys, ops: &[Op]) -> Result<Vec<Vec<TxnOp>>, StoreEr
                 if deleted_gateways.contains(gateway_id.as_str()) {
                     continue;
                 }
-                (vec![TxnOp::delete(keys.destination(gateway_id, id), None)], 0)
+                (
+                    vec![TxnOp::delete(keys.destination(gateway_id, id), None)],
+                    0,
+                )
             }
             Op::PutPlan(p) => {
                 let v = json("plan", p)?;

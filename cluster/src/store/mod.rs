@@ -49,10 +49,7 @@ pub enum Op {
     PutGateway(GatewayRecord),
     DeleteGateway(String),
     PutDestination(DestinationRecord),
-    DeleteDestination {
-        gateway_id: String,
-        id: String,
-    },
+    DeleteDestination { gateway_id: String, id: String },
     PutPlan(Plan),
 }
 

@@ -169,9 +169,7 @@ impl Store for SledStore {
     }
 
     fn revision(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .meta(REVISION_KEY)?
-            .and_then(|r| r.parse::<i64>().ok()))
+        Ok(self.meta(REVISION_KEY)?.and_then(|r| r.parse::<i64>().ok()))
     }
 
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError> {

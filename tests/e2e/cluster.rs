@@ -1,0 +1,581 @@
+//! The cluster on a real 3-member etcd (F19–F21, F32): one configuration served by every
+//! node, clients that follow the fleet, drains, and what happens when etcd or a node goes
+//! away.
+
+use serde_json::json;
+use sg_e2e::cluster::{Cluster, Partition};
+use sg_e2e::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A gateway with one echo destination, made on node 0.
+fn echo_gateway(c: &Cluster, echo: &EchoServer) -> (String, String, u16) {
+    let a = &c.nodes[0];
+    let (gw, token) = a.create_gateway("ha");
+    let (_, port) = a.create_destination(&gw, "echo", echo.addr);
+    (gw, token, port)
+}
+
+/// The client processes connected for `gw`, as `node` sees the whole cluster.
+fn client_nodes(node: &Node, gw: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = node
+        .clients(gw)
+        .iter()
+        .filter_map(|c| c["node_id"].as_str().map(str::to_string))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn node_ids(node: &Node) -> Vec<String> {
+    let r = node.call("GET", "/v1/nodes", None);
+    r.body
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_gateway_made_on_one_node_serves_through_another_with_the_same_port_and_token() {
+    let c = Cluster::start(2);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    assert_eq!(node_ids(a).len(), 2, "both nodes are live");
+    let echo = EchoServer::start();
+    let started = Instant::now();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let path = format!("/v1/gateways/{gw}/destinations");
+    let seen = wait_until(Duration::from_secs(1), || {
+        b.call("GET", &path, None).body[0]["cloud_port"].as_u64() == Some(port.into())
+    });
+    assert!(seen, "node B has the destination on port {port} within 1 s");
+    tracing_note("propagation to B", started.elapsed());
+    let view = b.call("GET", &path, None).body;
+    let regions: Vec<&str> = view[0]["cloud_addresses"]
+        .as_array()
+        .expect("cloud_addresses")
+        .iter()
+        .filter_map(|a| a["region"].as_str())
+        .collect();
+    assert_eq!(regions.len(), 2, "one cloud address per node: {view}");
+
+    // A client given only A's address holds sessions to both.
+    let client = Client::start(a, &[(&gw, &token)], &[]);
+    let both = wait_until(Duration::from_secs(15), || {
+        client_nodes(a, &gw) == {
+            let mut v = vec![a.info.node_id.clone(), b.info.node_id.clone()];
+            v.sort();
+            v
+        }
+    });
+    assert!(
+        both,
+        "sessions to both nodes: {:?}\n{}",
+        a.clients(&gw),
+        client.log()
+    );
+    for node in [a, b] {
+        let addr = node.cloud(port);
+        let ok = wait_until(Duration::from_secs(5), || {
+            echo_at(addr, b"hello").as_deref() == Some(b"hello".as_slice())
+        });
+        assert!(ok, "echo through {addr}");
+    }
+    // Stats cover every node, each tagged.
+    let stats = b
+        .call("GET", &format!("/v1/gateways/{gw}/stats"), None)
+        .body;
+    assert_eq!(stats["clients"], 1, "{stats}");
+    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(2), "{stats}");
+    assert!(
+        stats["total_connections"].as_u64().unwrap_or(0) >= 2,
+        "{stats}"
+    );
+}
+
+fn tracing_note(what: &str, took: Duration) {
+    eprintln!("{what}: {:.1} ms", took.as_secs_f64() * 1000.0);
+}
+
+#[test]
+fn regenerating_the_token_on_one_node_closes_sessions_on_every_node() {
+    let c = Cluster::start(2);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let echo = EchoServer::start();
+    let (gw, token, _) = echo_gateway(&c, &echo);
+    let mut client = Client::start(a, &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(a, &gw)
+        .len()
+        == 2));
+    let r = a.call("POST", &format!("/v1/gateways/{gw}/token"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let started = Instant::now();
+    let gone = wait_until(Duration::from_secs(1), || {
+        b.call(
+            "GET",
+            &format!("/v1/gateways/{gw}/clients?scope=node"),
+            None,
+        )
+        .body
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    });
+    assert!(gone, "node B closed the old token's sessions within 1 s");
+    tracing_note("token change closed B's sessions", started.elapsed());
+    // Every node refuses the old token: the client has nothing left and says why.
+    let status = client.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", client.log());
+    assert!(client.log().contains("bad_token"), "{}", client.log());
+}
+
+/// Sends one request on a new connection and reads the echo; true if it came back whole.
+fn echo_ok(addr: SocketAddr, timeout: Duration) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let msg = b"ping-pong";
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut got = [0u8; 9];
+    s.read_exact(&mut got).is_ok() && &got == msg
+}
+
+#[test]
+fn killing_a_node_under_traffic_leaves_the_others_serving() {
+    let mut c = Cluster::start(2);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let client = Client::start(&c.nodes[0], &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(
+        &c.nodes[1],
+        &gw
+    )
+    .len()
+        == 2));
+    let via_b = c.nodes[1].cloud(port);
+    assert!(wait_until(Duration::from_secs(5), || echo_ok(
+        via_b,
+        Duration::from_secs(2)
+    )));
+    // Traffic through B while A dies.
+    let mut held = TcpStream::connect(via_b).expect("connect through B");
+    held.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let a_id = c.nodes[0].info.node_id.clone();
+    c.nodes[0].kill9();
+    let killed = Instant::now();
+    let mut failures = 0;
+    for i in 0..50 {
+        if !echo_ok(via_b, Duration::from_secs(3)) {
+            failures += 1;
+        }
+        let msg = [b'x', i];
+        held.write_all(&msg).expect("the held connection survives");
+        let mut got = [0u8; 2];
+        held.read_exact(&mut got).expect("its echo comes back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        failures,
+        0,
+        "connections through B kept working\n{}",
+        client.log()
+    );
+    let left = wait_until(Duration::from_secs(9), || {
+        !node_ids(&c.nodes[1]).contains(&a_id)
+    });
+    assert!(left, "A left /v1/nodes within its lease");
+    tracing_note("killed node left /v1/nodes after", killed.elapsed());
+}
+
+#[test]
+fn sigterm_drains_a_node_without_resetting_anything() {
+    let extra = |_| {
+        vec![
+            "--drain-grace".into(),
+            "1".into(),
+            "--drain-timeout".into(),
+            "20".into(),
+        ]
+    };
+    let mut c = Cluster::start_with(2, extra);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let client = Client::start(&c.nodes[0], &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(
+        &c.nodes[0],
+        &gw
+    )
+    .len()
+        == 2));
+    let via_b = c.nodes[1].cloud(port);
+    assert!(wait_until(Duration::from_secs(5), || echo_ok(
+        via_b,
+        Duration::from_secs(2)
+    )));
+    let mut open: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(via_b).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            s.write_all(b"hi").expect("write");
+            let mut got = [0u8; 2];
+            s.read_exact(&mut got).expect("echo");
+            s
+        })
+        .collect();
+    let b_health = c.nodes[1].api.clone();
+    let pid = c.nodes[1].pid().expect("running");
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let sent = Instant::now();
+    assert!(
+        client.wait_log("asks clients to move", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
+    let h = b_health
+        .get("/healthz")
+        .expect("healthz answers while draining");
+    assert_eq!(h.status, 503, "{}", h.body);
+    assert_eq!(h.body["status"], "draining");
+    // After the grace, B's cloud port accepts nothing new; A still does.
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(sent.elapsed()));
+    assert!(
+        TcpStream::connect_timeout(&via_b, Duration::from_secs(1)).is_err(),
+        "closed after the grace"
+    );
+    assert!(
+        echo_ok(c.nodes[0].cloud(port), Duration::from_secs(3)),
+        "A keeps serving"
+    );
+    // What was open still works, then finishes; the node exits 0 once it has.
+    for (i, s) in open.iter_mut().enumerate() {
+        let msg = [b'o', i as u8];
+        s.write_all(&msg).expect("open connection still writes");
+        let mut got = [0u8; 2];
+        s.read_exact(&mut got)
+            .expect("open connection still echoes: nothing was reset");
+    }
+    drop(open);
+    let status = c.nodes[1].terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit 0 after the drain:\n{}",
+        c.nodes[1].log()
+    );
+    let b_id = c.nodes[1].info.node_id.clone();
+    assert!(
+        !node_ids(&c.nodes[0]).contains(&b_id),
+        "B left the fleet when it stopped"
+    );
+}
+
+#[test]
+fn with_etcd_down_nodes_serve_refuse_writes_and_catch_up_afterwards() {
+    let mut c = Cluster::start(2);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let _client = Client::start(&c.nodes[0], &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(
+        &c.nodes[0],
+        &gw
+    )
+    .len()
+        == 2));
+    c.etcd.kill_all();
+    // Existing destinations keep serving on both nodes.
+    for n in &c.nodes {
+        assert!(
+            echo_ok(n.cloud(port), Duration::from_secs(3)),
+            "serving through {}",
+            n.cloud_ip
+        );
+    }
+    // Writes are refused, clearly, and nothing is made offline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = c.nodes[0].call("POST", "/v1/gateways", Some(json!({"name": "offline"})));
+        if r.status == 503 || Instant::now() > deadline {
+            break r;
+        }
+        assert_ne!(
+            r.status, 201,
+            "a write while etcd is down must not be acknowledged"
+        );
+    };
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(
+        refused.body["error"], "store_unavailable",
+        "{}",
+        refused.body
+    );
+    // A new valid session is accepted.
+    let second = Client::start(&c.nodes[1], &[(&gw, &token)], &["--no-discover"]);
+    assert!(
+        second.wait_log("connected to node", Duration::from_secs(10)),
+        "{}",
+        second.log()
+    );
+    // A node restarted during the outage comes up from its copy and serves.
+    c.nodes[1].restart();
+    let h = c.nodes[1].call("GET", "/healthz", None);
+    assert_eq!(h.body["store"], "unreachable", "{}", h.body);
+    assert!(wait_until(Duration::from_secs(15), || echo_ok(
+        c.nodes[1].cloud(port),
+        Duration::from_secs(2)
+    )));
+    // etcd back: writes work and every node converges.
+    c.etcd.restart_all();
+    let made =
+        wait_until(Duration::from_secs(20), || {
+            c.nodes[1]
+            .call("POST", &format!("/v1/gateways/{gw}/destinations"), Some(json!({
+                "name": "after", "resource_host": "127.0.0.1", "resource_port": echo.addr.port()
+            })))
+            .status
+            == 201
+        });
+    assert!(
+        made,
+        "writes work again once etcd is back:\n{}",
+        c.nodes[1].log()
+    );
+    let path = format!("/v1/gateways/{gw}/destinations");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            c.nodes[0]
+                .call("GET", &path, None)
+                .body
+                .as_array()
+                .map(Vec::len)
+                == Some(2)
+        }),
+        "node A converged"
+    );
+    assert!(
+        c.nodes[0]
+            .call("GET", "/v1/gateways", None)
+            .body
+            .as_array()
+            .is_some_and(|g| g.len() == 1),
+        "the refused write was never made"
+    );
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_loses_a_gateway_deleted_meanwhile_even_after_a_compaction() {
+    let mut c = Cluster::start(1);
+    let alias = c.etcd.endpoints_via(&c.subnet.etcd_alias());
+    c.add_node(&alias, Vec::new());
+    let echo = EchoServer::start();
+    let (gw, _, _) = echo_gateway(&c, &echo);
+    let b = &c.nodes[1];
+    let path = format!("/v1/gateways/{gw}");
+    assert!(wait_until(Duration::from_secs(5), || b
+        .call("GET", &path, None)
+        .status
+        == 200));
+    let cut = Partition::etcd(&c.subnet.etcd_alias(), &c.etcd.client_ports());
+    assert!(
+        wait_until(Duration::from_secs(15), || b
+            .call("GET", "/healthz", None)
+            .body["store"]
+            == "unreachable"),
+        "B notices it is cut off: {}",
+        b.call("GET", "/healthz", None).body
+    );
+    let r = c.nodes[0].call("DELETE", &path, None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    // Churn, then compact, so B's watch cannot resume where it stopped.
+    for i in 0..5 {
+        c.nodes[0].create_gateway(&format!("churn{i}"));
+    }
+    c.etcd.compact();
+    assert_eq!(
+        b.call("GET", &path, None).status,
+        200,
+        "still B's copy while cut off"
+    );
+    drop(cut);
+    let gone = wait_until(Duration::from_secs(20), || {
+        b.call("GET", &path, None).status == 404
+    });
+    assert!(
+        gone,
+        "after the heal the gateway is gone on B too:\n{}",
+        b.log()
+    );
+    assert!(b.log().contains("resync"), "B resynchronized: {}", b.log());
+}
+
+#[test]
+fn parallel_creates_on_two_nodes_never_share_a_port() {
+    let c = Cluster::start(2);
+    let (gw, _) = c.nodes[0].create_gateway("ports");
+    let path = format!("/v1/gateways/{gw}/destinations");
+    assert!(wait_until(Duration::from_secs(5), || c.nodes[1]
+        .call("GET", &path, None)
+        .status
+        == 200));
+    let ports: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let node = &c.nodes[i % 2];
+                let path = path.clone();
+                s.spawn(move || {
+                    let r = node.call("POST", &path, Some(json!({
+                        "name": format!("d{i}"), "resource_host": "10.0.0.1", "resource_port": 80
+                    })));
+                    assert_eq!(r.status, 201, "create {i}: {}", r.body);
+                    r.body["cloud_port"].as_u64().expect("a port")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 50, "every port unique: {ports:?}");
+
+    // One explicit port asked of both nodes at once: one wins, one is told it is taken.
+    let base: u16 = c
+        .ports
+        .split('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("range");
+    let wanted = (base..base + 100)
+        .find(|p| !unique.contains(&u64::from(*p)))
+        .expect("a free port");
+    let statuses: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let node = &c.nodes[i];
+                let path = path.clone();
+                s.spawn(move || {
+                    let r = node.call(
+                        "POST",
+                        &path,
+                        Some(json!({
+                            "name": format!("x{i}"), "resource_host": "10.0.0.1",
+                            "resource_port": 80, "cloud_port": wanted
+                        })),
+                    );
+                    (r.status, r.body)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, vec![201, 409], "{statuses:?}");
+    let loser = statuses
+        .iter()
+        .find(|(s, _)| *s == 409)
+        .map(|(_, b)| b)
+        .expect("a 409");
+    assert_eq!(loser["error"], "port_in_use", "{loser}");
+}
+
+/// Requests on new connections through `addr` until `stop`, each stamped with when it
+/// started and whether it worked.
+fn load(addr: SocketAddr, stop: &std::sync::atomic::AtomicBool) -> Vec<(Instant, bool)> {
+    let mut out = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && out.len() < 20_000 {
+        let at = Instant::now();
+        out.push((at, echo_ok(addr, Duration::from_millis(800))));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out
+}
+
+#[test]
+fn clients_killed_or_partitioned_under_load_stop_getting_connections_quickly() {
+    let c = Cluster::start(2);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let a = &c.nodes[0];
+    let mut killed = Client::start(a, &[(&gw, &token)], &["--sessions", "1"]);
+    let bind = c.subnet.client_ip(1);
+    let partitioned = Client::start(
+        a,
+        &[(&gw, &token)],
+        &["--sessions", "1", "--client-bind", &bind],
+    );
+    let _survivor = Client::start(a, &[(&gw, &token)], &["--sessions", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || a.clients(&gw).len() == 6),
+        "3 clients on 2 nodes: {:?}\n{}",
+        a.clients(&gw),
+        partitioned.log()
+    );
+    let addr = a.cloud(port);
+    assert!(wait_until(Duration::from_secs(5), || echo_ok(
+        addr,
+        Duration::from_secs(2)
+    )));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (results, kill_at, cut_at) = std::thread::scope(|s| {
+        let worker = s.spawn(|| load(addr, &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        killed.kill9();
+        let kill_at = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let cut = Partition::host(&bind);
+        let cut_at = Instant::now();
+        std::thread::sleep(Duration::from_secs(5));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let results = worker.join().expect("load");
+        drop(cut);
+        (results, kill_at, cut_at)
+    });
+    let failed_after = |from: Instant, to: Instant, grace: Duration| {
+        results
+            .iter()
+            .filter(|(at, ok)| !ok && *at >= from + grace && *at < to)
+            .count()
+    };
+    let total = results.len();
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(t, _)| {
+            let (from, what) = if *t >= cut_at {
+                (cut_at, "partition")
+            } else {
+                (kill_at, "kill")
+            };
+            format!(
+                "{:+.2}s after the {what}",
+                t.saturating_duration_since(from).as_secs_f64()
+            )
+        })
+        .collect();
+    eprintln!("{total} requests; failures: {failed:?}");
+    assert!(total > 100, "enough load: {total}");
+    assert_eq!(
+        failed_after(kill_at, cut_at, Duration::from_secs(1)),
+        0,
+        "no failure 1 s after the kill"
+    );
+    let end = results.last().map(|(t, _)| *t).unwrap_or(cut_at);
+    assert_eq!(
+        failed_after(cut_at, end + Duration::from_secs(1), Duration::from_secs(3)),
+        0,
+        "no failure 3 s after the partition"
+    );
+}
