@@ -85,6 +85,10 @@ pub struct NodeArgs {
     /// Private key of --etcd-cert.
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     pub etcd_key: Option<PathBuf>,
+    /// etcd lost the cluster (wiped, or a new etcd): write this node's copy back as the
+    /// cluster's configuration. Only when the prefix is empty; other nodes then follow.
+    #[arg(long, requires = "etcd")]
+    pub etcd_reseed: bool,
     /// Address clients of other nodes are told to dial for this node's tunnel port
     /// (default: the tunnel listen address, or --cloud-host when it listens on all).
     #[arg(long, value_name = "HOST:PORT")]
@@ -158,6 +162,8 @@ pub struct EtcdConfig {
     pub prefix: String,
     pub ca: Option<PathBuf>,
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Write the local copy back into an empty prefix (`--etcd-reseed`).
+    pub reseed: bool,
 }
 
 pub const DEFAULT_ETCD_PREFIX: &str = "/sg";
@@ -173,6 +179,11 @@ impl EtcdConfig {
         let secure = ca.is_some() || cert.is_some();
         let mut endpoints = Vec::new();
         for raw in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if secure && raw.starts_with("http://") {
+                return Err(ConfigError::Invalid(format!(
+                    "--etcd {raw:?}: --etcd-ca/--etcd-cert need https:// endpoints"
+                )));
+            }
             let url = if raw.contains("://") {
                 raw.to_string()
             } else {
@@ -226,6 +237,7 @@ impl EtcdConfig {
             prefix,
             ca,
             identity,
+            reseed: false,
         })
     }
 }
@@ -280,13 +292,16 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("--workers must be 1-256".into()));
         }
         let etcd = match args.etcd.or(file.etcd) {
-            Some(urls) => Some(EtcdConfig::parse(
-                &urls,
-                args.etcd_prefix.or(file.etcd_prefix),
-                args.etcd_ca.or(file.etcd_ca),
-                args.etcd_cert.or(file.etcd_cert),
-                args.etcd_key.or(file.etcd_key),
-            )?),
+            Some(urls) => Some(EtcdConfig {
+                reseed: args.etcd_reseed,
+                ..EtcdConfig::parse(
+                    &urls,
+                    args.etcd_prefix.or(file.etcd_prefix),
+                    args.etcd_ca.or(file.etcd_ca),
+                    args.etcd_cert.or(file.etcd_cert),
+                    args.etcd_key.or(file.etcd_key),
+                )?
+            }),
             None => None,
         };
         let admin_token = args.admin_token.or(file.admin_token);

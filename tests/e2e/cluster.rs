@@ -579,3 +579,154 @@ fn clients_killed_or_partitioned_under_load_stop_getting_connections_quickly() {
         "no failure 3 s after the partition"
     );
 }
+
+#[test]
+fn without_quorum_writes_are_refused_and_reads_still_answer() {
+    let mut c = Cluster::start(1);
+    let (gw, _) = c.nodes[0].create_gateway("q");
+    c.etcd.kill(1);
+    c.etcd.kill(2);
+    let started = Instant::now();
+    let r = c.nodes[0].call("POST", "/v1/gateways", Some(json!({"name": "no-quorum"})));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"], "store_unavailable", "{}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused in bounded time"
+    );
+    assert_eq!(
+        c.nodes[0]
+            .call("GET", &format!("/v1/gateways/{gw}"), None)
+            .status,
+        200
+    );
+    c.etcd.restart_all();
+    let back = wait_until(Duration::from_secs(20), || {
+        c.nodes[0]
+            .call("POST", "/v1/gateways", Some(json!({"name": "quorum-back"})))
+            .status
+            == 201
+    });
+    assert!(back, "writes work with quorum back:\n{}", c.nodes[0].log());
+    let names: Vec<String> = c.nodes[0]
+        .call("GET", "/v1/gateways", None)
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        !names.contains(&"no-quorum".to_string()),
+        "the refused write was never made: {names:?}"
+    );
+}
+
+#[test]
+fn a_wiped_etcd_never_wipes_a_node_and_reseed_puts_the_copy_back() {
+    let mut c = Cluster::start(2);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let _client = Client::start(&c.nodes[0], &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(
+        &c.nodes[0],
+        &gw
+    )
+    .len()
+        == 2));
+    c.etcd.wipe();
+    for n in &c.nodes {
+        let detached = wait_until(Duration::from_secs(20), || {
+            n.call("GET", "/healthz", None).body["store"] == "detached"
+        });
+        assert!(
+            detached,
+            "the node notices etcd lost the cluster:\n{}",
+            n.log()
+        );
+        assert!(
+            n.log().contains("holds no sg cluster"),
+            "and says so:\n{}",
+            n.log()
+        );
+        assert!(
+            n.log().contains("--etcd-reseed"),
+            "with what to do:\n{}",
+            n.log()
+        );
+        assert_eq!(
+            n.call("GET", &format!("/v1/gateways/{gw}"), None).status,
+            200,
+            "copy kept"
+        );
+        assert!(echo_ok(n.cloud(port), Duration::from_secs(3)), "and served");
+    }
+    let r = c.nodes[1].call("POST", "/v1/gateways", Some(json!({"name": "nowhere"})));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"], "store_unavailable");
+
+    // An operator reseeds from node A; B follows without being touched.
+    c.nodes[0].add_args(&["--etcd-reseed"]);
+    c.nodes[0].restart();
+    let writable = wait_until(Duration::from_secs(20), || {
+        c.nodes[0]
+            .call(
+                "POST",
+                "/v1/gateways",
+                Some(json!({"name": "after-reseed"})),
+            )
+            .status
+            == 201
+    });
+    assert!(
+        writable,
+        "the reseeded cluster takes writes:\n{}",
+        c.nodes[0].log()
+    );
+    let follows = wait_until(Duration::from_secs(20), || {
+        c.nodes[1]
+            .call("GET", "/v1/gateways", None)
+            .body
+            .as_array()
+            .is_some_and(|g| g.len() == 2)
+    });
+    assert!(follows, "B is back in the cluster:\n{}", c.nodes[1].log());
+    assert_eq!(
+        c.nodes[1].call("GET", "/healthz", None).body["store"],
+        "synced"
+    );
+}
+
+#[test]
+fn a_node_that_does_not_fit_the_cluster_is_refused_with_the_reason() {
+    let c = Cluster::start(1);
+    let token = c.nodes[0].token();
+    let endpoints = c.etcd.endpoints();
+    let ip = c.subnet.node_ip(5);
+    // Another cloud-port range.
+    let opts = sg_e2e::cluster::node_options(&endpoints, "r9", &ip, "30000-30099", Some(&token));
+    let (code, out) = sg_e2e::cluster::refused_start(&opts);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("--cloud-ports") && out.contains(&c.ports),
+        "{out}"
+    );
+    // A wrong admin token.
+    let mut opts = sg_e2e::cluster::node_options(&endpoints, "r9", &ip, &c.ports, None);
+    opts.extra
+        .extend(["--admin-token".into(), "sga_not_the_clusters_token".into()]);
+    let (code, out) = sg_e2e::cluster::refused_start(&opts);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--admin-token"), "{out}");
+    // A cluster whose data format is newer than this build reads.
+    let record = c.etcd.ctl(&["get", "/sg/cluster", "--print-value-only"]);
+    let mut v: serde_json::Value = serde_json::from_str(record.trim()).expect("cluster record");
+    v["format"] = json!(99);
+    c.etcd.ctl(&["put", "/sg/cluster", &v.to_string()]);
+    let opts = sg_e2e::cluster::node_options(&endpoints, "r9", &ip, &c.ports, Some(&token));
+    let (code, out) = sg_e2e::cluster::refused_start(&opts);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("data format 99"), "{out}");
+    // The node already in the cluster kept serving.
+    assert_eq!(c.nodes[0].call("GET", "/healthz", None).status, 200);
+}

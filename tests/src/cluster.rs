@@ -177,6 +177,17 @@ impl EtcdCluster {
         assert!(self.wait_healthy(), "etcd did not come back");
     }
 
+    /// Kills every member and starts an empty etcd on the same addresses: a new etcd
+    /// cluster (another cluster id), revision 1, nothing in it.
+    pub fn wipe(&mut self) {
+        self.kill_all();
+        for m in &self.members {
+            let _ = std::fs::remove_dir_all(&m.dir);
+        }
+        self.token = format!("sg-test-{}", free_port());
+        self.restart_all();
+    }
+
     /// `etcdctl` against the cluster.
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = Command::new("etcdctl")
@@ -311,6 +322,30 @@ impl Cluster {
         self.nodes.push(Node::start_with(opts));
         &self.nodes[i]
     }
+}
+
+/// Runs `sg-node` with `opts` expecting it to refuse to start: returns its exit code and
+/// what it printed.
+pub fn refused_start(opts: &NodeOptions) -> (Option<i32>, String) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(crate::bin("sg-node"));
+    cmd.args(["--region", &opts.region, "--data-dir"])
+        .arg(temp.path().join("data"))
+        .args([
+            "--tunnel-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--cloud-host",
+            &opts.cloud_ip,
+            "--cloud-bind",
+            &opts.cloud_ip,
+        ]);
+    if let Some(p) = &opts.cloud_ports {
+        cmd.args(["--cloud-ports", p]);
+    }
+    let out = crate::run_with_timeout(cmd.args(&opts.extra), Duration::from_secs(30));
+    (out.0, out.1)
 }
 
 /// Packets dropped by nftables while this lives: a silent partition (no FIN, no RST).

@@ -261,6 +261,11 @@ impl Node {
         self.spawn(&[]);
     }
 
+    /// Adds flags for the next start (`restart`).
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+    }
+
     /// The admin token the node's API takes.
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.dir.join("admin.token"))
@@ -847,6 +852,32 @@ pub fn openssl_echo(port: u16, ca: &Path, extra: &[&str], line: &str) -> Openssl
         .nth(1)
         .is_some_and(|after| after.contains(line));
     OpensslRun { output, echoed }
+}
+
+/// Runs `cmd` to its end (killed after `timeout`): its exit code (`None` if killed) and
+/// everything it printed.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let path = temp.path().join("out");
+    let file = std::fs::File::create(&path).expect("output file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("handle"))
+        .stderr(file)
+        .spawn()
+        .expect("start the command");
+    let end = Instant::now() + timeout;
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() >= end {
+            kill(&mut child);
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, read_log(&path))
 }
 
 /// Runs a command and panics with its output if it fails (test fixtures: openssl).

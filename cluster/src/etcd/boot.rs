@@ -45,7 +45,7 @@ impl ClusterLink {
     ) -> Result<ClusterLink, BootError> {
         let runtime = EtcdRuntime::start()?;
         let etcd = Etcd::connect(etcd_config, &runtime)?;
-        let membership = identity::establish(&etcd, local, config, node_id)?;
+        let membership = identity::establish(&etcd, local, config, node_id, etcd_config.reseed)?;
         let applied = local.revision().ok().flatten().unwrap_or(0);
         Ok(ClusterLink {
             etcd,

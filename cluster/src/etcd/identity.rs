@@ -96,6 +96,7 @@ pub fn establish(
     local: &SledStore,
     config: &NodeConfig,
     node_id: &str,
+    reseed: bool,
 ) -> Result<Membership, IdentityError> {
     let known = local.meta(META_CLUSTER)?;
     let mut waiting_logged = false;
@@ -138,6 +139,7 @@ pub fn establish(
                 fresh: false,
             })
         }
+        (None, Some(id)) if reseed => reseed_from_copy(etcd, local, config, node_id, id),
         (remote, Some(id)) => {
             // Wiped etcd, or another cluster: keep the copy; the replicator explains.
             if let Some(r) = &remote {
@@ -288,26 +290,80 @@ fn create(
     if let Some(note) = note {
         tracing::info!("{note}");
     }
+    let record = new_record(config, node_id, new_id("cl"), hash_token(&token))?;
+    let membership = seed(etcd, local, record)?;
+    if let Some(m) = &membership {
+        tracing::info!(
+            "created cluster {} in etcd at {} under {}",
+            m.cluster_id,
+            etcd.endpoints,
+            etcd.keys.prefix()
+        );
+    }
+    Ok(membership)
+}
+
+/// `--etcd-reseed`: etcd lost the cluster this copy belongs to; write the copy back under
+/// the same cluster id, so nodes that kept their copies follow it again.
+fn reseed_from_copy(
+    etcd: &Etcd,
+    local: &SledStore,
+    config: &NodeConfig,
+    node_id: &str,
+    cluster_id: String,
+) -> Result<Membership, IdentityError> {
+    let record = new_record(config, node_id, cluster_id, cached_admin_hash(local)?)?;
+    match seed(etcd, local, record)? {
+        Some(m) => {
+            tracing::warn!(
+                "--etcd-reseed: wrote this node's copy of cluster {} back into etcd at {} under {}",
+                m.cluster_id,
+                etcd.endpoints,
+                etcd.keys.prefix()
+            );
+            Ok(m)
+        }
+        None => Err(IdentityError::Refused(
+            "--etcd-reseed: etcd holds a cluster again (another node reseeded it); start \
+             without --etcd-reseed"
+                .into(),
+        )),
+    }
+}
+
+/// A cluster record naming this node's CA (made now if it has none) and port range.
+fn new_record(
+    config: &NodeConfig,
+    node_id: &str,
+    id: String,
+    admin_token_hash: String,
+) -> Result<ClusterRecord, IdentityError> {
     let (ca, note) = pki::load_or_create_ca(&config.data_dir)?;
     if let Some(note) = note {
         tracing::info!("{note}");
     }
-    let record = ClusterRecord {
+    let (low, high) = (config.cloud_ports.start(), config.cloud_ports.end());
+    Ok(ClusterRecord {
         v: 1,
-        id: new_id("cl"),
+        id,
         created_at: crate::time::now_secs(),
         created_by: node_id.to_string(),
-        admin_token_hash: hash_token(&token),
+        admin_token_hash,
         ca_cert_pem: ca.cert_pem.clone(),
         ca_key_pem: ca.key_pem(),
-        cloud_ports: format!(
-            "{}-{}",
-            config.cloud_ports.start(),
-            config.cloud_ports.end()
-        ),
+        cloud_ports: format!("{low}-{high}"),
         protocol_major: PROTOCOL_MAJOR,
         format: CLUSTER_FORMAT,
-    };
+    })
+}
+
+/// Writes `record` and everything the local copy holds into an empty prefix. `None` if a
+/// cluster record appeared meanwhile.
+fn seed(
+    etcd: &Etcd,
+    local: &SledStore,
+    record: ClusterRecord,
+) -> Result<Option<Membership>, IdentityError> {
     // What this node held alone becomes the cluster's.
     let mut ops = vec![Op::PutPlan(local.plan()?.unwrap_or_else(Plan::default))];
     ops.extend(local.gateways()?.into_iter().map(Op::PutGateway));
@@ -318,17 +374,9 @@ fn create(
     };
     local.commit_at(&[], Some(revision))?;
     remember(local, &record)?;
-    tracing::info!(
-        "created cluster {} in etcd at {} under {}{}",
-        record.id,
-        etcd.endpoints,
-        etcd.keys.prefix(),
-        if uploaded > 0 {
-            format!(" with this node's {uploaded} gateway(s) and destination(s)")
-        } else {
-            String::new()
-        }
-    );
+    if uploaded > 0 {
+        tracing::info!("wrote this node's {uploaded} gateway(s) and destination(s) into etcd");
+    }
     Ok(Some(Membership {
         cluster_id: record.id,
         admin_token_hash: record.admin_token_hash,
