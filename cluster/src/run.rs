@@ -3,7 +3,7 @@
 
 use crate::actors::node::{Apply, Barrier, Node, SetFleet};
 use crate::actors::state::{AttachNode, Read, StateActor};
-use crate::actors::NodeShared;
+use crate::actors::{NodeIdentity, NodeShared};
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::drain::drain;
@@ -175,10 +175,12 @@ pub async fn run_until(
             .expect("the state actor is created once") // ok: cannot fail, see above
     });
     let shared = Arc::new(NodeShared::new(
-        node_id.clone(),
-        config.region.clone(),
-        config.cloud_host.clone(),
-        config.cloud_bind,
+        NodeIdentity {
+            node_id: node_id.clone(),
+            region: config.region.clone(),
+            cloud_host: config.cloud_host.clone(),
+            cloud_bind: config.cloud_bind,
+        },
         workers,
         state_addr.clone(),
         status.clone(),

@@ -51,17 +51,28 @@ pub struct NodeShared {
     next_connection: AtomicU64,
 }
 
+/// Who and where the node is.
+pub struct NodeIdentity {
+    pub node_id: String,
+    pub region: String,
+    pub cloud_host: String,
+    pub cloud_bind: IpAddr,
+}
+
 impl NodeShared {
     pub fn new(
-        node_id: String,
-        region: String,
-        cloud_host: String,
-        cloud_bind: IpAddr,
+        identity: NodeIdentity,
         workers: Workers,
         state: Addr<state::StateActor>,
         status: Arc<NodeStatus>,
         replication: Option<Arc<Replication>>,
     ) -> Self {
+        let NodeIdentity {
+            node_id,
+            region,
+            cloud_host,
+            cloud_bind,
+        } = identity;
         NodeShared {
             node_id,
             region,
