@@ -137,6 +137,16 @@ impl TunnelListener {
             }
             let Ok(Some(gateway)) = self.node.send(FindGateway(gateway_id.clone())).await else {
                 tracing::warn!(%peer, gateway = %gateway_id, "refused a client: unknown gateway");
+                if !self.shared.status.store().writable() {
+                    // This node's copy may be behind the cluster: not a final answer.
+                    return Err(refuse(
+                        RefuseCode::Internal,
+                        format!(
+                            "gateway {gateway_id} is not in this node's copy of the configuration, \
+                             which cannot reach etcd right now; retry"
+                        ),
+                    ));
+                }
                 return Err(refuse(
                     RefuseCode::UnknownGateway,
                     format!(

@@ -730,3 +730,102 @@ fn a_node_that_does_not_fit_the_cluster_is_refused_with_the_reason() {
     // The node already in the cluster kept serving.
     assert_eq!(c.nodes[0].call("GET", "/healthz", None).status, 200);
 }
+
+#[test]
+fn the_concurrency_limit_counts_connections_on_every_node() {
+    let c = Cluster::start(2);
+    let echo = EchoServer::start();
+    let (gw, token, port) = echo_gateway(&c, &echo);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let r = a.call(
+        "PUT",
+        "/v1/plan",
+        Some(json!({"max_connections_per_gateway": 4})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _client = Client::start(a, &[(&gw, &token)], &[]);
+    assert!(wait_until(Duration::from_secs(15), || client_nodes(a, &gw)
+        .len()
+        == 2));
+    assert!(wait_until(Duration::from_secs(5), || echo_ok(
+        b.cloud(port),
+        Duration::from_secs(2)
+    )));
+    let hold = |addr: SocketAddr| {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        s.write_all(b"hi").expect("write");
+        let mut got = [0u8; 2];
+        s.read_exact(&mut got).map(|_| s)
+    };
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| hold(a.cloud(port)).expect("3 of 4 through A"))
+        .collect();
+    // B learns A's count within about a second.
+    let counted = wait_until(Duration::from_secs(3), || {
+        b.call("GET", &format!("/v1/gateways/{gw}/stats"), None)
+            .body["active_connections"]
+            == 3
+    });
+    assert!(counted, "the cluster-wide figure shows A's connections");
+    std::thread::sleep(Duration::from_millis(1200));
+    let fourth = hold(b.cloud(port)).expect("the 4th, through B, fits");
+    assert!(
+        refused_to(b.cloud(port)),
+        "the 5th, through B, is over the cluster-wide limit"
+    );
+    drop(held);
+    drop(fourth);
+    let freed = wait_until(Duration::from_secs(5), || {
+        echo_ok(b.cloud(port), Duration::from_secs(2))
+    });
+    assert!(freed, "room again once A's connections closed");
+}
+
+/// Whether the node closes a connection to `addr` without carrying it.
+fn refused_to(addr: SocketAddr) -> bool {
+    let Ok(s) = TcpStream::connect(addr) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    refused(s, b"over?")
+}
+
+#[test]
+fn a_node_talks_to_etcd_over_mutual_tls() {
+    use sg_e2e::cluster::{EtcdCluster, EtcdTls, Subnet};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    openssl_ca(d, "etcd-ca", "etcd test CA");
+    openssl_cert(d, "etcd-server", "etcd-ca", CertUse::Server);
+    openssl_cert(d, "etcd-client", "etcd-ca", CertUse::Client);
+    let tls = EtcdTls {
+        ca: d.join("etcd-ca.pem"),
+        server_cert: d.join("etcd-server.pem"),
+        server_key: d.join("etcd-server.key"),
+        client_cert: d.join("etcd-client.pem"),
+        client_key: d.join("etcd-client.key"),
+    };
+    let subnet = Subnet::take();
+    let etcd = EtcdCluster::start_with(1, subnet, Some(tls.clone()));
+    let mut opts = sg_e2e::cluster::node_options(
+        &etcd.endpoints(),
+        "r1",
+        &subnet.node_ip(0),
+        &sg_e2e::cluster::cluster_ports(),
+        None,
+    );
+    opts.extra.extend([
+        "--etcd-ca".into(),
+        tls.ca.display().to_string(),
+        "--etcd-cert".into(),
+        tls.client_cert.display().to_string(),
+        "--etcd-key".into(),
+        tls.client_key.display().to_string(),
+    ]);
+    let node = Node::start_with(opts);
+    let (gw, _) = node.create_gateway("over-tls");
+    let stored = etcd.ctl(&["get", &format!("/sg/config/gw/{gw}"), "--print-value-only"]);
+    assert!(stored.contains(&gw), "the gateway is in etcd: {stored}");
+    assert_eq!(node.call("GET", "/healthz", None).body["store"], "synced");
+}

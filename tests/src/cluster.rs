@@ -58,10 +58,26 @@ pub struct EtcdCluster {
     subnet: Subnet,
     _temp: tempfile::TempDir,
     token: String,
+    tls: Option<EtcdTls>,
+}
+
+/// Files of an etcd that serves clients over TLS and wants a client certificate.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl EtcdCluster {
     pub fn start(n: usize, subnet: Subnet) -> EtcdCluster {
+        EtcdCluster::start_with(n, subnet, None)
+    }
+
+    /// A cluster whose clients must speak TLS and present a certificate signed by `tls.ca`.
+    pub fn start_with(n: usize, subnet: Subnet, tls: Option<EtcdTls>) -> EtcdCluster {
         let temp = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -77,6 +93,7 @@ impl EtcdCluster {
             subnet,
             token: format!("sg-test-{}", free_port()),
             _temp: temp,
+            tls,
         };
         for i in 0..n {
             etcd.launch(i);
@@ -92,6 +109,19 @@ impl EtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect();
         let alias = self.subnet.etcd_alias();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls_args: Vec<String> = match &self.tls {
+            None => Vec::new(),
+            Some(t) => vec![
+                "--cert-file".into(),
+                t.server_cert.display().to_string(),
+                "--key-file".into(),
+                t.server_key.display().to_string(),
+                "--client-cert-auth".into(),
+                "--trusted-ca-file".into(),
+                t.ca.display().to_string(),
+            ],
+        };
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -103,9 +133,12 @@ impl EtcdCluster {
             .arg(&m.dir)
             .args([
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{p},http://{alias}:{p}", p = m.client_port),
+                &format!(
+                    "{scheme}://127.0.0.1:{p},{scheme}://{alias}:{p}",
+                    p = m.client_port
+                ),
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", m.client_port),
+                &format!("{scheme}://127.0.0.1:{}", m.client_port),
                 "--listen-peer-urls",
                 &format!("http://127.0.0.1:{}", m.peer_port),
                 "--initial-advertise-peer-urls",
@@ -117,6 +150,7 @@ impl EtcdCluster {
                 "--initial-cluster-token",
                 &self.token,
             ])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -128,11 +162,30 @@ impl EtcdCluster {
     /// Every member answers its health check.
     pub fn wait_healthy(&self) -> bool {
         wait_until(Duration::from_secs(20), || {
+            if self.tls.is_some() {
+                return Command::new("etcdctl")
+                    .args(self.tls_flags())
+                    .arg(format!("--endpoints={}", self.endpoints()))
+                    .args(["endpoint", "health"])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+            }
             self.members
                 .iter()
                 .filter(|m| m.child.is_some())
                 .all(|m| health(m.client_port))
         })
+    }
+
+    fn tls_flags(&self) -> Vec<String> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(t) => vec![
+                format!("--cacert={}", t.ca.display()),
+                format!("--cert={}", t.client_cert.display()),
+                format!("--key={}", t.client_key.display()),
+            ],
+        }
     }
 
     /// `--etcd` for nodes: every member on 127.0.0.1.
@@ -142,9 +195,10 @@ impl EtcdCluster {
 
     /// `--etcd` through the test's alias address, which [`Partition::etcd`] can cut.
     pub fn endpoints_via(&self, ip: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://{ip}:{}", m.client_port))
+            .map(|m| format!("{scheme}://{ip}:{}", m.client_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -192,6 +246,7 @@ impl EtcdCluster {
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
+            .args(self.tls_flags())
             .arg(format!("--endpoints={}", self.endpoints()))
             .args(args)
             .output()

@@ -15,6 +15,12 @@ pub struct Snapshot {
     pub gateways: Vec<GatewayMetrics>,
     pub handshakes_refused: u64,
     pub handshakes_pending: usize,
+    /// `local`, `synced`, `unreachable` or `detached`.
+    pub store: &'static str,
+    /// etcd revision the local copy has applied (0 outside a cluster).
+    pub applied_revision: i64,
+    pub live_nodes: usize,
+    pub draining: bool,
 }
 
 /// A per-gateway family: name, type, help, and how to read its value.
@@ -68,6 +74,39 @@ pub fn render(s: &Snapshot) -> String {
             "sg_destinations_active",
             "Active destinations.",
             s.active_destinations,
+        ),
+    ] {
+        family(&mut o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        &mut o,
+        "sg_store_state",
+        "gauge",
+        "1 for the state the configuration store is in (local, synced, unreachable, detached).",
+    );
+    for state in ["local", "synced", "unreachable", "detached"] {
+        let _ = writeln!(
+            o,
+            "sg_store_state{{state=\"{state}\"}} {}",
+            u8::from(s.store == state)
+        );
+    }
+    for (name, help, v) in [
+        (
+            "sg_store_applied_revision",
+            "etcd revision this node's copy has applied (0 for a single node).",
+            s.applied_revision,
+        ),
+        (
+            "sg_cluster_nodes",
+            "Live nodes this node knows of, itself included.",
+            s.live_nodes as i64,
+        ),
+        (
+            "sg_node_draining",
+            "1 while the node drains.",
+            i64::from(s.draining),
         ),
     ] {
         family(&mut o, name, "gauge", help);
@@ -214,8 +253,21 @@ mod tests {
             }],
             handshakes_refused: 0,
             handshakes_pending: 0,
+            store: "synced",
+            applied_revision: 42,
+            live_nodes: 3,
+            draining: false,
         };
         let text = render(&s);
+        assert!(
+            text.contains("sg_store_state{state=\"synced\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sg_store_state{state=\"unreachable\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("sg_cluster_nodes 3"), "{text}");
         assert!(
             text.contains("sg_gateway_up{gateway=\"gw_1\",name=\"a \\\"quoted\\\" name\"} 1"),
             "{text}"

@@ -106,6 +106,10 @@ async fn metrics(_: Admin, api: Api) -> Reply {
         gateways: figures,
         handshakes_refused: api.shared.handshakes.refused(),
         handshakes_pending: api.shared.handshakes.pending(),
+        store: api.shared.status.store().as_str(),
+        applied_revision: api.shared.replication.as_ref().map_or(0, |r| r.applied()),
+        live_nodes: api.node.send(GetFleet).await?.nodes.len(),
+        draining: api.shared.status.draining(),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
