@@ -480,17 +480,16 @@ impl State {
     pub fn replicate(&mut self, replicated: Replicated) -> Result<Vec<Change>, StateError> {
         let applied = self.store.revision()?.unwrap_or(0);
         let (ops, revision) = match replicated {
-            Replicated::Changes(changes) => {
-                let revision = changes.iter().map(|(r, _)| *r).max().unwrap_or(0);
+            Replicated::Changes { through, changes } => {
+                if through <= applied {
+                    return Ok(Vec::new());
+                }
                 let ops: Vec<Op> = changes
                     .into_iter()
                     .filter(|(r, _)| *r > applied)
                     .map(|(_, op)| op)
                     .collect();
-                if ops.is_empty() {
-                    return Ok(Vec::new());
-                }
-                (ops, revision)
+                (ops, through)
             }
             Replicated::Snapshot(snapshot) => {
                 if snapshot.revision < applied && !snapshot.restored {
@@ -503,6 +502,14 @@ impl State {
         };
         self.store.apply_replicated(&ops, revision)?;
         Ok(self.apply(ops))
+    }
+
+    /// A write found this copy behind the cluster (another node changed the configuration
+    /// up to `revision`): bring it up to date from the cluster's store now, so the write can
+    /// be validated again against the newer state at once.
+    pub fn catch_up(&mut self, revision: i64) -> Result<Vec<Change>, StateError> {
+        let changes = self.store.changes_until(revision)?;
+        self.replicate(changes)
     }
 
     /// The ops that turn this copy into `snapshot`: the plan first (its epoch decides what

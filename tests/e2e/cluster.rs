@@ -78,6 +78,13 @@ fn a_gateway_made_on_one_node_serves_through_another_with_the_same_port_and_toke
         a.clients(&gw),
         client.log()
     );
+    // With --no-discover a client keeps to the nodes it was given.
+    let pinned = Client::start(a, &[(&gw, &token)], &["--no-discover"]);
+    let three = wait_until(Duration::from_secs(10), || a.clients(&gw).len() == 3);
+    assert!(three, "{}", pinned.log());
+    std::thread::sleep(Duration::from_secs(1));
+    let now = a.clients(&gw);
+    assert_eq!(now.len(), 3, "the pinned client stayed on A only: {now:?}");
     for node in [a, b] {
         let addr = node.cloud(port);
         let ok = wait_until(Duration::from_secs(5), || {
@@ -89,7 +96,7 @@ fn a_gateway_made_on_one_node_serves_through_another_with_the_same_port_and_toke
     let stats = b
         .call("GET", &format!("/v1/gateways/{gw}/stats"), None)
         .body;
-    assert_eq!(stats["clients"], 1, "{stats}");
+    assert_eq!(stats["clients"], 2, "two client processes, counted once each: {stats}");
     assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(2), "{stats}");
     assert!(
         stats["total_connections"].as_u64().unwrap_or(0) >= 2,

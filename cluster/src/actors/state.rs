@@ -50,6 +50,10 @@ type MutateFn<R> = Arc<dyn Fn(&mut State) -> Result<(R, Vec<Change>), StateError
 /// more than once (see [`mutate`]), so it is a `Fn`.
 pub struct Mutate<R>(pub MutateFn<R>);
 
+/// Times the state thread catches up and validates a mutation again before it hands the
+/// conflict back to the caller (which waits for replication and tries again).
+const CATCH_UPS_PER_MUTATION: u32 = 10;
+
 /// Times a mutation is tried when other nodes keep changing the configuration first.
 const MUTATE_ATTEMPTS: u32 = 20;
 /// Longest wait for this node's copy to catch up with a change another node made.
@@ -105,9 +109,28 @@ impl<R: Send + 'static> Message for Mutate<R> {
 impl<R: Send + 'static> Handler<Mutate<R>> for StateActor {
     type Result = Result<R, StateError>;
     fn handle(&mut self, msg: Mutate<R>, ctx: &mut Self::Context) -> Self::Result {
-        let (out, changes) = (msg.0)(&mut self.state).map_err(fatal_if_not_durable)?;
-        self.send_changes(changes, ctx);
-        Ok(out)
+        // Another node writing first is not an error: catch up and validate again, here,
+        // before any other request (requests queued behind this one would all be stale).
+        let mut attempts = 0;
+        loop {
+            match (msg.0)(&mut self.state).map_err(fatal_if_not_durable) {
+                Ok((out, changes)) => {
+                    self.send_changes(changes, ctx);
+                    return Ok(out);
+                }
+                Err(StateError::Store(StoreError::Stale { revision }))
+                    if attempts < CATCH_UPS_PER_MUTATION =>
+                {
+                    attempts += 1;
+                    let changes = self
+                        .state
+                        .catch_up(revision)
+                        .map_err(fatal_if_not_durable)?;
+                    self.send_changes(changes, ctx);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

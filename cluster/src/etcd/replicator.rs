@@ -18,6 +18,7 @@
 //! not kept forever.
 
 use super::identity::ClusterRecord;
+use super::keys::Keys;
 use super::Etcd;
 use crate::actors::state::{Replicate, StateActor};
 use crate::state::StateError;
@@ -253,25 +254,10 @@ impl Replicator {
 
     /// Hands watched events to the state actor, in order.
     async fn forward(&self, events: &[etcd_client::Event]) -> Result<(), RoundError> {
-        let keys = &self.etcd.keys;
-        let mut changes = Vec::with_capacity(events.len());
-        for ev in events {
-            let Some(kv) = ev.kv() else { continue };
-            let Ok(key) = kv.key_str() else { continue };
-            let op = match ev.event_type() {
-                EventType::Put => keys.decode_put(key, kv.value()),
-                EventType::Delete => keys.decode_delete(key),
-            };
-            match op {
-                Ok(Some(op)) => changes.push((kv.mod_revision(), op)),
-                Ok(None) => {}
-                Err(e) => tracing::error!("skipping a configuration change: {e}"),
-            }
-        }
-        if changes.is_empty() {
+        if events.is_empty() {
             return Ok(());
         }
-        self.send(Replicated::Changes(changes)).await
+        self.send(decode_events(&self.etcd.keys, events)).await
     }
 
     async fn send(&self, replicated: Replicated) -> Result<(), RoundError> {
@@ -335,6 +321,28 @@ impl Replicator {
         tracing::info!("resynchronized with etcd at revision {revision} ({gateways} gateway(s))");
         Ok(())
     }
+}
+
+/// Watched configuration events as ops, each with the revision that made it. An event that
+/// cannot be read is logged and skipped.
+pub(crate) fn decode_events(keys: &Keys, events: &[etcd_client::Event]) -> Replicated {
+    let mut changes = Vec::with_capacity(events.len());
+    let mut through = 0;
+    for ev in events {
+        let Some(kv) = ev.kv() else { continue };
+        through = through.max(kv.mod_revision());
+        let Ok(key) = kv.key_str() else { continue };
+        let op = match ev.event_type() {
+            EventType::Put => keys.decode_put(key, kv.value()),
+            EventType::Delete => keys.decode_delete(key),
+        };
+        match op {
+            Ok(Some(op)) => changes.push((kv.mod_revision(), op)),
+            Ok(None) => {}
+            Err(e) => tracing::error!("skipping a configuration change: {e}"),
+        }
+    }
+    Replicated::Changes { through, changes }
 }
 
 /// The end of the key range that starts with `prefix` (its last byte plus one).

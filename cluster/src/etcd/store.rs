@@ -13,11 +13,12 @@
 //! chained to the previous one on the marker.
 
 use super::keys::Keys;
+use super::replicator::decode_events;
 use super::Etcd;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::status::{NodeStatus, StoreHealth};
-use crate::store::{Op, SledStore, Store, StoreError};
-use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse};
+use crate::store::{Op, Replicated, SledStore, Store, StoreError};
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -262,6 +263,41 @@ impl Store for ClusterStore {
 
     fn revision(&self) -> Result<Option<i64>, StoreError> {
         Ok(Some(self.replication.applied()))
+    }
+
+    fn changes_until(&self, revision: i64) -> Result<Replicated, StoreError> {
+        let from = self.replication.applied() + 1;
+        let keys = self.etcd.keys.clone();
+        let etcd = self.etcd.clone();
+        let read = async move {
+            let options = WatchOptions::new().with_prefix().with_start_revision(from);
+            let mut watch = etcd.client.watch_client();
+            let mut stream = watch.watch(keys.config(), Some(options)).await?;
+            let mut all = Vec::new();
+            while let Some(resp) = stream.message().await? {
+                if resp.canceled() {
+                    // Compacted past the copy: the replicator resynchronizes it.
+                    return Ok(None);
+                }
+                if let Replicated::Changes { through, changes } =
+                    decode_events(&keys, resp.events())
+                {
+                    all.extend(changes);
+                    if through >= revision {
+                        return Ok(Some(Replicated::Changes {
+                            through,
+                            changes: all,
+                        }));
+                    }
+                }
+            }
+            Ok(None)
+        };
+        match self.etcd.block_on(self.etcd.timed(read)) {
+            Ok(Some(changes)) => Ok(changes),
+            Ok(None) => Err(StoreError::Stale { revision }),
+            Err(e) => Err(self.unavailable(StoreHealth::Unreachable, Some(e.to_string()))),
+        }
     }
 
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError> {

@@ -56,8 +56,12 @@ pub enum Op {
 /// What the cluster's store sends the local copy.
 #[derive(Debug)]
 pub enum Replicated {
-    /// Changes in revision order, each with the revision that made it.
-    Changes(Vec<(i64, Op)>),
+    /// Changes in revision order, each with the revision that made it; the copy is then
+    /// complete `through` that revision (marker writes included, which carry no op).
+    Changes {
+        through: i64,
+        changes: Vec<(i64, Op)>,
+    },
     /// Everything the cluster holds at one revision: the copy becomes exactly this.
     Snapshot(Snapshot),
 }
@@ -89,6 +93,10 @@ pub trait Store: Send + 'static {
     fn apply_replicated(&self, ops: &[Op], revision: i64) -> Result<(), StoreError>;
     /// The cluster revision the local copy has applied (`None` outside a cluster).
     fn revision(&self) -> Result<Option<i64>, StoreError>;
+    /// The cluster's changes after the local copy's revision, up to at least `revision`,
+    /// read from the cluster's store now (a write found the copy stale). Outside a cluster
+    /// there are none.
+    fn changes_until(&self, revision: i64) -> Result<Replicated, StoreError>;
     /// Appends to a gateway's event log (flushed periodically, not per event), keeping at
     /// most `keep` newest events of that gateway.
     fn append_event(&self, event: &EventRecord, keep: usize) -> Result<(), StoreError>;

@@ -1,6 +1,6 @@
 //! The sled-backed [`Store`]: one tree per entity, JSON values, explicit flushes.
 
-use super::{Op, Store, StoreError};
+use super::{Op, Replicated, Store, StoreError};
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -166,6 +166,13 @@ impl Store for SledStore {
 
     fn apply_replicated(&self, ops: &[Op], revision: i64) -> Result<(), StoreError> {
         self.commit_at(ops, Some(revision))
+    }
+
+    fn changes_until(&self, revision: i64) -> Result<Replicated, StoreError> {
+        Ok(Replicated::Changes {
+            through: revision,
+            changes: Vec::new(),
+        })
     }
 
     fn revision(&self) -> Result<Option<i64>, StoreError> {
