@@ -7,7 +7,8 @@
 //! - [`bulk`]: throughput in either direction;
 //! - [`hold`]: holds thousands of idle connections and measures the RSS they cost;
 //! - [`procstat`]: CPU time and RSS of processes, from /proc;
-//! - [`report`]: the table, JSON and SVG chart of a run.
+//! - [`report`]: the table, JSON and SVG chart of a run;
+//! - [`timeline`]: success and failure per 100 ms around marked events (failover runs).
 
 pub mod bulk;
 pub mod echo;
@@ -16,3 +17,4 @@ pub mod http_load;
 pub mod http_server;
 pub mod procstat;
 pub mod report;
+pub mod timeline;

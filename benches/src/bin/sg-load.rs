@@ -1,11 +1,13 @@
 //! `sg-load`: target services and load for the quickstart and `scripts/loadtest.sh`.
 //!
 //! Every measuring subcommand prints one JSON line (also appended to `--out`), so the
-//! harness can collect a run and `sg-load report` can summarize it.
+//! harness can collect a run and `sg-load report` can summarize it. `sg-load timeline`
+//! is the exception: it prints its own table and writes its JSON and SVG (failover runs).
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report};
+use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report, timeline};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,6 +90,29 @@ enum Cmd {
         connections: usize,
         #[command(flatten)]
         m: Measure,
+    },
+    /// Failover timeline: a new connection per request, round-robin over the targets,
+    /// outcomes per --bucket-ms around the marks a script appends to --marks.
+    Timeline {
+        /// A cloud address; repeat for several (requests go round-robin over them).
+        #[arg(long, required = true)]
+        target: Vec<SocketAddr>,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 14)]
+        duration: u64,
+        #[arg(long, default_value_t = 100)]
+        bucket_ms: u64,
+        /// `EPOCH_MS LABEL` lines, read after the run (it need not exist).
+        #[arg(long)]
+        marks: Option<PathBuf>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Print one line of counts per second to stderr while running.
+        #[arg(long)]
+        progress: bool,
     },
     /// Summarize a run: table on stdout, JSON and SVG files.
     Report {
@@ -193,6 +218,63 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let r = hold::run(target, connections, &m.watch, Duration::from_secs(2)).await?;
                 emit(&m, "hold", serde_json::to_value(&r)?, Vec::new())?;
+            }
+            Cmd::Timeline {
+                target,
+                connections,
+                duration,
+                bucket_ms,
+                marks,
+                out,
+                svg,
+                progress,
+            } => {
+                anyhow::ensure!(
+                    (1..=timeline::MAX_DURATION_S).contains(&duration),
+                    "--duration is 1 to {} seconds",
+                    timeline::MAX_DURATION_S
+                );
+                anyhow::ensure!(
+                    (1..=timeline::MAX_CONNECTIONS).contains(&connections),
+                    "--connections is 1 to {}",
+                    timeline::MAX_CONNECTIONS
+                );
+                anyhow::ensure!(
+                    (10..=10_000).contains(&bucket_ms),
+                    "--bucket-ms is 10 to 10000"
+                );
+                anyhow::ensure!(target.len() <= 64, "at most 64 --target addresses");
+                let duration = Duration::from_secs(duration);
+                let (samples, started) =
+                    timeline::run(target.clone(), connections, duration, progress).await;
+                let marks_text = match &marks {
+                    Some(path) => match std::fs::read_to_string(path) {
+                        Ok(text) => text,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("reading {}", path.display()))
+                        }
+                    },
+                    None => String::new(),
+                };
+                let t = timeline::build(
+                    &samples,
+                    &target,
+                    connections,
+                    duration,
+                    bucket_ms,
+                    started,
+                    &marks_text,
+                );
+                print!("{}", timeline::table(&t));
+                if let Some(path) = &out {
+                    std::fs::write(path, serde_json::to_vec_pretty(&t)?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                if let Some(path) = &svg {
+                    std::fs::write(path, timeline::svg(&t))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
             }
             Cmd::Report { .. } => {}
         }
