@@ -25,11 +25,11 @@ use crate::state::StateError;
 use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{Op, Replicated, Snapshot, StoreError};
 use actix::Addr;
-use etcd_client::{EventType, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{EventType, GetOptions, Txn, TxnOp, WatchOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::store::Replication;
+use super::store::{marker_revision, Replication};
 
 /// How often the watch is checked.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -159,6 +159,9 @@ impl Replicator {
                     }
                     _ = probe.tick() => {
                         let (marker, revision) = self.probe().await?;
+                        // etcd answers with quorum: writes may go again (a failed write
+                        // marks the store unreachable until a probe says otherwise).
+                        self.now_synced();
                         if revision < self.replication.applied() {
                             return Err(RoundError::WatchEnded("etcd went back in time".into()));
                         }
@@ -241,15 +244,7 @@ impl Replicator {
         let txn = Txn::new().and_then([TxnOp::get(self.etcd.keys.marker(), None)]);
         let resp = self.etcd.timed(kv.txn(txn)).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        let marker = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-                _ => None,
-            })
-            .unwrap_or(0);
-        Ok((marker, revision))
+        Ok((marker_revision(&resp), revision))
     }
 
     /// Hands watched events to the state actor, in order.

@@ -18,7 +18,9 @@ use super::Etcd;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{Op, Replicated, SledStore, Store, StoreError};
-use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -29,6 +31,8 @@ use tokio::sync::watch;
 const MAX_OPS_PER_TXN: usize = 100;
 /// Bytes of values per transaction, below etcd's default `--max-request-bytes` (1.5 MiB).
 const MAX_BYTES_PER_TXN: usize = 1024 * 1024;
+/// Longest wait for the quorum read that precedes a write.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// The revision of etcd the local copy has applied, readable anywhere and awaitable.
 #[derive(Debug)]
@@ -123,24 +127,67 @@ impl ClusterStore {
         let resp = match answer {
             Ok(r) => r,
             Err(e) => {
-                if self.status.store() == StoreHealth::Synced {
-                    self.status.set_store(StoreHealth::Unreachable);
-                }
-                return Err(self.unavailable(StoreHealth::Unreachable, Some(e.to_string())));
+                self.lost_etcd();
+                // Sent but not confirmed: etcd may still commit it if it recovers. Say so
+                // rather than pretend either way.
+                return Err(self.unavailable(
+                    StoreHealth::Unreachable,
+                    Some(format!(
+                        "{e}; the change was not confirmed: it is not applied here, but etcd \
+                         may still apply it when it recovers — check before repeating it"
+                    )),
+                ));
             }
         };
         if resp.succeeded() {
             return Ok(resp.header().map_or(0, |h| h.revision()));
         }
-        let moved_at = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-                _ => None,
-            })
-            .unwrap_or(0);
-        Err(StoreError::Stale { revision: moved_at })
+        Err(StoreError::Stale {
+            revision: marker_revision(&resp),
+        })
+    }
+}
+
+/// The marker's revision, from a transaction that read it (0 if it does not exist yet).
+pub(crate) fn marker_revision(resp: &TxnResponse) -> i64 {
+    resp.op_responses()
+        .into_iter()
+        .find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+impl ClusterStore {
+    /// The marker's revision, read with quorum (a short deadline: etcd answers in
+    /// milliseconds when it can).
+    fn read_marker(&self) -> Result<i64, StoreError> {
+        let mut kv = self.etcd.client.kv_client();
+        let read = kv.get(self.etcd.keys.marker(), None);
+        match self
+            .etcd
+            .block_on(async { tokio::time::timeout(READ_DEADLINE, read).await })
+        {
+            Ok(Ok(resp)) => Ok(resp.kvs().first().map_or(0, |kv| kv.mod_revision())),
+            Ok(Err(e)) => {
+                self.lost_etcd();
+                Err(self.unavailable(StoreHealth::Unreachable, Some(e.to_string())))
+            }
+            Err(_) => {
+                self.lost_etcd();
+                let why = format!("no answer within {} ms", READ_DEADLINE.as_millis());
+                Err(self.unavailable(StoreHealth::Unreachable, Some(why)))
+            }
+        }
+    }
+
+    /// etcd failed a request: refuse further writes at once until the replicator is back
+    /// in sync.
+    fn lost_etcd(&self) {
+        if self.status.store() == StoreHealth::Synced {
+            self.status.set_store(StoreHealth::Unreachable);
+        }
     }
 }
 
@@ -236,6 +283,13 @@ impl Store for ClusterStore {
         let health = self.status.store();
         if !health.writable() {
             return Err(self.unavailable(health, None));
+        }
+        // A linearizable read first: it needs quorum and changes nothing, so a write into an
+        // etcd that just lost quorum is refused before it is sent (a transaction sent then
+        // could still be committed later, after it was refused here).
+        let moved_at = self.read_marker()?;
+        if moved_at > self.replication.applied() {
+            return Err(StoreError::Stale { revision: moved_at });
         }
         let marker = self.etcd.keys.marker();
         // Nobody may have written since what this copy has applied.
