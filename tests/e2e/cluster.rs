@@ -874,3 +874,48 @@ fn measure_propagation_between_nodes() {
         pct(&mut whole, 0.99)
     );
 }
+
+#[test]
+fn an_etcd_restored_from_a_backup_brings_every_node_back_to_it() {
+    let mut c = Cluster::start(2);
+    let (kept, _) = c.nodes[0].create_gateway("in-the-backup");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backup = dir.path().join("etcd.snapshot");
+    c.etcd.snapshot(&backup);
+    let (later, _) = c.nodes[1].create_gateway("after-the-backup");
+    for n in &c.nodes {
+        let path = format!("/v1/gateways/{later}");
+        assert!(wait_until(Duration::from_secs(5), || n
+            .call("GET", &path, None)
+            .status
+            == 200));
+    }
+    c.etcd.restore(&backup);
+    for n in &c.nodes {
+        let back = wait_until(Duration::from_secs(20), || {
+            n.call("GET", &format!("/v1/gateways/{later}"), None).status == 404
+        });
+        assert!(back, "the node follows the restored etcd:\n{}", n.log());
+        assert!(
+            n.log().contains("restored from a backup"),
+            "and says why:\n{}",
+            n.log()
+        );
+        let path = format!("/v1/gateways/{kept}");
+        assert_eq!(
+            n.call("GET", &path, None).status,
+            200,
+            "what the backup holds stays"
+        );
+    }
+    let r = c.nodes[0].call(
+        "POST",
+        "/v1/gateways",
+        Some(json!({"name": "after-restore"})),
+    );
+    assert_eq!(
+        r.status, 201,
+        "writes work on the restored etcd: {}",
+        r.body
+    );
+}

@@ -242,6 +242,64 @@ impl EtcdCluster {
         self.restart_all();
     }
 
+    /// Saves a snapshot of the cluster's data (`etcdctl snapshot save`).
+    pub fn snapshot(&self, path: &std::path::Path) {
+        let endpoint = format!(
+            "--endpoints=http://127.0.0.1:{}",
+            self.members[0].client_port
+        );
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(self.tls_flags())
+            .arg(endpoint)
+            .arg("snapshot")
+            .arg("save")
+            .arg(path)
+            .output()
+            .expect("etcdctl");
+        assert!(
+            out.status.success(),
+            "snapshot save: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Kills every member and brings the cluster back from `snapshot`, as an operator
+    /// restoring a backup would: older data, a lower revision, a new etcd cluster id.
+    pub fn restore(&mut self, snapshot: &std::path::Path) {
+        self.kill_all();
+        self.token = format!("sg-test-{}", free_port());
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect();
+        for m in &self.members {
+            let _ = std::fs::remove_dir_all(&m.dir);
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg("snapshot")
+                .arg("restore")
+                .arg(snapshot)
+                .arg(format!("--name={}", m.name))
+                .arg(format!("--data-dir={}", m.dir.display()))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg(format!("--initial-cluster-token={}", self.token))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                    m.peer_port
+                ))
+                .output()
+                .expect("etcdctl");
+            assert!(
+                out.status.success(),
+                "snapshot restore: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.restart_all();
+    }
+
     /// `etcdctl` against the cluster.
     pub fn ctl(&self, args: &[&str]) -> String {
         let out = Command::new("etcdctl")
