@@ -179,10 +179,17 @@ impl Fleet {
                 }
                 FleetEvent::Ended { tunnel, end } => {
                     if let Some(t) = self.tunnels.remove(&tunnel) {
+                        let last_to_node = |id: &str| {
+                            !self.tunnels.values().any(|o| {
+                                matches!(&o.target, Target::Node { node_id, .. } if node_id == id)
+                            })
+                        };
                         if let (Target::Node { node_id, .. }, TunnelEnd::Retired) =
                             (&t.target, &end)
                         {
-                            tracing::info!(gateway = %self.gw.id(), "no longer connecting to node {node_id}: it left the cluster or drains");
+                            if last_to_node(node_id) {
+                                tracing::info!(gateway = %self.gw.id(), "no longer connecting to node {node_id}: it left the cluster or drains");
+                            }
                         }
                     }
                     if matches!(end, TunnelEnd::Refused(_)) {

@@ -1330,6 +1330,108 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_makes_the_copy_exactly_it_and_keeps_what_cannot_be_read() {
+        let (mut s, _dir) = state();
+        let a = gw(&mut s, "a");
+        let b = gw(&mut s, "b");
+        let d = dest(&mut s, &a.id).unwrap();
+        let changes = s
+            .replicate(Replicated::Snapshot(Snapshot {
+                revision: 10,
+                gateways: vec![b.clone()],
+                unreadable: [a.id.clone()].into_iter().collect(),
+                ..Default::default()
+            }))
+            .unwrap();
+        assert!(s.gateway(&a.id).is_ok(), "an unreadable record is kept");
+        assert!(
+            s.destination(&a.id, &d.id).is_err(),
+            "what is gone is deleted"
+        );
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::DestinationRemoved { id, .. } if *id == d.id)));
+        assert_eq!(s.store.revision().unwrap(), Some(10));
+        // An older snapshot is refused unless etcd went back in time (a restore).
+        let old = Snapshot {
+            revision: 5,
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.replicate(Replicated::Snapshot(old)),
+            Err(StateError::Store(StoreError::Stale { .. }))
+        ));
+        let restored = Snapshot {
+            revision: 5,
+            restored: true,
+            ..Default::default()
+        };
+        s.replicate(Replicated::Snapshot(restored)).unwrap();
+        assert!(s.gateways().is_empty(), "a restore wins");
+    }
+
+    #[test]
+    fn replicated_changes_apply_once_and_derive_what_the_actors_do() {
+        let (mut s, _dir) = state();
+        let a = gw(&mut s, "a");
+        let mut rekeyed = a.clone();
+        rekeyed.token_hash = "other".into();
+        let batch = |through| Replicated::Changes {
+            through,
+            changes: vec![(through, Op::PutGateway(rekeyed.clone()))],
+        };
+        let changes = s.replicate(batch(7)).unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, Change::TokenRegenerated { .. })),
+            "a new token hash closes the old sessions: {changes:?}"
+        );
+        assert!(s.replicate(batch(7)).unwrap().is_empty(), "seen already");
+        let gone = Replicated::Changes {
+            through: 8,
+            changes: vec![(8, Op::DeleteGateway(a.id.clone()))],
+        };
+        assert!(matches!(
+            s.replicate(gone).unwrap().as_slice(),
+            [Change::GatewayRemoved { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_downgrade_is_one_write_whatever_it_deactivates() {
+        let (mut s, _dir) = state();
+        for name in ["a", "b", "c"] {
+            let g = gw(&mut s, name);
+            dest(&mut s, &g.id).unwrap();
+        }
+        let before = s.plan().epoch;
+        let (_, changes) = s
+            .set_plan(PlanUpdate {
+                max_gateways: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(s.plan().epoch, before + 1);
+        // One stored plan; six derived changes (three gateways, three destinations).
+        assert_eq!(
+            s.store
+                .gateways()
+                .unwrap()
+                .iter()
+                .filter(|g| g.active)
+                .count(),
+            3,
+            "the stored records were not rewritten"
+        );
+        assert_eq!(changes.len(), 1 + 6, "{changes:?}");
+        assert!(
+            s.gateways().iter().all(|g| !g.active),
+            "all effectively inactive"
+        );
+    }
+
+    #[test]
     fn running_out_of_ports_is_a_clear_error() {
         let (mut s, _dir) = state();
         let g = gw(&mut s, "a");
