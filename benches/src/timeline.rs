@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
@@ -540,8 +540,19 @@ async fn one_request(target: SocketAddr) -> Outcome {
     Outcome::Ok
 }
 
+/// How the workers share the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spread {
+    /// Every worker goes round-robin over all targets (one application using every address).
+    RoundRobin,
+    /// Worker `i` sticks to target `i mod T` (one application per address): a dead target
+    /// then costs only its own workers' time.
+    Pinned,
+}
+
 async fn worker(
     first: usize,
+    spread: Spread,
     targets: Arc<Vec<SocketAddr>>,
     start: Instant,
     end: Instant,
@@ -550,9 +561,16 @@ async fn worker(
     let mut samples = Vec::new();
     let mut next = first;
     let mut failed_in_a_row = 0;
+    // Back off a little once every target this worker uses failed in a row, rather than spin.
+    let backoff_after = match spread {
+        Spread::RoundRobin => targets.len(),
+        Spread::Pinned => 1,
+    };
     while Instant::now() < end {
         let t = next % targets.len();
-        next += 1;
+        if spread == Spread::RoundRobin {
+            next += 1;
+        }
         let at = Instant::now();
         let outcome = one_request(targets[t]).await;
         samples.push(Sample {
@@ -566,8 +584,7 @@ async fn worker(
         } else {
             counters.failed[t].fetch_add(1, Ordering::Relaxed);
             failed_in_a_row += 1;
-            // Every target failed in a row: back off a little rather than spin.
-            if failed_in_a_row >= targets.len() {
+            if failed_in_a_row >= backoff_after {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -575,13 +592,40 @@ async fn worker(
     samples
 }
 
+/// Prints one line a second to stderr until `duration`: totals, and per target the
+/// requests that succeeded and failed in the last second.
+async fn report_progress(
+    targets: Arc<Vec<SocketAddr>>,
+    counters: Arc<Counters>,
+    start: Instant,
+    duration: Duration,
+) {
+    let mut before = counters.snapshot();
+    for second in 1..=duration.as_secs() {
+        tokio::time::sleep_until((start + Duration::from_secs(second)).into()).await;
+        let now = counters.snapshot();
+        let (ok, failed) = now.iter().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+        let per: Vec<String> = targets
+            .iter()
+            .zip(now.iter().zip(&before))
+            .map(|(a, (n, b))| format!("{a} ok {} failed {}", n.0 - b.0, n.1 - b.1))
+            .collect();
+        eprintln!(
+            "{second:>3} s: ok {ok}, failed {failed} | last second: {}",
+            per.join(" | ")
+        );
+        before = now;
+    }
+}
+
 /// Runs `connections` workers for `duration`, each sending one request per new connection
-/// back to back, round-robin over `targets`. With `progress`, prints one line a second to
-/// stderr. Returns the samples and the run's start as unix epoch milliseconds.
+/// back to back over `targets` as `spread` says. With `progress`, prints one line a second
+/// to stderr. Returns the samples and the run's start as unix epoch milliseconds.
 pub async fn run(
     targets: Vec<SocketAddr>,
     connections: usize,
     duration: Duration,
+    spread: Spread,
     progress: bool,
 ) -> (Vec<Sample>, u64) {
     let targets = Arc::new(targets);
@@ -592,34 +636,18 @@ pub async fn run(
     let start = Instant::now();
     let end = start + duration;
     let tasks: Vec<_> = (0..connections.max(1))
-        .map(|i| tokio::spawn(worker(i, targets.clone(), start, end, counters.clone())))
-        .collect();
-    let done = Arc::new(AtomicBool::new(false));
-    let reporter = progress.then(|| {
-        let (targets, counters, done) = (targets.clone(), counters.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut before = counters.snapshot();
-            let mut tick = tokio::time::interval_at(
-                (start + Duration::from_secs(1)).into(),
-                Duration::from_secs(1),
-            );
-            while !done.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let now = counters.snapshot();
-                let (ok, failed) = now.iter().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
-                let per: Vec<String> = targets
-                    .iter()
-                    .zip(now.iter().zip(&before))
-                    .map(|(a, (n, b))| format!("{a} ok {} failed {}", n.0 - b.0, n.1 - b.1))
-                    .collect();
-                eprintln!(
-                    "{:>3} s: ok {ok}, failed {failed} | last second: {}",
-                    start.elapsed().as_secs_f64().round(),
-                    per.join(" | ")
-                );
-                before = now;
-            }
+        .map(|i| {
+            let (targets, counters) = (targets.clone(), counters.clone());
+            tokio::spawn(worker(i, spread, targets, start, end, counters))
         })
+        .collect();
+    let reporter = progress.then(|| {
+        tokio::spawn(report_progress(
+            targets.clone(),
+            counters.clone(),
+            start,
+            duration,
+        ))
     });
     let mut samples = Vec::new();
     for t in tasks {
@@ -627,9 +655,8 @@ pub async fn run(
             samples.extend(s);
         }
     }
-    done.store(true, Ordering::Relaxed);
     if let Some(r) = reporter {
-        r.abort();
+        let _ = r.await;
     }
     samples.sort_by_key(|s| s.at_us);
     (samples, epoch_ms)

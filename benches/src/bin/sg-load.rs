@@ -113,6 +113,9 @@ enum Cmd {
         /// Print one line of counts per second to stderr while running.
         #[arg(long)]
         progress: bool,
+        /// Worker i sticks to target i mod T instead of going round-robin over all of them.
+        #[arg(long)]
+        pin_targets: bool,
     },
     /// Summarize a run: table on stdout, JSON and SVG files.
     Report {
@@ -228,6 +231,7 @@ fn main() -> anyhow::Result<()> {
                 out,
                 svg,
                 progress,
+                pin_targets,
             } => {
                 anyhow::ensure!(
                     (1..=timeline::MAX_DURATION_S).contains(&duration),
@@ -245,8 +249,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 anyhow::ensure!(target.len() <= 64, "at most 64 --target addresses");
                 let duration = Duration::from_secs(duration);
+                let spread = if pin_targets {
+                    timeline::Spread::Pinned
+                } else {
+                    timeline::Spread::RoundRobin
+                };
                 let (samples, started) =
-                    timeline::run(target.clone(), connections, duration, progress).await;
+                    timeline::run(target.clone(), connections, duration, spread, progress).await;
                 let marks_text = match &marks {
                     Some(path) => match std::fs::read_to_string(path) {
                         Ok(text) => text,
