@@ -6,11 +6,14 @@
 #
 #   scripts/loadtest.sh [--peer rathole] [--duration SECS] [--connections N] [--hold N]
 #                       [--results DIR] [--quick]
+#   scripts/loadtest.sh --failover [--connections N (default 32)] [--results DIR]
+#       a 3-member etcd, nodes r1 and r2, three clients; a 14 s timeline of new connections
+#       through both nodes while one client is killed (-9) at ~3 s and r2 drains at ~8 s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-peer=""; duration=10; connections=50; hold=5000; results="$root/results"; sessions=2
+peer=""; duration=10; connections=""; hold=5000; results="$root/results"; sessions=2; failover=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
@@ -20,14 +23,20 @@ while [ $# -gt 0 ]; do
     --results) results="$2"; shift 2 ;;
     --sessions) sessions="$2"; shift 2 ;;
     --quick) duration=3; hold=1000; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --failover) failover=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "loadtest: unknown argument $1 (see --help)"; exit 2 ;;
   esac
 done
+if [ -z "$connections" ]; then connections=50; if [ "$failover" = 1 ]; then connections=32; fi; fi
 case "$peer" in ""|rathole) ;; *) echo "loadtest: --peer supports rathole"; exit 2 ;; esac
 # Bounded: every measurement runs for a fixed time and the hold count is capped.
 [ "$duration" -le 120 ] || { echo "loadtest: --duration is at most 120"; exit 2; }
 [ "$hold" -le 20000 ] || { echo "loadtest: --hold is at most 20000"; exit 2; }
+if [ "$failover" = 1 ]; then
+  [ -z "$peer" ] || { echo "loadtest: --failover runs sg only (no --peer)"; exit 2; }
+  [ "$connections" -le 512 ] || { echo "loadtest: --connections is at most 512"; exit 2; }
+fi
 
 say() { printf '\033[1m[loadtest %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
@@ -38,9 +47,17 @@ apt_install() {
 }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
+[ "$failover" = 1 ] || [ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
 
 command -v nginx >/dev/null || apt_install nginx-light || say "nginx unavailable: using sg-load's HTTP server"
+if [ "$failover" = 1 ]; then
+  . scripts/lib/packages.sh
+  need_build_tools
+  need_command etcd etcd-server
+  need_command curl curl
+  need_command python3 python3
+  install_needed "for the failover timeline"
+fi
 say "building sg (release)"
 cargo build --release -j2 --bins --quiet
 bin="$root/target/release"
@@ -63,6 +80,12 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+  # Bounded: whatever has not stopped 15 s after SIGTERM is killed.
+  for _ in $(seq 1 150); do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break; sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -95,6 +118,110 @@ else
   pids+=($!); http_target="sg-load http-server"
 fi
 wait_port "$http_port" "$http_target"
+
+# ---- --failover: a timeline through two nodes while a client dies and a node drains ----
+if [ "$failover" = 1 ]; then
+  wait_http() { # URL WHAT: bounded to 20 s
+    for _ in $(seq 1 200); do curl -fs --max-time 1 "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "loadtest: $2 does not answer at $1 (see $work)"; exit 1
+  }
+  mark() { echo "$(date +%s%3N) $*" >>"$work/marks"; say "mark: $*"; }
+  fo_duration=14
+
+  # etcd: 3 members on loopback.
+  etcd_initial=""; etcd_clients=""
+  for i in 0 1 2; do
+    cp_[$i]=$(free_port); pp_[$i]=$(free_port)
+    etcd_initial+="${etcd_initial:+,}e$i=http://127.0.0.1:${pp_[$i]}"
+    etcd_clients+="${etcd_clients:+,}http://127.0.0.1:${cp_[$i]}"
+  done
+  for i in 0 1 2; do
+    etcd --name "e$i" --data-dir "$work/etcd/e$i" \
+      --listen-client-urls "http://127.0.0.1:${cp_[$i]}" --advertise-client-urls "http://127.0.0.1:${cp_[$i]}" \
+      --listen-peer-urls "http://127.0.0.1:${pp_[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${pp_[$i]}" \
+      --initial-cluster "$etcd_initial" --initial-cluster-state new --initial-cluster-token "sg-loadtest-$$" \
+      >"$work/etcd-e$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in 0 1 2; do
+    ok=0
+    for _ in $(seq 1 200); do
+      curl -s --max-time 1 "http://127.0.0.1:${cp_[$i]}/health" 2>/dev/null | grep -q '"health":"true"' && { ok=1; break; }
+      sleep 0.1
+    done
+    [ "$ok" = 1 ] || { echo "loadtest: etcd member e$i is not healthy (see $work/etcd-e$i.log)"; exit 1; }
+  done
+  say "etcd: 3 members healthy ($etcd_clients)"
+
+  # Two nodes: r1 creates the cluster, r2 joins. Same port range, each on its own address.
+  start_node() { # REGION IP
+    "$bin/sg-node" --region "$1" --data-dir "$work/$1" --tunnel-listen "127.0.0.1:$(free_port)" \
+      --api-listen "127.0.0.1:$(free_port)" --cloud-host "$2" --cloud-bind "$2" --cloud-ports 31200-31299 \
+      --etcd "$etcd_clients" --drain-grace 2 --drain-timeout 10 -l WARN >"$work/$1.log" 2>&1 &
+    pids+=($!)
+    wait_file "$work/$1/node.json" "sg-node $1"
+  }
+  start_node r1 127.0.0.11; r1_pid=${pids[-1]}
+  SG_ADMIN_TOKEN=$(cat "$work/r1/admin.token"); export SG_ADMIN_TOKEN
+  start_node r2 127.0.0.12; r2_pid=${pids[-1]}
+  ctl() { "$bin/sgctl" --data-dir "$work/r1" --json "$@"; }
+  gw_json=$(ctl gateway create failover)
+  gw=$(echo "$gw_json" | json_field id); token=$(echo "$gw_json" | json_field token)
+  ctl plan set --max-connections-per-gateway 100000 >/dev/null
+  port=$(ctl destination create "$gw" --name http --resource "127.0.0.1:$http_port" | json_field cloud_port)
+  say "nodes: r1 pid $r1_pid on 127.0.0.11, r2 pid $r2_pid on 127.0.0.12; gateway $gw, destination on port $port of both"
+
+  # Three clients, one session to each node each; given r1 only, they learn r2 from it.
+  client_pids=()
+  for i in 1 2 3; do
+    "$bin/sg-client" "$gw" -t "$token" --server "$(json_field tunnel <"$work/r1/node.json")" \
+      --ca "$work/r1/ca.pem" --sessions 1 --no-ui -l INFO >"$work/client$i.log" 2>&1 &
+    pids+=($!); client_pids+=($!)
+  done
+  sessions_now() { ctl gateway clients "$gw" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0; }
+  for _ in $(seq 1 200); do [ "$(sessions_now)" -ge 6 ] && break; sleep 0.1; done
+  [ "$(sessions_now)" -ge 6 ] || { echo "loadtest: the clients did not reach both nodes (see $work)"; exit 1; }
+  wait_http "http://127.0.0.11:$port/" "node r1"; wait_http "http://127.0.0.12:$port/" "node r2"
+  say "clients: pids ${client_pids[*]}, 3 clients x 2 nodes = $(sessions_now) sessions"
+  "$bin/sgctl" --data-dir "$work/r1" gateway clients "$gw" >&2
+
+  # The timeline, and what breaks during it.
+  json="$results/failover-$stamp.json"; svg="$results/failover-$stamp.svg"
+  say "timeline: ${fo_duration}s, $connections workers, a new connection per request to 127.0.0.11:$port and 127.0.0.12:$port"
+  "$bin/sg-load" --threads 2 timeline --target "127.0.0.11:$port" --target "127.0.0.12:$port" \
+    --connections "$connections" --duration "$fo_duration" --bucket-ms 100 --marks "$work/marks" \
+    --out "$json" --svg "$svg" >"$work/timeline.out" 2>"$work/timeline.err" &
+  timeline_pid=$!; pids+=($timeline_pid)
+  sleep 3
+  # Each mark is written just before its action: requests in flight at that moment started
+  # a few ms earlier and count in the phase before (phases go by start time).
+  mark "client killed -9"; { kill -9 "${client_pids[0]}"; wait "${client_pids[0]}"; } 2>/dev/null || true
+  sleep 5
+  mark "node r2 drains"; kill -TERM "$r2_pid"
+  drain_start=$(date +%s%3N)
+  r2_exit=""
+  for _ in $(seq 1 150); do # the drain is bounded by --drain-grace 2 + --drain-timeout 10
+    if ! kill -0 "$r2_pid" 2>/dev/null; then
+      wait "$r2_pid" && r2_exit=0 || r2_exit=$?
+      break
+    fi
+    sleep 0.1
+  done
+  drain_ms=$(( $(date +%s%3N) - drain_start ))
+  for _ in $(seq 1 300); do kill -0 "$timeline_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$timeline_pid" 2>/dev/null && { echo "loadtest: the timeline did not finish (see $work)"; exit 1; }
+  wait "$timeline_pid" || { echo "loadtest: sg-load timeline failed:"; cat "$work/timeline.err"; exit 1; }
+  say "done; results in $results/failover-$stamp.{json,svg}"
+  echo
+  cat "$work/timeline.out"
+  echo
+  if [ -n "$r2_exit" ]; then echo "node r2 after SIGTERM: exited with status $r2_exit after $drain_ms ms"
+  else echo "node r2 after SIGTERM: still running after $drain_ms ms"; fi
+  echo "sessions of gateway $gw now (r1 answering):"
+  "$bin/sgctl" --data-dir "$work/r1" gateway clients "$gw" || true
+  cp "$json" "$results/failover-latest.json"; cp "$svg" "$results/failover-latest.svg"
+  exit 0
+fi
 "$bin/sg-load" --threads 1 bulk-server --listen 127.0.0.1:0 >"$work/bulk.out" 2>&1 & pids+=($!)
 "$bin/sg-load" --threads 1 echo-server --listen 127.0.0.1:0 >"$work/echo.out" 2>&1 & pids+=($!)
 wait_file "$work/bulk.out" "bulk server"; wait_file "$work/echo.out" "echo server"
