@@ -159,7 +159,8 @@ sleep 0.2 # the last progress line
 # ---- summary ----------------------------------------------------------------------------
 say "traffic done; per phase:"
 sed -n '/^phase/,/^$/p' "$work/timeline.out" | sed '/^$/d' | indent
-python3 - "$work/timeline.json" "${left_ms:-}" <<'PY'
+left_s=""; [ -z "$left_ms" ] || left_s="$((left_ms / 1000)).$((left_ms % 1000 / 100))"
+python3 - "$work/timeline.json" "$left_s" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))
 before, after = t["phases"][0], t["phases"][-1]
@@ -173,7 +174,7 @@ if len(t["phases"]) > 1:
     print("                            r1 %d ok, %d failed (%s): its node is gone, nothing listens there"
           % (ok(after, 0), after["failures_by_target"][0], kinds))
 if sys.argv[2]:
-    print("  r1 left the node list %.1f s after the kill; the clients kept their sessions to r2" % (int(sys.argv[2]) / 1000))
+    print("  r1 left the node list %s s after the kill; the clients kept their sessions to r2" % sys.argv[2])
 print("  cloud applications should use every region's address (DNS over the regions or a health-checked")
 print("  load balancer): each node serves the same destinations on the same port.")
 PY
