@@ -4,7 +4,7 @@
 #   a gateway with one destination, two clients that are told only r1's address (they
 #   learn r2 from it), traffic through both nodes' cloud addresses — then region r1 dies
 #   (its node is killed with -9) and the traffic through r2 carries on.
-# About 30 s after the build, everything bounded; stops every process it started on exit.
+# About 20 s after the build, everything bounded; stops every process it started on exit.
 #   Usage: scripts/ha-demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
