@@ -44,28 +44,9 @@ count() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/
 say "work directory $work (logs of every process)"
 
 # ---- etcd -------------------------------------------------------------------------------
-initial=""; endpoints=""
-for i in 0 1 2; do
-  cport[$i]=$(free_port); pport[$i]=$(free_port)
-  initial+="${initial:+,}e$i=http://127.0.0.1:${pport[$i]}"
-  endpoints+="${endpoints:+,}http://127.0.0.1:${cport[$i]}"
-done
-for i in 0 1 2; do
-  etcd --name "e$i" --data-dir "$work/etcd/e$i" \
-    --listen-client-urls "http://127.0.0.1:${cport[$i]}" --advertise-client-urls "http://127.0.0.1:${cport[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${pport[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${pport[$i]}" \
-    --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token "sg-ha-demo-$$" \
-    >"$work/etcd-e$i.log" 2>&1 &
-  pids+=($!)
-done
-for i in 0 1 2; do
-  ok=0
-  for _ in $(seq 1 200); do
-    curl -s --max-time 1 "http://127.0.0.1:${cport[$i]}/health" 2>/dev/null | grep -q '"health":"true"' && { ok=1; break; }
-    sleep 0.1
-  done
-  [ "$ok" = 1 ] || fail "etcd member e$i is not healthy"
-done
+. scripts/lib/etcd.sh
+start_etcd "sg-ha-demo-$$" || fail "etcd did not start"
+endpoints="$etcd_endpoints"
 say "etcd: 3 members healthy at $endpoints"
 
 # ---- nodes ------------------------------------------------------------------------------

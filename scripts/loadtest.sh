@@ -5,7 +5,9 @@
 # run and prints one table of figures and ratios (also written as JSON and SVG).
 #
 #   scripts/loadtest.sh [--peer rathole] [--duration SECS] [--connections N] [--hold N]
-#                       [--results DIR] [--quick]
+#                       [--results DIR] [--quick] [--cluster]
+#       --cluster: the sg node is a cluster node (a 3-member etcd on loopback), to compare
+#       its data path with a single node's
 #   scripts/loadtest.sh --failover [--connections N (default 32)] [--results DIR]
 #       a 3-member etcd, nodes r1 and r2, three clients; a 14 s timeline of new connections
 #       through both nodes while one client is killed (-9) at ~3 s and r2 drains at ~8 s
@@ -13,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-peer=""; duration=10; connections=""; hold=5000; results="$root/results"; sessions=2; failover=0
+peer=""; duration=10; connections=""; hold=5000; results="$root/results"; sessions=2; failover=0; cluster=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
@@ -24,7 +26,8 @@ while [ $# -gt 0 ]; do
     --sessions) sessions="$2"; shift 2 ;;
     --quick) duration=3; hold=1000; shift ;;
     --failover) failover=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --cluster) cluster=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "loadtest: unknown argument $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -50,13 +53,13 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$failover" = 1 ] || [ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
 
 command -v nginx >/dev/null || apt_install nginx-light || say "nginx unavailable: using sg-load's HTTP server"
-if [ "$failover" = 1 ]; then
+if [ "$failover" = 1 ] || [ "$cluster" = 1 ]; then
   . scripts/lib/packages.sh
   need_build_tools
   need_command etcd etcd-server
   need_command curl curl
   need_command python3 python3
-  install_needed "for the failover timeline"
+  install_needed "for the etcd cluster"
 fi
 say "building sg (release)"
 cargo build --release -j2 --bins --quiet
@@ -75,6 +78,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sg-loadtest.XXXXXX")
 mkdir -p "$results"
 stamp=$(date +%Y%m%d-%H%M%S)
+[ "$cluster" = 1 ] && stamp="$stamp-cluster"
 out="$results/loadtest-$stamp.jsonl"
 pids=()
 cleanup() {
@@ -119,6 +123,14 @@ else
 fi
 wait_port "$http_port" "$http_target"
 
+# A 3-member etcd on loopback; sets etcd_clients (the endpoints for --etcd).
+. scripts/lib/etcd.sh
+etcd_up() {
+  start_etcd "sg-loadtest-$$" || exit 1
+  etcd_clients="$etcd_endpoints"
+  say "etcd: 3 members healthy ($etcd_clients)"
+}
+
 # ---- --failover: a timeline through two nodes while a client dies and a node drains ----
 if [ "$failover" = 1 ]; then
   wait_http() { # URL WHAT: bounded to 20 s
@@ -128,30 +140,7 @@ if [ "$failover" = 1 ]; then
   mark() { echo "$(date +%s%3N) $*" >>"$work/marks"; say "mark: $*"; }
   fo_duration=14
 
-  # etcd: 3 members on loopback.
-  etcd_initial=""; etcd_clients=""
-  for i in 0 1 2; do
-    cp_[$i]=$(free_port); pp_[$i]=$(free_port)
-    etcd_initial+="${etcd_initial:+,}e$i=http://127.0.0.1:${pp_[$i]}"
-    etcd_clients+="${etcd_clients:+,}http://127.0.0.1:${cp_[$i]}"
-  done
-  for i in 0 1 2; do
-    etcd --name "e$i" --data-dir "$work/etcd/e$i" \
-      --listen-client-urls "http://127.0.0.1:${cp_[$i]}" --advertise-client-urls "http://127.0.0.1:${cp_[$i]}" \
-      --listen-peer-urls "http://127.0.0.1:${pp_[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${pp_[$i]}" \
-      --initial-cluster "$etcd_initial" --initial-cluster-state new --initial-cluster-token "sg-loadtest-$$" \
-      >"$work/etcd-e$i.log" 2>&1 &
-    pids+=($!)
-  done
-  for i in 0 1 2; do
-    ok=0
-    for _ in $(seq 1 200); do
-      curl -s --max-time 1 "http://127.0.0.1:${cp_[$i]}/health" 2>/dev/null | grep -q '"health":"true"' && { ok=1; break; }
-      sleep 0.1
-    done
-    [ "$ok" = 1 ] || { echo "loadtest: etcd member e$i is not healthy (see $work/etcd-e$i.log)"; exit 1; }
-  done
-  say "etcd: 3 members healthy ($etcd_clients)"
+  etcd_up
 
   # Two nodes: r1 creates the cluster, r2 joins. Same port range, each on its own address.
   start_node() { # REGION IP
@@ -230,8 +219,13 @@ echo_port=$(sed -n 's/^listening on 127.0.0.1://p' "$work/echo.out")
 say "targets: $http_target on :$http_port, bulk on :$bulk_port, echo on :$echo_port"
 
 # ---- sg ---------------------------------------------------------------------------------
+cluster_args=()
+if [ "$cluster" = 1 ]; then
+  etcd_up
+  cluster_args=(--etcd "$etcd_clients")
+fi
 "$bin/sg-node" --region loadtest --data-dir "$work/node" --tunnel-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
-  --cloud-host 127.0.0.1 --cloud-bind 127.0.0.1 --cloud-ports 31000-31100 -l WARN >"$work/node.log" 2>&1 &
+  --cloud-host 127.0.0.1 --cloud-bind 127.0.0.1 --cloud-ports 31000-31100 "${cluster_args[@]}" -l WARN >"$work/node.log" 2>&1 &
 node_pid=$!; pids+=($node_pid)
 wait_file "$work/node/node.json" "sg-node"
 ctl() { "$bin/sgctl" --data-dir "$work/node" --json "$@"; }
