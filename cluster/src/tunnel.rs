@@ -18,7 +18,7 @@ use actix::prelude::*;
 use sg_proto::driver::{self, DriverConfig};
 use sg_proto::frame::{Refusal, RefuseCode, Welcome};
 use sg_proto::handshake::{self, HandshakeError};
-use sg_proto::limits::{HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
+use sg_proto::limits::{FIRST_BYTE_TIMEOUT, HANDSHAKE_TIMEOUT, HEARTBEAT_INTERVAL};
 use sg_proto::mux::Role;
 use sg_proto::version::{check_compatible, ProtocolVersion, VersionMismatch, PRODUCT_VERSION};
 use std::net::SocketAddr;
@@ -33,6 +33,10 @@ enum TunnelError {
     Tls(std::io::Error),
     #[error("handshake timed out after {}s", HANDSHAKE_TIMEOUT.as_secs())]
     Timeout,
+    #[error("nothing arrived within {} ms of connecting", FIRST_BYTE_TIMEOUT.as_millis())]
+    Silent,
+    #[error("closed to make room: the node's pending handshakes were full")]
+    Evicted,
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("refused ({}): {}", .0.code.as_str(), .0.message)]
@@ -77,17 +81,25 @@ impl TunnelListener {
             let me = this.clone();
             let placed = worker.clone();
             worker.handle.spawn(async move {
-                let outcome =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, me.establish(std_sock, peer, placed))
-                        .await
-                        .unwrap_or(Err(TunnelError::Timeout));
+                let mut permit = permit;
+                let establish =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, me.establish(std_sock, peer, placed));
+                let outcome = tokio::select! {
+                    r = establish => r.unwrap_or(Err(TunnelError::Timeout)),
+                    _ = &mut permit.evicted => Err(TunnelError::Evicted),
+                };
                 drop(permit);
-                if let Err(e) = outcome {
-                    match e {
-                        // Refusals were already logged with their gateway.
-                        TunnelError::Refused(_) => {}
-                        other => tracing::warn!(%peer, "tunnel connection failed: {other}"),
+                match outcome {
+                    Ok(()) => {}
+                    // Refusals were already logged with their gateway.
+                    Err(TunnelError::Refused(_)) => {}
+                    // What strangers cause is counted (metrics), not logged one by one.
+                    Err(
+                        e @ (TunnelError::Timeout | TunnelError::Evicted | TunnelError::Silent),
+                    ) => {
+                        tracing::debug!(%peer, "tunnel connection dropped: {e}")
                     }
+                    Err(other) => tracing::warn!(%peer, "tunnel connection failed: {other}"),
                 }
             });
         }
@@ -101,6 +113,12 @@ impl TunnelListener {
     ) -> Result<(), TunnelError> {
         let sock = TcpStream::from_std(sock).map_err(TunnelError::Socket)?;
         let _ = sock.set_nodelay(true);
+        // A client's TLS ClientHello follows its connect at once; a peer that sends nothing
+        // gives its slot back quickly.
+        tokio::time::timeout(FIRST_BYTE_TIMEOUT, sock.readable())
+            .await
+            .map_err(|_| TunnelError::Silent)?
+            .map_err(TunnelError::Socket)?;
         let tls = self.acceptor.accept(sock).await.map_err(TunnelError::Tls)?;
         let (hello, pending) = handshake::node(tls).await?;
         let gateway_id = hello.gateway_id.clone();

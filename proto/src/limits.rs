@@ -52,6 +52,10 @@ pub const RECENTLY_CLOSED: usize = 4096;
 /// Control frames a driver lets queue before it stops reading from its peer.
 pub const MAX_CONTROL_BACKLOG: usize = 4096;
 
+/// A new tunnel connection must send its first byte (the TLS ClientHello) this soon: a
+/// client sends it at once, a silent peer gives its handshake slot back.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One deadline for TLS + Hello + authentication on a new tunnel connection.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -14,6 +14,7 @@ pub struct Snapshot {
     pub active_destinations: u32,
     pub gateways: Vec<GatewayMetrics>,
     pub handshakes_refused: u64,
+    pub handshakes_evicted: u64,
     pub handshakes_pending: usize,
     /// `local`, `synced`, `unreachable` or `detached`.
     pub store: &'static str,
@@ -208,12 +209,23 @@ pub fn render(s: &Snapshot) -> String {
         &mut o,
         "sg_tunnel_handshakes_refused_total",
         "counter",
-        "Tunnel connections closed at once because too many handshakes were pending.",
+        "Tunnel connections closed at once because their network (/24, /64) had too many handshakes pending.",
     );
     let _ = writeln!(
         o,
         "sg_tunnel_handshakes_refused_total {}",
         s.handshakes_refused
+    );
+    family(
+        &mut o,
+        "sg_tunnel_handshakes_evicted_total",
+        "counter",
+        "Pending tunnel handshakes closed to make room for newer peers.",
+    );
+    let _ = writeln!(
+        o,
+        "sg_tunnel_handshakes_evicted_total {}",
+        s.handshakes_evicted
     );
     family(
         &mut o,
@@ -252,6 +264,7 @@ mod tests {
                 bytes_to_cloud: 7,
             }],
             handshakes_refused: 0,
+            handshakes_evicted: 0,
             handshakes_pending: 0,
             store: "synced",
             applied_revision: 42,

@@ -105,6 +105,7 @@ async fn metrics(_: Admin, api: Api) -> Reply {
         active_destinations: usage.active_destinations,
         gateways: figures,
         handshakes_refused: api.shared.handshakes.refused(),
+        handshakes_evicted: api.shared.handshakes.evicted(),
         handshakes_pending: api.shared.handshakes.pending(),
         store: api.shared.status.store().as_str(),
         applied_revision: api.shared.replication.as_ref().map_or(0, |r| r.applied()),
