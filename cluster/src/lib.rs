@@ -13,6 +13,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod client_config;
 pub mod config;
 pub mod controls;
 pub mod ctl;

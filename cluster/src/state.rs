@@ -6,6 +6,7 @@
 //! and returns the [`Change`]s the actors must apply. It does no I/O beyond the store, so
 //! the rules are unit-tested directly (see the tests below).
 
+use crate::client_config::{client_config, encoded_len, MAX_CLIENT_CONFIG};
 use crate::controls::{
     validate_resource_tls, CloudTls, CloudTlsInput, FieldError, IpRule, IpRules,
 };
@@ -391,6 +392,7 @@ impl State {
     /// Commits `ops` durably, then applies them to memory; returns what the actors must do.
     /// Every record written carries the plan's epoch (see [`effective_gateway`]).
     fn commit(&mut self, mut ops: Vec<Op>) -> Result<Vec<Change>, StateError> {
+        self.check_config_sizes(&ops)?;
         let epoch = ops
             .iter()
             .find_map(|op| match op {
@@ -407,6 +409,60 @@ impl State {
         }
         self.store.commit(&ops)?;
         Ok(self.apply(ops))
+    }
+
+    /// Refuses ops that would make a gateway's client configuration larger than one frame.
+    /// Every destination counts, active or not, so activating one later cannot overflow it.
+    fn check_config_sizes(&self, ops: &[Op]) -> Result<(), StateError> {
+        let mut touched: Vec<&str> = Vec::new();
+        for op in ops {
+            let id = match op {
+                Op::PutGateway(g) => g.id.as_str(),
+                Op::PutDestination(d) => d.gateway_id.as_str(),
+                _ => continue,
+            };
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        for id in touched {
+            let gateway = ops
+                .iter()
+                .rev()
+                .find_map(|op| match op {
+                    Op::PutGateway(g) if g.id == id => Some(g),
+                    _ => None,
+                })
+                .or_else(|| self.gateways.get(id));
+            let Some(gateway) = gateway else { continue };
+            let mut destinations: BTreeMap<&str, &DestinationRecord> = self
+                .destinations
+                .values()
+                .filter(|d| d.gateway_id == id)
+                .map(|d| (d.id.as_str(), d))
+                .collect();
+            for op in ops {
+                if let Op::PutDestination(d) = op {
+                    if d.gateway_id == id {
+                        destinations.insert(d.id.as_str(), d);
+                    }
+                }
+            }
+            let config = client_config(gateway, destinations.into_values());
+            let size = encoded_len(&config);
+            if size > MAX_CLIENT_CONFIG {
+                return Err(StateError::Conflict {
+                    code: "config_too_large",
+                    message: format!(
+                        "this change would make gateway {id}'s configuration {size} bytes, more \
+                         than the {MAX_CLIENT_CONFIG} bytes its clients can receive in one \
+                         frame (destinations with their TLS certificates, and the ACL); use \
+                         smaller CA bundles, fewer destinations or another gateway"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Applies durable ops to memory and derives the actors' changes from what differs, so

@@ -14,8 +14,7 @@ use actix::prelude::*;
 use serde::Serialize;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    DestinationSpec, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
-    Refusal, RefuseCode,
+    Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream, Refusal, RefuseCode,
 };
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
@@ -180,27 +179,12 @@ impl Gateway {
 
     /// What every client of this gateway must serve.
     fn client_config(&self) -> GatewayConfig {
-        let mut destinations: Vec<DestinationSpec> = self
+        let active = self
             .destinations
             .values()
-            .filter(|s| s.record.active)
-            .map(|s| DestinationSpec {
-                id: s.record.id.clone(),
-                name: s.record.name.clone(),
-                resource_host: s.record.resource_host.clone(),
-                resource_port: s.record.resource_port,
-                protocol: s.record.protocol,
-                resource_tls: s.record.resource_tls.clone().filter(|t| t.enabled),
-            })
-            .collect();
-        destinations.sort_by(|a, b| a.id.cmp(&b.id));
-        GatewayConfig {
-            gateway_id: self.record.id.clone(),
-            name: self.record.name.clone(),
-            enabled: self.record.enabled,
-            destinations,
-            acl: self.record.acl.clone(),
-        }
+            .map(|s| &s.record)
+            .filter(|d| d.active);
+        crate::client_config::client_config(&self.record, active)
     }
 
     /// Sends the configuration to every session, if it differs from what they have.
