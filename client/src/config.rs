@@ -7,6 +7,7 @@ use sg_proto::acl::DefaultPolicy;
 use sg_proto::config_file::read_toml;
 pub use sg_proto::config_file::ConfigError;
 use sg_proto::loglevel::LogLevel;
+use sg_proto::secret::Secret;
 use sg_proto::tls::{self, ServerTrust};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -125,20 +126,10 @@ struct FileConfig {
 }
 
 /// Where the web UI listens and whether it asks for a password.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UiConfig {
     pub listen: SocketAddr,
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for UiConfig {
-    // The password never reaches a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UiConfig")
-            .field("listen", &self.listen)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    pub password: Option<Secret>,
 }
 
 /// The default web UI port.
@@ -179,19 +170,10 @@ impl std::str::FromStr for ServerAddr {
 }
 
 /// One gateway this process serves.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct GatewayCredentials {
     pub id: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for GatewayCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayCredentials")
-            .field("id", &self.id)
-            .field("token", &"<redacted>")
-            .finish()
-    }
+    pub token: Secret,
 }
 
 /// How many reconnect attempts after a drop.
@@ -265,7 +247,7 @@ impl ClientConfig {
             .zip(tokens)
             .map(|(id, token)| GatewayCredentials {
                 id,
-                token: token.to_string(),
+                token: Secret::new(token),
             })
             .collect();
 
@@ -348,7 +330,8 @@ impl ClientConfig {
         let password = args
             .ui_password
             .or(file.ui_password)
-            .filter(|p| !p.is_empty());
+            .filter(|p| !p.is_empty())
+            .map(Secret::new);
         let bind = args
             .ui_bind
             .or(file.ui_bind)
@@ -421,7 +404,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.gateways[1].id, "g2");
-        assert_eq!(c.gateways[1].token, "t2");
+        assert_eq!(c.gateways[1].token.expose(), "t2");
+        assert!(
+            !format!("{c:?}").contains("t2\""),
+            "tokens stay out of Debug"
+        );
         assert_eq!(c.reconnect, Reconnect::Forever);
         let err = parse(&[
             "g1",

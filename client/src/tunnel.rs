@@ -134,7 +134,7 @@ async fn dial(
         client_id: ctx.client_id.clone(),
         hostname: ctx.hostname.clone(),
         gateway_id: gw.creds.id.clone(),
-        token: gw.creds.token.clone(),
+        token: gw.creds.token.expose().to_string(),
     };
     Ok(handshake::client(stream, hello).await?)
 }

@@ -13,6 +13,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sg_proto::loglevel::LogLevel;
+use sg_proto::secret::Secret;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +21,7 @@ const COOKIE: &str = "sg_ui";
 
 struct UiState {
     registry: Arc<Registry>,
-    password: Option<String>,
+    password: Option<Secret>,
     sessions: Mutex<HashSet<String>>,
 }
 
@@ -37,7 +38,7 @@ impl UiState {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return sg_proto::tls::ring_eq(bearer.as_bytes(), password.as_bytes());
+            return sg_proto::tls::ring_eq(bearer.as_bytes(), password.expose().as_bytes());
         }
         let cookie = req
             .headers()
@@ -104,7 +105,7 @@ struct LoginForm {
 
 async fn login(state: State, form: web::Form<LoginForm>) -> HttpResponse {
     let ok = match &state.password {
-        Some(p) => sg_proto::tls::ring_eq(form.password.as_bytes(), p.as_bytes()),
+        Some(p) => sg_proto::tls::ring_eq(form.password.as_bytes(), p.expose().as_bytes()),
         None => true,
     };
     if !ok {

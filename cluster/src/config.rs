@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sg_proto::config_file::read_toml;
 pub use sg_proto::config_file::ConfigError;
 pub use sg_proto::loglevel::LogLevel;
+use sg_proto::secret::Secret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -142,7 +143,7 @@ pub struct NodeConfig {
     pub cloud_bind: IpAddr,
     pub cloud_ports: RangeInclusive<u16>,
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub workers: usize,
     pub drain: crate::drain::DrainTimes,
     /// The cluster's etcd; `None` for a single node.
@@ -304,9 +305,9 @@ impl NodeConfig {
             }),
             None => None,
         };
-        let admin_token = args.admin_token.or(file.admin_token);
+        let admin_token = args.admin_token.or(file.admin_token).map(Secret::new);
         if let Some(t) = &admin_token {
-            if t.len() < 16 {
+            if t.expose().len() < 16 {
                 return Err(ConfigError::Invalid(
                     "--admin-token must be at least 16 characters".into(),
                 ));
@@ -473,6 +474,18 @@ mod tests {
         assert!(err.to_string().contains("--cloud-ports"), "{err}");
         let err = parse(&["--region", "bad region"]).unwrap_err();
         assert!(err.to_string().contains("--region"), "{err}");
+    }
+
+    #[test]
+    fn the_debug_form_never_shows_the_admin_token() {
+        let c = parse(&[
+            "--region",
+            "x",
+            "--admin-token",
+            "sga_0123456789abcdef_secret",
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef_secret"));
     }
 
     #[test]

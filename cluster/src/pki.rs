@@ -62,24 +62,39 @@ const SERVER_NAMES_FILE: &str = "server.names";
 const SERVER_CERT_DAYS: u64 = 730;
 const RENEW_BEFORE_DAYS: u64 = 30;
 
-/// Writes a file atomically with the given mode.
+/// Writes a file atomically with the given mode. The temporary file is new and this
+/// file's own (`.NAME.PID.RANDOM.tmp`), and gets `mode` whatever the umask or a file left
+/// by a crash: a key is never readable by others, not even for a moment.
 pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
+    use std::os::unix::fs::PermissionsExt;
     let err = |source| PkiError::Write {
         path: path.display().to_string(),
         source,
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(contents).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
 }
 
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
@@ -133,7 +148,19 @@ impl CertificateAuthority {
     }
 
     /// Issues a server certificate for `names` (DNS names or IP addresses).
+    /// Issues a server certificate for `names` (DNS names or IP addresses) with a new key.
     pub fn issue_server(&self, names: &[String], days: u64) -> Result<(String, String), PkiError> {
+        self.issue_server_for(names, days, KeyPair::generate()?)
+    }
+
+    /// Issues a server certificate for `names` for `key` (kept across reissues, so clients
+    /// that pin the node's key keep working).
+    pub fn issue_server_for(
+        &self,
+        names: &[String],
+        days: u64,
+        key: KeyPair,
+    ) -> Result<(String, String), PkiError> {
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "sg");
@@ -151,7 +178,6 @@ impl CertificateAuthority {
         let now = std::time::SystemTime::now();
         params.not_before = (now - std::time::Duration::from_secs(86_400)).into();
         params.not_after = (now + std::time::Duration::from_secs(days * 86_400)).into();
-        let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok((cert.pem() + &self.cert_pem, key.serialize_pem()))
     }
@@ -164,7 +190,10 @@ fn identity_from_pem(
 ) -> Result<ServerIdentity, PkiError> {
     let chain = tls::certs_from_pem(what, chain_pem)?;
     let key = tls::key_from_pem(what, key_pem)?;
-    let fingerprint = tls::fingerprint(&chain[0]);
+    // The key's pin when it can be read (it survives a new certificate), else the
+    // certificate's.
+    let fingerprint =
+        tls::key_fingerprint(&chain[0]).unwrap_or_else(|| tls::fingerprint(&chain[0]));
     Ok(ServerIdentity {
         chain,
         key,
@@ -247,13 +276,20 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<NodePki, PkiError>
             &tls::read_file(&server_key_path)?,
         )?
     } else {
-        let (chain_pem, key_pem) = ca.issue_server(names, SERVER_CERT_DAYS)?;
+        // New names or a renewal keep the key: clients pinning it keep working.
+        let kept = std::fs::read_to_string(&server_key_path)
+            .ok()
+            .and_then(|pem| KeyPair::from_pem(&pem).ok());
+        let (chain_pem, key_pem) = match kept {
+            Some(key) => ca.issue_server_for(names, SERVER_CERT_DAYS, key)?,
+            None => ca.issue_server(names, SERVER_CERT_DAYS)?,
+        };
         write_private(&server_key_path, key_pem.as_bytes(), 0o600)?;
         write_private(&server_path, chain_pem.as_bytes(), 0o644)?;
         write_private(&names_path, wanted.as_bytes(), 0o644)?;
         let id = identity_from_pem("generated server certificate", &chain_pem, &key_pem)?;
         notes.push(format!(
-            "issued a server certificate for {} (SHA-256 {}): clients may pin it with `--fingerprint`",
+            "issued a server certificate for {} (key SHA-256 {}): clients may pin the key with `--fingerprint`",
             names.join(", "),
             id.fingerprint
         ));
@@ -286,13 +322,57 @@ mod tests {
         let second = load_or_create(dir.path(), &names).unwrap();
         assert!(second.notes.is_empty(), "nothing regenerated");
         assert_eq!(first.server.fingerprint, second.server.fingerprint);
-        // New names: a new server certificate from the same CA.
+        // New names: a new server certificate from the same CA (for the same key).
         let third = load_or_create(dir.path(), &["example.test".to_string()]).unwrap();
-        assert_ne!(third.server.fingerprint, first.server.fingerprint);
+        assert_ne!(
+            tls::fingerprint(&third.server.chain[0]),
+            tls::fingerprint(&first.server.chain[0])
+        );
         assert_eq!(
             third.ca.as_ref().unwrap().cert_pem,
             first.ca.as_ref().unwrap().cert_pem
         );
+    }
+
+    #[test]
+    fn new_names_reissue_the_certificate_but_keep_the_key_and_its_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create(dir.path(), &["a.example".to_string()]).unwrap();
+        let second = load_or_create(dir.path(), &["b.example".to_string()]).unwrap();
+        assert_ne!(
+            tls::fingerprint(&first.server.chain[0]),
+            tls::fingerprint(&second.server.chain[0]),
+            "a new certificate"
+        );
+        assert_eq!(
+            first.server.fingerprint, second.server.fingerprint,
+            "the same key, so the same pin"
+        );
+        let pin = tls::parse_fingerprint(&first.server.fingerprint).unwrap();
+        assert!(tls::pin_matches(&pin, &second.server.chain[0]));
+    }
+
+    #[test]
+    fn a_stale_temporary_file_cannot_make_a_key_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // What the old scheme left behind after a crash: a world-readable `ca.tmp`.
+        let stale = dir.path().join("ca.tmp");
+        std::fs::write(&stale, b"old").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let key = dir.path().join("ca.key");
+        write_private(&key, b"secret", 0o600).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+            .count();
+        assert_eq!(leftovers, 1, "only the stale one, untouched");
     }
 
     #[test]

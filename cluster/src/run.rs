@@ -19,6 +19,7 @@ use crate::tunnel::TunnelListener;
 use crate::workers::Workers;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
+use sg_proto::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -66,8 +67,10 @@ pub struct NodeFile {
     pub fingerprint: String,
 }
 
+/// The data dir holds the state (uploaded private keys among it), the CA key and the admin
+/// token: it is 0700 however it was made, and the state's files are 0600.
 fn prepare_data_dir(dir: &Path) -> Result<(), NodeError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let err = |source| NodeError::DataDir {
         path: dir.display().to_string(),
         source,
@@ -78,6 +81,32 @@ fn prepare_data_dir(dir: &Path) -> Result<(), NodeError> {
             .mode(0o700)
             .create(dir)
             .map_err(err)?;
+    }
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        tracing::warn!(
+            "the data dir {} was readable by others (mode {:o}); it is 0700 now",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Makes every directory under `dir` 0700 and every file 0600 (sled creates its files with
+/// the umask's mode).
+fn keep_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            keep_private(&path)?;
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
     }
     Ok(())
 }
@@ -99,6 +128,10 @@ pub async fn run_until(
         source,
     };
     let local = SledStore::open(&store_path).map_err(store_err)?;
+    keep_private(&store_path).map_err(|source| NodeError::DataDir {
+        path: store_path.display().to_string(),
+        source,
+    })?;
     let node_id = match local.meta("node_id").map_err(store_err)? {
         Some(id) => id,
         None => {
@@ -126,8 +159,10 @@ pub async fn run_until(
     let admin_token_hash = match &cluster {
         Some(link) => link.membership.admin_token_hash.clone(),
         None => {
-            let (token, note) =
-                crate::ids::admin_token(&config.data_dir, config.admin_token.as_deref())?;
+            let (token, note) = crate::ids::admin_token(
+                &config.data_dir,
+                config.admin_token.as_ref().map(Secret::expose),
+            )?;
             if let Some(note) = note {
                 tracing::info!("{note}");
             }

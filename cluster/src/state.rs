@@ -1126,7 +1126,7 @@ mod tests {
         let d = dest(&mut s, &issued.gateway.id).unwrap();
         let port = d.cloud_port.expect("active destinations get a port");
         drop(s);
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = crate::store::sled_store_tests::reopen(dir.path());
         let again = State::open(
             Box::new(store),
             PortPool::new(port..=port, Ipv4Addr::LOCALHOST.into()),

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod loglevel;
 pub mod mux;
 pub mod pump;
+pub mod secret;
 pub mod tls;
 pub mod transmit;
 pub mod version;

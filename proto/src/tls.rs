@@ -123,7 +123,8 @@ fn root_store(what: &str, certs: Vec<CertificateDer<'static>>) -> Result<RootCer
 pub enum ServerTrust {
     /// Certificates chaining to these CA certificates, for the name dialled.
     Roots(Vec<CertificateDer<'static>>),
-    /// Exactly the end-entity certificate with this SHA-256 fingerprint.
+    /// The end-entity certificate with this SHA-256 fingerprint, or any certificate of the
+    /// public key with this SHA-256 (see [`key_fingerprint`]).
     Fingerprint([u8; 32]),
     /// Anything at all. Only for resource-side TLS with `reject_unauthorized: false`.
     AcceptAny,
@@ -170,6 +171,78 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The SHA-256 of a certificate's public key (its SubjectPublicKeyInfo) as `AB:CD:...`: a
+/// pin that survives a new certificate for the same key (new host names, a renewal).
+pub fn key_fingerprint(cert: &CertificateDer<'_>) -> Option<String> {
+    let d = digest(&SHA256, subject_public_key_info(cert.as_ref())?);
+    Some(
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+/// Whether `pin` is the certificate's SHA-256 or its public key's (see [`key_fingerprint`]).
+pub fn pin_matches(pin: &[u8; 32], cert: &CertificateDer<'_>) -> bool {
+    let whole = digest(&SHA256, cert.as_ref());
+    let key = subject_public_key_info(cert.as_ref()).map(|spki| digest(&SHA256, spki));
+    ring_eq(whole.as_ref(), pin) || key.is_some_and(|k| ring_eq(k.as_ref(), pin))
+}
+
+/// A DER element: its tag, the whole element, its content, and what follows it.
+type DerElement<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// The DER element at the start of `input`; `None` for anything malformed (the bytes come
+/// from a peer).
+fn der_element(input: &[u8]) -> Option<DerElement<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = input.len() - rest.len();
+    Some((tag, &input[..header + len], &rest[..len], &rest[len..]))
+}
+
+/// The SubjectPublicKeyInfo of an X.509 certificate: Certificate → tbsCertificate → the
+/// seventh field, counting the optional version.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xA0;
+    let (SEQUENCE, _, certificate, _) = der_element(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, _, tbs, _) = der_element(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if let Some((VERSION, _, _, after)) = der_element(rest) {
+        rest = after;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        rest = der_element(rest)?.3;
+    }
+    match der_element(rest)? {
+        (SEQUENCE, whole, _, _) => Some(whole),
+        _ => None,
+    }
 }
 
 /// Parses `AB:CD:...` or plain hex into 32 bytes.
@@ -227,8 +300,7 @@ impl ServerCertVerifier for PinnedVerifier {
         match self.check {
             Check::Nothing => Ok(ServerCertVerified::assertion()),
             Check::Pinned => {
-                let got = digest(&SHA256, end_entity.as_ref());
-                if ring_eq(got.as_ref(), &self.fingerprint) {
+                if pin_matches(&self.fingerprint, end_entity) {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(rustls::Error::General(format!(
@@ -286,6 +358,21 @@ pub fn ring_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_der_never_panics_and_yields_no_key() {
+        for bytes in [
+            &[][..],
+            &[0x30][..],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x30, 0x03, 0x30, 0x01][..],
+            &[0x30, 0x02, 0x30, 0x00][..],
+        ] {
+            let cert = CertificateDer::from(bytes.to_vec());
+            assert!(key_fingerprint(&cert).is_none());
+            assert!(!pin_matches(&[0; 32], &cert));
+        }
+    }
 
     #[test]
     fn fingerprints_parse_with_or_without_colons() {

@@ -2,6 +2,7 @@
 //! back the same, and the client reconnects by itself.
 
 use sg_e2e::*;
+use std::time::Duration;
 
 #[test]
 fn kill9_and_restart_keeps_gateways_destinations_ports_and_the_client_comes_back() {
@@ -38,5 +39,68 @@ fn kill9_and_restart_keeps_gateways_destinations_ports_and_the_client_comes_back
         wait_echo(port),
         "the client came back without a restart; its log:\n{}",
         client.log()
+    );
+}
+
+#[test]
+fn a_pinned_client_keeps_working_when_the_node_is_reached_by_new_names() {
+    let mut t = EchoTunnel::start("pinned", &[]);
+    let pin = t.node.info.fingerprint.clone();
+    let pinned = Client::start(&t.node, &[(&t.gw, &t.token)], &["--fingerprint", &pin]);
+    assert!(
+        pinned.wait_log("connected to node", Duration::from_secs(10)),
+        "{}",
+        pinned.log()
+    );
+    // New names (another cloud host): a new certificate, for the same key.
+    t.node.set_arg("--cloud-host", "127.0.0.2");
+    t.node.restart();
+    assert_eq!(
+        t.node
+            .log()
+            .matches("issued a server certificate for")
+            .count(),
+        2,
+        "the certificate was reissued:\n{}",
+        t.node.log()
+    );
+    assert_eq!(t.node.info.fingerprint, pin, "the key's pin is unchanged");
+    let back = wait_until(Duration::from_secs(20), || {
+        pinned.log().matches("connected to node").count() >= 2
+    });
+    assert!(back, "the pinned client came back:\n{}", pinned.log());
+}
+
+#[test]
+fn a_data_dir_others_could_read_is_made_private_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut node = Node::start();
+    node.kill9();
+    let open_up = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    open_up(&node.dir, 0o755);
+    open_up(&node.dir.join("state"), 0o755);
+    open_up(&node.dir.join("state").join("db"), 0o644);
+    node.restart();
+    let mode = |path: std::path::PathBuf| {
+        std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(node.dir.clone()), 0o700, "the data dir");
+    assert_eq!(mode(node.dir.join("state")), 0o700, "the state dir");
+    assert_eq!(
+        mode(node.dir.join("state").join("db")),
+        0o600,
+        "sled's files"
+    );
+    assert_eq!(mode(node.dir.join("ca.key")), 0o600, "the CA key");
+    assert!(
+        node.log().contains("readable by others"),
+        "and says so:\n{}",
+        node.log()
     );
 }

@@ -261,6 +261,15 @@ impl Node {
         self.spawn(&[]);
     }
 
+    /// Changes a flag's value for the next start (`restart`).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        if let Some(i) = self.args.iter().position(|a| a == flag) {
+            if let Some(v) = self.args.get_mut(i + 1) {
+                *v = value.to_string();
+            }
+        }
+    }
+
     /// Adds flags for the next start (`restart`).
     pub fn add_args(&mut self, args: &[&str]) {
         self.args.extend(args.iter().map(|a| a.to_string()));

@@ -22,6 +22,7 @@ use crate::status::StoreHealth;
 use crate::store::{Op, SledStore, Store, StoreError};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
+use sg_proto::secret::Secret;
 use sg_proto::version::PROTOCOL_MAJOR;
 use std::fmt;
 use std::time::Duration;
@@ -226,7 +227,7 @@ fn check_compatible(record: &ClusterRecord, config: &NodeConfig) -> Result<(), I
         )));
     }
     if let Some(t) = &config.admin_token {
-        if hash_token(t) != record.admin_token_hash {
+        if hash_token(t.expose()) != record.admin_token_hash {
             return Err(IdentityError::Refused(format!(
                 "--admin-token is not the admin token of cluster {} (set by its first node, \
                  {}); pass that one, or none",
@@ -286,7 +287,10 @@ fn create(
     config: &NodeConfig,
     node_id: &str,
 ) -> Result<Option<Membership>, IdentityError> {
-    let (token, note) = crate::ids::admin_token(&config.data_dir, config.admin_token.as_deref())?;
+    let (token, note) = crate::ids::admin_token(
+        &config.data_dir,
+        config.admin_token.as_ref().map(Secret::expose),
+    )?;
     if let Some(note) = note {
         tracing::info!("{note}");
     }

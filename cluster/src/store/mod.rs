@@ -6,6 +6,8 @@
 
 mod sled_store;
 
+#[cfg(test)]
+pub(crate) use sled_store::tests as sled_store_tests;
 pub use sled_store::SledStore;
 
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};

@@ -238,7 +238,7 @@ impl Store for SledStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::records::{EventKind, RECORD_VERSION};
 
@@ -257,6 +257,18 @@ mod tests {
         }
     }
 
+    /// Opens a store that was just dropped. sled's flusher thread lets go of the directory
+    /// lock at its next tick, so a reopen right away may find it still held.
+    pub(crate) fn reopen(dir: &Path) -> SledStore {
+        for _ in 0..100 {
+            if let Ok(s) = SledStore::open(dir) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        SledStore::open(dir).expect("the store reopens")
+    }
+
     #[test]
     fn committed_records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -268,7 +280,7 @@ mod tests {
             ])
             .unwrap();
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = reopen(dir.path());
         assert_eq!(s.gateways().unwrap(), vec![gateway("gw_a")]);
         assert_eq!(s.plan().unwrap(), Some(Plan::default()));
     }
