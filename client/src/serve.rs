@@ -178,6 +178,11 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         }
     };
     let _ = socket.set_nodelay(true);
+    // A service host that dies without a word is noticed even on an idle connection.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10));
+    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
     match dest.resource_tls.as_ref().filter(|t| t.enabled) {
         None => carry(ctx, stream, socket, gate, dest, &target, n).await,
         // Boxed: TLS state is a few KiB that plain connections must not reserve.

@@ -68,6 +68,12 @@ pub struct DestinationRecord {
     /// The plan epoch this record was written under (see `GatewayRecord::epoch`).
     #[serde(default)]
     pub epoch: u64,
+    /// A carried connection with no byte either way for this long is closed (0: never).
+    #[serde(default)]
+    pub idle_timeout_secs: u32,
+    /// Connections one source address may hold open at once (0: no cap).
+    #[serde(default)]
+    pub max_connections_per_source: u32,
 }
 
 /// The limits of this installation.

@@ -146,6 +146,12 @@ pub struct NewDestination {
     pub cloud_tls: Option<CloudTlsInput>,
     #[serde(default)]
     pub resource_tls: Option<ResourceTls>,
+    /// Close connections idle this long (0 = never, else 1-3600).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u32>,
+    /// Cap on connections open at once from one source address (0 = none).
+    #[serde(default)]
+    pub max_connections_per_source: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,6 +178,10 @@ pub struct DestinationPatch {
     /// Replaces resource-side TLS (`{"enabled": false}` turns it off).
     #[serde(default)]
     pub resource_tls: Option<ResourceTls>,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u32>,
+    #[serde(default)]
+    pub max_connections_per_source: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -242,6 +252,19 @@ fn validate_host(host: &str) -> Result<String, StateError> {
         ));
     }
     Ok(host.to_string())
+}
+
+/// Longest idle timeout one may set: an hour.
+pub const MAX_IDLE_TIMEOUT_SECS: u32 = 3600;
+
+fn validate_idle_timeout(secs: u32) -> Result<u32, StateError> {
+    if secs > MAX_IDLE_TIMEOUT_SECS {
+        return Err(StateError::invalid(
+            "idle_timeout_secs",
+            format!("must be 0 (never) or 1-{MAX_IDLE_TIMEOUT_SECS}"),
+        ));
+    }
+    Ok(secs)
 }
 
 fn validate_port(field: &str, port: u32) -> Result<u16, StateError> {
@@ -866,6 +889,8 @@ impl State {
             cloud_tls,
             resource_tls,
             epoch: self.plan.epoch,
+            idle_timeout_secs: validate_idle_timeout(req.idle_timeout_secs.unwrap_or(0))?,
+            max_connections_per_source: req.max_connections_per_source.unwrap_or(0),
         };
         let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d, changes))
@@ -921,6 +946,12 @@ impl State {
         }
         if let Some(enabled) = patch.enabled {
             d.enabled = enabled;
+        }
+        if let Some(secs) = patch.idle_timeout_secs {
+            d.idle_timeout_secs = validate_idle_timeout(secs)?;
+        }
+        if let Some(n) = patch.max_connections_per_source {
+            d.max_connections_per_source = n;
         }
         if let Some(rules) = &patch.ip_rules {
             d.ip_rules = IpRules::parse(rules)?.1;

@@ -64,3 +64,135 @@ fn a_change_that_would_not_fit_in_one_config_frame_is_refused_and_clients_keep_w
         client.log()
     );
 }
+
+#[test]
+fn sockets_that_never_finish_a_tls_handshake_do_not_use_up_the_gateways_limit() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("tls-idle");
+    let r = node.call(
+        "PUT",
+        "/v1/plan",
+        Some(json!({"max_connections_per_gateway": 10})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let path = format!("/v1/gateways/{gw}/destinations");
+    let tls = node.call(
+        "POST",
+        &path,
+        Some(
+            json!({"name": "tls", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
+                     "cloud_tls": {"mode": "tls"}}),
+        ),
+    );
+    assert_eq!(tls.status, 201, "{}", tls.body);
+    let tls_port = tls.body["cloud_port"].as_u64().expect("port") as u16;
+    let (_, plain_port) = node.create_destination(&gw, "plain", echo.addr);
+    let _client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(plain_port));
+    // 15 sockets on the TLS port that never send a ClientHello: more than the limit.
+    let idle: Vec<_> = (0..15).map(|_| connect(tls_port)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..5u8 {
+        let msg = [b'p', i];
+        assert_eq!(
+            echo_once(plain_port, &msg).as_deref(),
+            Some(&msg[..]),
+            "the other destination still carries connections"
+        );
+    }
+    drop(idle);
+}
+
+#[test]
+fn a_connection_idle_past_its_destinations_timeout_is_closed() {
+    use std::io::{Read, Write};
+    let t = EchoTunnel::start("idle", &[]);
+    let path = format!("/v1/gateways/{}/destinations/{}", t.gw, t.did);
+    let r = t
+        .node
+        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 1})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["idle_timeout_secs"], 1);
+    let bad = t
+        .node
+        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 4000})));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    // A busy connection stays.
+    let mut busy = connect(t.port);
+    for i in 0..8u8 {
+        busy.write_all(&[i]).expect("write");
+        let mut b = [0u8; 1];
+        busy.read_exact(&mut b)
+            .expect("still open while it carries bytes");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A quiet one goes, and the node kept TCP keepalive on it meanwhile.
+    let mut quiet = connect(t.port);
+    quiet.write_all(b"x").expect("write");
+    let mut b = [0u8; 1];
+    quiet.read_exact(&mut b).expect("echo");
+    let ss = std::process::Command::new("ss")
+        .args([
+            "-tno",
+            "state",
+            "established",
+            &format!("( sport = :{} )", t.port),
+        ])
+        .output()
+        .expect("ss");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    assert!(
+        ss.contains("keepalive"),
+        "TCP keepalive on the cloud side: {ss}"
+    );
+    let started = std::time::Instant::now();
+    assert!(closed_by_node(&mut quiet), "the idle connection was closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "after about a second: {took:?}"
+    );
+}
+
+#[test]
+fn one_source_address_holds_at_most_its_share_of_a_destination() {
+    let t = EchoTunnel::start("per-source", &[]);
+    let path = format!("/v1/gateways/{}/destinations/{}", t.gw, t.did);
+    let r = t.node.call(
+        "PATCH",
+        &path,
+        Some(json!({"max_connections_per_source": 2})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let s = connect_from(t.port, "127.0.0.1:0").expect("connect");
+            assert!(echoes(s.try_clone().expect("clone"), b"ok"));
+            s
+        })
+        .collect();
+    let third = connect_from(t.port, "127.0.0.1:0").expect("connect");
+    assert!(
+        refused(third, b"over"),
+        "a third from the same address is refused"
+    );
+    let other = connect_from(t.port, "127.0.0.2:0").expect("connect");
+    assert!(echoes(other, b"fine"), "another address still gets in");
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(5), || echo_once(t.port, b"again")
+            .is_some()),
+        "room again once they closed"
+    );
+    let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
+    let counted = metrics
+        .lines()
+        .filter(|l| l.contains("reason=\"source_limit\"}"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(
+        counted >= 1,
+        "source_limit refusals are counted:\n{metrics}"
+    );
+}

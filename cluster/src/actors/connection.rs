@@ -3,14 +3,16 @@
 //! client and runs the connection's pump (a plain future, not a message per chunk). Its
 //! [`ConnectionGuard`] gives the concurrency slot back when it ends, however it ends.
 
+use super::destination::SourceSlot;
 use super::gateway::{ConnectionGuard, Refused, Ticket};
 use super::NodeShared;
 use crate::records::EventKind;
 use actix::prelude::*;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::OpenStream;
-use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, ReadReady};
+use sg_proto::pump::{Pump, PumpCounters, PumpOptions, PumpOutcome, ReadReady};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,17 +27,31 @@ pub enum Socket {
     Moved(std::net::TcpStream),
 }
 
+/// How one cloud connection is carried, as its destination says.
+pub struct Carry {
+    /// Terminate TLS on the cloud side first.
+    pub tls: Option<TlsAcceptor>,
+    /// Take the gateway's concurrency slot only once the TLS handshake is done.
+    pub defer_slot: bool,
+    /// Close the connection after this long without a byte either way.
+    pub idle_timeout: Option<Duration>,
+    /// The connection's share of its source address's cap, held while it lives.
+    pub _source: Option<SourceSlot>,
+}
+
 pub struct Connection {
     socket: Option<Socket>,
     session: SessionHandle,
     open: Option<OpenStream>,
     tls: Option<TlsAcceptor>,
+    idle_timeout: Option<Duration>,
+    _source: Option<SourceSlot>,
     shared: Arc<NodeShared>,
     gateway_id: String,
     peer: SocketAddr,
     destination: String,
     number: u64,
-    guard: ConnectionGuard,
+    guard: Arc<ConnectionGuard>,
 }
 
 /// How carrying a connection ended.
@@ -43,6 +59,10 @@ enum Ended {
     Pump(PumpOutcome),
     SessionGone,
     TlsFailed(String),
+    /// Over the gateway's limit once the TLS handshake was done.
+    OverLimit,
+    /// Nothing either way for the destination's idle timeout.
+    Idle(Duration),
 }
 
 impl Connection {
@@ -51,7 +71,7 @@ impl Connection {
         peer: SocketAddr,
         destination: String,
         ticket: Ticket,
-        tls: Option<TlsAcceptor>,
+        carry: Carry,
         shared: Arc<NodeShared>,
     ) -> Self {
         Connection {
@@ -59,7 +79,9 @@ impl Connection {
             session: ticket.session,
             number: ticket.open.connection,
             open: Some(ticket.open),
-            tls,
+            tls: carry.tls,
+            idle_timeout: carry.idle_timeout,
+            _source: carry._source,
             shared,
             gateway_id: ticket.gateway_id,
             peer,
@@ -81,17 +103,42 @@ where
 }
 
 /// Terminates user-side TLS, then carries the connection.
+/// Terminates user-side TLS, takes the connection's concurrency slot (it is real now),
+/// then carries it.
 async fn carry_tls(
     acceptor: TlsAcceptor,
     socket: tokio::net::TcpStream,
     session: SessionHandle,
     open: OpenStream,
     options: PumpOptions,
+    guard: Arc<ConnectionGuard>,
 ) -> Ended {
     match tokio::time::timeout(CLOUD_TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-        Ok(Ok(stream)) => carry(stream, session, open, options).await,
+        Ok(Ok(stream)) if guard.take_slot() => carry(stream, session, open, options).await,
+        Ok(Ok(_)) => Ended::OverLimit,
         Ok(Err(e)) => Ended::TlsFailed(e.to_string()),
-        Err(_) => Ended::TlsFailed("no TLS handshake within 10s".into()),
+        Err(_) => Ended::TlsFailed(format!(
+            "no TLS handshake within {}s",
+            CLOUD_TLS_HANDSHAKE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Resolves once the connection has carried nothing, either way, for `limit`. It looks at
+/// the byte counters every quarter of the limit, so the byte path pays nothing for it.
+async fn idle_for(counters: Arc<PumpCounters>, limit: Duration) {
+    let tick = (limit / 4).max(Duration::from_millis(250));
+    let bytes =
+        || counters.sent.load(Ordering::Relaxed) + counters.received.load(Ordering::Relaxed);
+    let (mut seen, mut quiet_since) = (bytes(), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = bytes();
+        if now != seen {
+            (seen, quiet_since) = (now, tokio::time::Instant::now());
+        } else if quiet_since.elapsed() >= limit {
+            return;
+        }
     }
 }
 
@@ -128,14 +175,28 @@ impl Actor for Connection {
         };
         let session = self.session.clone();
         let tls = self.tls.clone();
-        async move {
+        let counters = self.guard.counters.clone();
+        let guard = self.guard.clone();
+        let idle = self.idle_timeout;
+        // The slot is taken after the handshake: the actor's own state is needed for that,
+        // so a TLS connection runs in two steps (handshake, then carry).
+        let work = async move {
             match tls {
                 None => carry(socket, session, open, options).await,
                 // Boxed: a TLS connection's state is a few KiB, which a plain connection's
                 // future would otherwise reserve too (idle connections must stay small).
                 Some(acceptor) => {
-                    Box::pin(carry_tls(acceptor, socket, session, open, options)).await
+                    Box::pin(carry_tls(acceptor, socket, session, open, options, guard)).await
                 }
+            }
+        };
+        async move {
+            match idle {
+                None => work.await,
+                Some(limit) => tokio::select! {
+                    ended = work => ended,
+                    () = idle_for(counters, limit) => Ended::Idle(limit),
+                },
             }
         }
         .into_actor(self)
@@ -175,6 +236,21 @@ impl Connection {
                     None,
                 );
             }
+            Ended::OverLimit => self.shared.event(
+                &self.gateway_id,
+                EventKind::LimitReached,
+                format!(
+                    "refused a connection from {} to destination {} after its TLS handshake: the gateway reached its concurrency limit",
+                    self.peer, self.destination
+                ),
+                Some(&self.destination),
+                None,
+            ),
+            Ended::Idle(limit) => tracing::debug!(
+                "Connection #{n} from {} closed: idle for {}s",
+                self.peer,
+                limit.as_secs()
+            ),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Supervised: if the actor stops for any reason other than [`Stop`], it is restarted in
 //! place and binds the same port again; a port that cannot be bound is retried with backoff.
 
-use super::connection::{Connection, Socket};
+use super::connection::{Carry, Connection, Socket};
 use super::gateway::{Gateway, LiveCounters, OpenConnection, Refused};
 use super::NodeShared;
 use crate::controls::IpRules;
@@ -17,6 +17,52 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
+
+/// TCP keepalive on cloud connections: probes after a minute of silence, every 10 s.
+fn keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+}
+
+/// Connections open now from each source address of one destination.
+#[derive(Debug, Default)]
+pub struct SourceCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, u32>>);
+
+/// One connection counted against its source address; released when dropped.
+#[derive(Debug)]
+pub struct SourceSlot {
+    counts: Arc<SourceCounts>,
+    ip: IpAddr,
+}
+
+impl SourceCounts {
+    /// A slot for `ip`, or `None` when it already holds `cap`.
+    fn try_take(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<SourceSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Connections a cloud port queues before it accepts them.
 const ACCEPT_BACKLOG: u32 = 1024;
@@ -62,6 +108,8 @@ impl CloudSide {
 
 pub struct DestinationActor {
     shared: Arc<NodeShared>,
+    /// Connections open now per source address (for `max_connections_per_source`).
+    sources: Arc<SourceCounts>,
     live: Arc<LiveCounters>,
     rules: IpRules,
     cloud: CloudSide,
@@ -90,6 +138,7 @@ impl DestinationActor {
         }
         DestinationActor {
             shared,
+            sources: Arc::new(SourceCounts::default()),
             live,
             rules,
             cloud,
@@ -155,6 +204,8 @@ impl DestinationActor {
     }
 
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
+        // Dead peers behind a NAT or a crashed host are found even on an idle connection.
+        let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(&keepalive());
         if !self.rules.allows(peer) {
             // Closed before a single byte is read or forwarded.
             drop(sock);
@@ -176,10 +227,41 @@ impl DestinationActor {
             CloudSide::Tls(acceptor) => Some(acceptor.clone()),
             CloudSide::Broken(_) => return,
         };
+        let cap = self.record.max_connections_per_source;
+        let source = if cap > 0 {
+            match self.sources.try_take(peer.ip(), cap) {
+                Some(slot) => Some(slot),
+                None => {
+                    drop(sock);
+                    self.live.refuse(Refused::SourceLimit);
+                    self.shared.event(
+                        &self.record.gateway_id,
+                        EventKind::LimitReached,
+                        format!(
+                            "refused a connection from {peer} to destination {}: {cap} connections from one address is its limit",
+                            self.record.id
+                        ),
+                        Some(&self.record.id),
+                        None,
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let carry = Carry {
+            defer_slot: tls.is_some(),
+            tls,
+            idle_timeout: (self.record.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(u64::from(self.record.idle_timeout_secs))),
+            _source: source,
+        };
         let shared = self.shared.clone();
         let open = OpenConnection {
             destination_id: self.record.id.clone(),
             peer,
+            defer_slot: carry.defer_slot,
         };
         let destination = self.record.id.clone();
         let here = self.worker;
@@ -193,7 +275,7 @@ impl DestinationActor {
                 };
                 if ticket.worker.index == here {
                     // The session lives on this thread: no hand-over at all.
-                    Connection::new(Socket::Here(sock), peer, destination, ticket, tls, shared)
+                    Connection::new(Socket::Here(sock), peer, destination, ticket, carry, shared)
                         .start();
                     return;
                 }
@@ -211,7 +293,7 @@ impl DestinationActor {
                         peer,
                         destination,
                         ticket,
-                        tls,
+                        carry,
                         shared,
                     )
                 });

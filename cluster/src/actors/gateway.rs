@@ -65,16 +65,19 @@ pub enum Refused {
     Limit,
     NoClient,
     Tls,
+    /// The source address already holds the destination's per-source share.
+    SourceLimit,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 6] = [
+    pub const ALL: [Refused; 7] = [
         Refused::IpRule,
         Refused::DestinationDisabled,
         Refused::GatewayDisabled,
         Refused::Limit,
         Refused::NoClient,
         Refused::Tls,
+        Refused::SourceLimit,
     ];
 
     pub fn label(self) -> &'static str {
@@ -85,6 +88,7 @@ impl Refused {
             Refused::Limit => "limit",
             Refused::NoClient => "no_client",
             Refused::Tls => "tls",
+            Refused::SourceLimit => "source_limit",
         }
     }
 }
@@ -96,7 +100,7 @@ pub struct LiveCounters {
     total: AtomicU64,
     to_resources: AtomicU64,
     to_cloud: AtomicU64,
-    refused: [AtomicU64; 6],
+    refused: [AtomicU64; 7],
 }
 
 impl LiveCounters {
@@ -630,6 +634,9 @@ impl Handler<SessionDown> for Gateway {
 pub struct OpenConnection {
     pub destination_id: String,
     pub peer: SocketAddr,
+    /// The connection takes its concurrency slot later, once it is real (after its TLS
+    /// handshake): see [`ConnectionGuard::take_slot`].
+    pub defer_slot: bool,
 }
 
 /// Permission to carry one connection: the session to carry it on, what to tell the
@@ -642,7 +649,7 @@ pub struct Ticket {
     pub open: OpenStream,
     pub worker: Worker,
     pub gateway_id: String,
-    pub guard: ConnectionGuard,
+    pub guard: Arc<ConnectionGuard>,
 }
 
 /// Returns the connection's slot to its gateway when dropped, and adds its bytes to the
@@ -650,6 +657,12 @@ pub struct Ticket {
 pub struct ConnectionGuard {
     live: Arc<LiveCounters>,
     pub counters: Arc<PumpCounters>,
+    /// Whether the connection holds one of the gateway's concurrency slots. A TLS cloud
+    /// connection takes it only once its handshake is done, so sockets that never finish
+    /// one cannot use up the gateway's limit.
+    holds_slot: std::sync::atomic::AtomicBool,
+    /// The slots this node may fill for the gateway (its limit less the other nodes' use).
+    limit: u32,
     /// Counts the connection in the node's total, which a drain waits on.
     _tracked: Tracked,
 }
@@ -658,6 +671,28 @@ impl ConnectionGuard {
     /// Counts the connection as refused (it ends before carrying anything).
     pub fn refuse(&self, why: Refused) {
         self.live.refuse(why);
+    }
+
+    /// Takes the concurrency slot of a connection that is now real; `false` (and counted
+    /// as refused) if the gateway reached its limit meanwhile.
+    pub fn take_slot(&self) -> bool {
+        if self.holds_slot.load(Ordering::Acquire) {
+            return true;
+        }
+        let taken = self
+            .live
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            self.holds_slot.store(true, Ordering::Release);
+            self.live.total.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.live.refuse(Refused::Limit);
+        }
+        taken
     }
 }
 
@@ -671,7 +706,9 @@ impl Drop for ConnectionGuard {
             self.counters.received.load(Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        self.live.active.fetch_sub(1, Ordering::Release);
+        if self.holds_slot.load(Ordering::Acquire) {
+            self.live.active.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
@@ -749,8 +786,16 @@ impl Handler<OpenConnection> for Gateway {
                 format!("refused a connection from {peer} to destination {dest}: no client is connected"),
             ));
         };
-        self.live.active.fetch_add(1, Ordering::AcqRel);
-        self.live.total.fetch_add(1, Ordering::Relaxed);
+        let guard = ConnectionGuard {
+            live: self.live.clone(),
+            counters: Arc::new(PumpCounters::default()),
+            holds_slot: false.into(),
+            limit: limit.saturating_sub(self.remote_active),
+            _tracked: self.shared.connections.enter(),
+        };
+        if !msg.defer_slot && !guard.take_slot() {
+            return Err(Refused::Limit);
+        }
         Ok(Ticket {
             session,
             open: OpenStream {
@@ -760,11 +805,7 @@ impl Handler<OpenConnection> for Gateway {
             },
             worker,
             gateway_id: self.record.id.clone(),
-            guard: ConnectionGuard {
-                live: self.live.clone(),
-                counters: Arc::new(PumpCounters::default()),
-                _tracked: self.shared.connections.enter(),
-            },
+            guard: Arc::new(guard),
         })
     }
 }

@@ -61,6 +61,10 @@ pub struct DestinationView {
     pub enabled: bool,
     pub created_at: String,
     pub ip_rules: Vec<IpRule>,
+    /// Seconds without a byte either way before a connection is closed (0: never).
+    pub idle_timeout_secs: u32,
+    /// Connections one source address may hold open at once (0: no cap).
+    pub max_connections_per_source: u32,
     pub cloud_tls: CloudTlsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_tls: Option<ResourceTlsView>,
@@ -105,6 +109,8 @@ impl DestinationView {
             enabled: d.enabled,
             created_at: rfc3339(d.created_at),
             ip_rules: d.ip_rules.clone(),
+            idle_timeout_secs: d.idle_timeout_secs,
+            max_connections_per_source: d.max_connections_per_source,
             cloud_tls: d.cloud_tls.view(),
             resource_tls: d.resource_tls.as_ref().map(resource_tls_view),
         }

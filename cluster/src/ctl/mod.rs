@@ -147,6 +147,12 @@ pub struct DestinationFields {
     /// Remove every IP rule (update).
     #[arg(long, conflicts_with = "ip_rules")]
     no_ip_rules: bool,
+    /// Close a connection after SECS without a byte either way (0 = never).
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u32>,
+    /// Most connections one source address may hold open at once (0 = no cap).
+    #[arg(long, value_name = "N")]
+    max_per_source: Option<u32>,
     /// User-side TLS on the cloud port: none, tls or mutual.
     #[arg(long, value_name = "MODE")]
     cloud_tls: Option<String>,
@@ -353,6 +359,12 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
     }
     if let Some(p) = &f.protocol {
         m.insert("protocol".into(), json!(p));
+    }
+    if let Some(s) = f.idle_timeout {
+        m.insert("idle_timeout_secs".into(), json!(s));
+    }
+    if let Some(n) = f.max_per_source {
+        m.insert("max_connections_per_source".into(), json!(n));
     }
     bool_fields(&mut m, f.active, f.enabled);
     if f.no_ip_rules {

@@ -399,6 +399,8 @@ mod tests {
             cloud_tls: Default::default(),
             resource_tls: None,
             epoch: 0,
+            idle_timeout_secs: 0,
+            max_connections_per_source: 0,
         }
     }
 
