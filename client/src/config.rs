@@ -336,6 +336,15 @@ impl ClientConfig {
             .ui_bind
             .or(file.ui_bind)
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if password
+            .as_ref()
+            .is_some_and(|p| p.expose().chars().count() < crate::ui_auth::MIN_PASSWORD_LEN)
+        {
+            return Err(invalid(format!(
+                "--ui-password must be at least {} characters",
+                crate::ui_auth::MIN_PASSWORD_LEN
+            )));
+        }
         if !bind.is_loopback() && password.is_none() {
             return Err(invalid(format!(
                 "--ui-bind {bind}: the web UI listens beyond localhost only with --ui-password"
@@ -461,7 +470,7 @@ mod tests {
         assert_eq!(c.acl_rules, Some(vec!["acl allow db:5432".to_string()]));
         let err = parse_one(&["--ui-bind", "0.0.0.0"]).unwrap_err();
         assert!(err.to_string().contains("--ui-password"), "{err}");
-        assert!(parse_one(&["--ui-bind", "0.0.0.0", "--ui-password", "pw"]).is_ok());
+        assert!(parse_one(&["--ui-bind", "0.0.0.0", "--ui-password", "long-enough"]).is_ok());
         let err = parse_one(&["--acl-default", "maybe"]).unwrap_err();
         assert!(err.to_string().contains("--acl-default"), "{err}");
         std::fs::remove_dir_all(dir).ok();

@@ -26,4 +26,5 @@ pub mod service;
 pub mod stats;
 pub mod tunnel;
 pub mod ui;
+pub mod ui_auth;
 pub mod workers;

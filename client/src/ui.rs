@@ -7,58 +7,45 @@
 
 use crate::config::UiConfig;
 use crate::registry::Registry;
+use crate::ui_auth::{Credentials, UiAuth, Verdict, SESSION_LIFETIME};
 use actix_web::http::header;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sg_proto::loglevel::LogLevel;
-use sg_proto::secret::Secret;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const COOKIE: &str = "sg_ui";
 
 struct UiState {
     registry: Arc<Registry>,
-    password: Option<Secret>,
-    sessions: Mutex<HashSet<String>>,
+    auth: UiAuth,
 }
 
 impl UiState {
-    fn authorized(&self, req: &HttpRequest) -> bool {
-        let Some(password) = &self.password else {
-            // Without a password the UI is for this machine only: a page elsewhere that
-            // rebinds a name to 127.0.0.1 still sends its own Host, and is refused.
-            return loopback_host(req);
+    fn verdict(&self, req: &HttpRequest) -> Verdict {
+        let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let cookie = header_str(header::COOKIE).and_then(|c| {
+            c.split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| *k == COOKIE)
+                .map(|(_, v)| v)
+        });
+        let creds = Credentials {
+            bearer: header_str(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")),
+            cookie,
+            loopback_host: loopback_host(req),
         };
-        if let Some(bearer) = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            return sg_proto::tls::ring_eq(bearer.as_bytes(), password.expose().as_bytes());
-        }
-        let cookie = req
-            .headers()
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|c| {
-                c.split(';')
-                    .filter_map(|kv| kv.trim().split_once('='))
-                    .find(|(k, _)| *k == COOKIE)
-                    .map(|(_, v)| v.to_string())
-            });
-        match cookie {
-            Some(token) => self
-                .sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&token),
-            None => false,
-        }
+        self.auth.check(creds, peer_ip(req), Instant::now())
     }
+}
+
+fn peer_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip())
 }
 
 type State = web::Data<UiState>;
@@ -76,26 +63,60 @@ fn loopback_host(req: &HttpRequest) -> bool {
     matches!(name, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-fn unauthorized() -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .json(json!({ "error": "unauthorized", "message": "log in with the UI password" }))
+/// The answer to a request that is not allowed (`None` when it is).
+fn refusal(verdict: Verdict) -> Option<HttpResponse> {
+    match verdict {
+        Verdict::Allowed => None,
+        Verdict::Denied => Some(
+            HttpResponse::Unauthorized()
+                .json(json!({ "error": "unauthorized", "message": "log in with the UI password" })),
+        ),
+        Verdict::Throttled(wait) => Some(throttled(wait)),
+    }
+}
+
+fn throttled(wait: Duration) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()))
+        .json(json!({
+            "error": "too_many_attempts",
+            "message": format!("too many failed attempts from this address; retry in {}s", wait.as_secs().max(1)),
+        }))
+}
+
+/// A page, with headers that keep it out of frames and stop injected scripts: only the
+/// page's own script (by nonce) runs, and it talks only to this UI.
+fn page(html: &str) -> HttpResponse {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    let nonce: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'self'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            ),
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(html.replace("<script>", &format!("<script nonce=\"{nonce}\">")))
 }
 
 async fn index(state: State, req: HttpRequest) -> HttpResponse {
-    if !state.authorized(&req) {
-        return HttpResponse::SeeOther()
+    match state.verdict(&req) {
+        Verdict::Allowed => page(PAGE),
+        Verdict::Throttled(wait) => throttled(wait),
+        Verdict::Denied => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/login"))
-            .finish();
+            .finish(),
     }
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(PAGE)
 }
 
 async fn login_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(LOGIN.replace("{{message}}", ""))
+    page(&LOGIN.replace("{{message}}", ""))
 }
 
 #[derive(Deserialize)]
@@ -103,39 +124,42 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(state: State, form: web::Form<LoginForm>) -> HttpResponse {
-    let ok = match &state.password {
-        Some(p) => sg_proto::tls::ring_eq(form.password.as_bytes(), p.expose().as_bytes()),
-        None => true,
+async fn login(state: State, req: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+    let token = match state
+        .auth
+        .login(&form.password, peer_ip(&req), Instant::now())
+    {
+        Ok(t) => t,
+        Err(Verdict::Throttled(wait)) => return throttled(wait),
+        Err(_) => {
+            // At most a few lines a minute per address: it is blocked after a few.
+            tracing::warn!(
+                "web UI: a login with a wrong password was refused (from {})",
+                peer_ip(&req)
+            );
+            // Slows down guessing.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut refused =
+                page(&LOGIN.replace("{{message}}", "<p class=err>Wrong password.</p>"));
+            *refused.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
+            return refused;
+        }
     };
-    if !ok {
-        tracing::warn!("web UI: a login with a wrong password was refused");
-        // Slows down guessing.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        return HttpResponse::Unauthorized()
-            .content_type("text/html; charset=utf-8")
-            .body(LOGIN.replace("{{message}}", "<p class=err>Wrong password.</p>"));
-    }
-    let mut b = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut b);
-    let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    state
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(token.clone());
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/"))
         .insert_header((
             header::SET_COOKIE,
-            format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"),
+            format!(
+                "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                SESSION_LIFETIME.as_secs()
+            ),
         ))
         .finish()
 }
 
 async fn status(state: State, req: HttpRequest) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
+    if let Some(refused) = refusal(state.verdict(&req)) {
+        return refused;
     }
     let r = &state.registry;
     let gateways: Vec<_> = r
@@ -180,8 +204,8 @@ struct AclBody {
 }
 
 async fn set_acl(state: State, req: HttpRequest, body: web::Json<AclBody>) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
+    if let Some(refused) = refusal(state.verdict(&req)) {
+        return refused;
     }
     let Some(gw) = state.registry.gateway(&body.gateway) else {
         return HttpResponse::NotFound().json(json!({ "error": "not_found", "message": format!("this client does not serve gateway {}", body.gateway) }));
@@ -208,8 +232,8 @@ struct LevelBody {
 }
 
 async fn set_level(state: State, req: HttpRequest, body: web::Json<LevelBody>) -> HttpResponse {
-    if !state.authorized(&req) {
-        return unauthorized();
+    if let Some(refused) = refusal(state.verdict(&req)) {
+        return refused;
     }
     match body.level.parse::<LogLevel>() {
         Ok(level) => match state.registry.log.set_level(level) {
@@ -235,8 +259,7 @@ pub fn start(config: &UiConfig, registry: Arc<Registry>) -> Result<std::net::Soc
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let state = web::Data::new(UiState {
         registry,
-        password: config.password.clone(),
-        sessions: Mutex::new(HashSet::new()),
+        auth: UiAuth::new(config.password.clone()),
     });
     std::thread::Builder::new()
         .name("sg-ui".into())

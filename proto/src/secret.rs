@@ -15,6 +15,15 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `candidate` is this secret. The SHA-256 digests are compared in constant
+    /// time, so neither the content nor the length leaks through timing.
+    pub fn matches(&self, candidate: &str) -> bool {
+        use ring::digest::{digest, SHA256};
+        let a = digest(&SHA256, self.0.as_bytes());
+        let b = digest(&SHA256, candidate.as_bytes());
+        crate::tls::ring_eq(a.as_ref(), b.as_ref())
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -36,5 +45,8 @@ mod tests {
         let s = super::Secret::new("sga_very_secret");
         assert!(!format!("{s:?}").contains("very_secret"));
         assert_eq!(s.expose(), "sga_very_secret");
+        assert!(s.matches("sga_very_secret"));
+        assert!(!s.matches("sga_very_secre"));
+        assert!(!s.matches(""));
     }
 }

@@ -258,3 +258,81 @@ impl WaitTimeout for std::process::Child {
         (ok && success, text)
     }
 }
+
+/// A raw request to the UI: the whole answer, headers included.
+fn ui_raw(port: u16, path: &str, header: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("UI port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{header}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn a_password_ui_throttles_guessers_and_keeps_its_pages_out_of_frames() {
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("guarded");
+    let ui_port = free_port();
+    let ui = ui_port.to_string();
+    let pw = "long-enough-pw";
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--ui-port", &ui, "--ui-password", pw],
+    );
+    assert!(
+        client.wait_log("password required", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    let login = ui_raw(ui_port, "/login", "").to_ascii_lowercase();
+    assert!(login.contains("frame-ancestors 'none'"), "{login}");
+    assert!(login.contains("x-frame-options: deny"), "{login}");
+    assert!(login.contains("script-src 'nonce-"), "{login}");
+    let bearer = |p: &str| {
+        ui_raw(
+            ui_port,
+            "/api/status",
+            &format!("Authorization: Bearer {p}\r\n"),
+        )
+    };
+    assert!(
+        bearer(pw).starts_with("HTTP/1.1 200"),
+        "the right password works"
+    );
+    let mut answers = Vec::new();
+    for guess in ["a", "wrong-guess", "long-enough-pX", "x", "y"] {
+        answers.push(bearer(guess).lines().next().unwrap_or("").to_string());
+    }
+    assert!(answers[0].contains("401"), "{answers:?}");
+    assert!(
+        answers[4].contains("429"),
+        "the fifth failure blocks the address: {answers:?}"
+    );
+    let blocked = bearer(pw);
+    assert!(
+        blocked.starts_with("HTTP/1.1 429"),
+        "even the right password, for a while: {blocked}"
+    );
+    assert!(
+        blocked.to_ascii_lowercase().contains("retry-after:"),
+        "{blocked}"
+    );
+    // A password that is too short is refused at start.
+    let out = Command::new(bin("sg-client"))
+        .args([&gw, "-t", &token, "--server", &node.tunnel(), "--ca"])
+        .arg(node.ca_path())
+        .args(["--ui-password", "short"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 8"),
+        "{out:?}"
+    );
+}
