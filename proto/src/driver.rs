@@ -188,7 +188,12 @@ impl SessionHandle {
         // increasing order even when several threads open streams. Not on the byte path.
         let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
         let id = *next;
-        let after = id.checked_add(2).ok_or(SessionClosed)?;
+        let Some(after) = id.checked_add(2) else {
+            // Every stream id was used: the session can carry nothing more. Close it, so it
+            // is no longer picked for new connections and the client dials a fresh one.
+            self.close("stream ids exhausted; a new session takes over");
+            return Err(SessionClosed);
+        };
         self.cmd
             .send(Command::Open {
                 id,
@@ -709,6 +714,20 @@ mod tests {
             SessionEnd::Frame(FrameError::UnknownKind(99)) => {}
             other => panic!("unexpected end: {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_session_out_of_stream_ids_closes_instead_of_failing_every_open() {
+        let (a, _b) = tokio::io::duplex(4096);
+        let (node, _events, driver) = start(a, BytesMut::new(), DriverConfig::new(Role::Node));
+        let driver = tokio::spawn(driver);
+        *node.next_id.lock().unwrap() = u32::MAX;
+        assert!(node.open_stream(open(1)).is_err());
+        match driver.await.expect("driver") {
+            SessionEnd::Closed(reason) => assert!(reason.contains("exhausted"), "{reason}"),
+            other => panic!("unexpected end: {other}"),
+        }
+        assert!(node.is_closed(), "the gateway passes it over from now on");
     }
 
     #[tokio::test(start_paused = true)]
