@@ -45,6 +45,24 @@ enum TunnelError {
     Socket(std::io::Error),
 }
 
+/// Longest client version, client id or gateway id kept from a Hello.
+const MAX_PEER_TEXT: usize = 64;
+/// Longest host name kept from a Hello (a DNS name's limit).
+const MAX_HOSTNAME: usize = 253;
+
+/// `text` cut to `max` characters, with control characters replaced.
+fn tame(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 pub struct TunnelListener {
     pub listener: TcpListener,
     pub acceptor: TlsAcceptor,
@@ -120,7 +138,13 @@ impl TunnelListener {
             .map_err(|_| TunnelError::Silent)?
             .map_err(TunnelError::Socket)?;
         let tls = self.acceptor.accept(sock).await.map_err(TunnelError::Tls)?;
-        let (hello, pending) = handshake::node(tls).await?;
+        let (mut hello, pending) = handshake::node(tls).await?;
+        // What a peer says about itself ends up in logs, events and the API: keep it short
+        // and printable before anyone reads it.
+        hello.client_version = tame(&hello.client_version, MAX_PEER_TEXT);
+        hello.client_id = tame(&hello.client_id, MAX_PEER_TEXT);
+        hello.hostname = tame(&hello.hostname, MAX_HOSTNAME);
+        hello.gateway_id = tame(&hello.gateway_id, MAX_PEER_TEXT);
         let gateway_id = hello.gateway_id.clone();
 
         let refuse = |code: RefuseCode, message: String| Refusal { code, message };
@@ -237,5 +261,17 @@ impl TunnelListener {
         )
         .start();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_text_is_cut_and_made_printable() {
+        let long = format!("\u{1b}[2J{}", "A".repeat(16 * 1024));
+        let t = super::tame(&long, 64);
+        assert!(t.chars().count() <= 65);
+        assert!(!t.chars().any(char::is_control), "{t:?}");
+        assert_eq!(super::tame("0.6.0", 64), "0.6.0");
     }
 }

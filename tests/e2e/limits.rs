@@ -196,3 +196,63 @@ fn one_source_address_holds_at_most_its_share_of_a_destination() {
         "source_limit refusals are counted:\n{metrics}"
     );
 }
+
+/// Says Hello to the node's tunnel port over TLS, as a hand-made client would, and returns
+/// the node's answer frame: (kind, JSON payload).
+fn raw_hello(node: &Node, hello: &sg_proto::frame::Hello) -> (u8, serde_json::Value) {
+    use std::io::{Read, Write};
+    let config = sg_proto::tls::client_config(node.trust(), None).expect("TLS config");
+    let name = sg_proto::tls::server_name("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS");
+    let tcp = std::net::TcpStream::connect(node.tunnel()).expect("tunnel");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let payload = serde_json::to_vec(hello).expect("hello JSON");
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.push(1); // Hello
+    frame.extend_from_slice(&0u32.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    tls.write_all(&frame).expect("send hello");
+    let mut header = [0u8; 9];
+    tls.read_exact(&mut header).expect("an answer");
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let mut body = vec![0u8; len];
+    tls.read_exact(&mut body).expect("its payload");
+    (header[4], serde_json::from_slice(&body).expect("JSON"))
+}
+
+#[test]
+fn what_a_stranger_says_about_itself_reaches_events_short_and_printable() {
+    let node = Node::start();
+    let (gw, _) = node.create_gateway("strangers");
+    let evil = format!("\u{1b}[2J\u{1b}]0;owned\u{7}{}", "A".repeat(15 * 1024));
+    let hello = sg_proto::frame::Hello {
+        protocol: sg_proto::version::ProtocolVersion { major: 1, minor: 0 },
+        client_version: evil,
+        client_id: "cl_stranger".into(),
+        hostname: "h".into(),
+        gateway_id: gw.clone(),
+        token: "not-a-token".into(),
+    };
+    let (kind, refusal) = raw_hello(&node, &hello);
+    assert_eq!(kind, 3, "a Refuse: {refusal}");
+    assert_eq!(refusal["code"], "version_too_old", "{refusal}");
+    assert!(has_event(&node, &gw, "session_refused"));
+    for e in node.events(&gw) {
+        let message = e["message"].as_str().unwrap_or("");
+        assert!(
+            message.len() < 600,
+            "a short event: {} bytes",
+            message.len()
+        );
+        assert!(
+            !message.chars().any(char::is_control),
+            "printable: {message:?}"
+        );
+    }
+    let printed = node.sgctl_ok(&["gateway", "events", &gw]);
+    assert!(
+        !printed.contains('\u{1b}'),
+        "sgctl sends no escape sequence: {printed:?}"
+    );
+}

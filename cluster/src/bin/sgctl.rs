@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match sg_cluster::ctl::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sgctl: {e}");
+            eprintln!("sgctl: {}", sg_cluster::ctl::printable(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

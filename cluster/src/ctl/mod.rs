@@ -7,6 +7,8 @@
 
 mod output;
 
+pub use output::printable;
+
 use crate::http_client::{ApiClient, ApiResponse, ClientError};
 use crate::run::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, NODE_FILE};
 use clap::{Args, Parser, Subcommand};

@@ -9,9 +9,27 @@ pub struct Printer {
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         other => other.to_string(),
     }
+}
+
+/// `s` safe to print on a terminal: control characters (escape sequences among them,
+/// which a stranger can put into a client version that lands in an event) are shown as
+/// `\u{..}`, never sent.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -269,5 +287,20 @@ impl Printer {
             text(&v["usage"]["active_gateways"]),
             text(&v["usage"]["active_destinations"])
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_sent() {
+        let cell = text(&Value::String(
+            "ok \u{1b}[2J\u{1b}]0;owned\u{7}\r done".into(),
+        ));
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+        assert!(cell.contains("\\u{1b}[2J"), "{cell}");
+        assert_eq!(text(&Value::String("plain é".into())), "plain é");
     }
 }
