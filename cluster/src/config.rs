@@ -19,6 +19,9 @@ pub const DEFAULT_CLOUD_PORTS: &str = "20000-29999";
 pub const DEFAULT_DATA_DIR: &str = "sg-data";
 pub const DEFAULT_DRAIN_SECS: u64 = 30;
 pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 2;
+/// Sessions one gateway may hold on a node: 512 client processes at the default two
+/// sessions each. A token holder cannot make the node hold more.
+pub const DEFAULT_MAX_SESSIONS_PER_GATEWAY: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +66,9 @@ pub struct NodeArgs {
     /// Worker event loops (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Client sessions one gateway may hold on this node (default 1024).
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_gateway: Option<usize>,
     /// Seconds a draining node keeps accepting cloud connections after telling clients to
     /// move, so load balancers notice (default 2).
     #[arg(long, value_name = "SECS")]
@@ -120,6 +126,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     admin_token: Option<String>,
     workers: Option<usize>,
+    max_sessions_per_gateway: Option<usize>,
     drain_grace: Option<u64>,
     drain_timeout: Option<u64>,
     etcd: Option<String>,
@@ -145,6 +152,7 @@ pub struct NodeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub admin_token: Option<Secret>,
     pub workers: usize,
+    pub max_sessions_per_gateway: usize,
     pub drain: crate::drain::DrainTimes,
     /// The cluster's etcd; `None` for a single node.
     pub etcd: Option<EtcdConfig>,
@@ -366,6 +374,18 @@ impl NodeConfig {
             tls,
             admin_token,
             workers,
+            max_sessions_per_gateway: match args
+                .max_sessions_per_gateway
+                .or(file.max_sessions_per_gateway)
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_GATEWAY)
+            {
+                0 => {
+                    return Err(ConfigError::Invalid(
+                        "--max-sessions-per-gateway must be at least 1".into(),
+                    ))
+                }
+                n => n,
+            },
             drain: crate::drain::DrainTimes {
                 grace: Duration::from_secs(
                     args.drain_grace

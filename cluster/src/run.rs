@@ -215,6 +215,7 @@ pub async fn run_until(
             region: config.region.clone(),
             cloud_host: config.cloud_host.clone(),
             cloud_bind: config.cloud_bind,
+            max_sessions_per_gateway: config.max_sessions_per_gateway,
         },
         workers,
         state_addr.clone(),

@@ -197,28 +197,65 @@ fn one_source_address_holds_at_most_its_share_of_a_destination() {
     );
 }
 
-/// Says Hello to the node's tunnel port over TLS, as a hand-made client would, and returns
-/// the node's answer frame: (kind, JSON payload).
+/// A hand-made client on the node's tunnel port: TLS, then frames written and read raw.
+struct RawSession {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+impl RawSession {
+    fn connect(node: &Node) -> RawSession {
+        let config = sg_proto::tls::client_config(node.trust(), None).expect("TLS config");
+        let name = sg_proto::tls::server_name("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS");
+        let tcp = std::net::TcpStream::connect(node.tunnel()).expect("tunnel");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        RawSession {
+            tls: rustls::StreamOwned::new(conn, tcp),
+        }
+    }
+
+    /// Writes frames of `kind` with these JSON payloads, all in one write.
+    fn send(&mut self, kind: u8, payloads: &[serde_json::Value]) {
+        use std::io::Write;
+        let mut out = Vec::new();
+        for p in payloads {
+            let body = serde_json::to_vec(p).expect("JSON");
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.push(kind);
+            out.extend_from_slice(&0u32.to_be_bytes());
+            out.extend_from_slice(&body);
+        }
+        self.tls.write_all(&out).expect("send");
+    }
+
+    /// The next frame: (kind, payload as JSON, or Null for binary payloads).
+    fn next(&mut self) -> Option<(u8, serde_json::Value)> {
+        use std::io::Read;
+        let mut header = [0u8; 9];
+        self.tls.read_exact(&mut header).ok()?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let mut body = vec![0u8; len];
+        self.tls.read_exact(&mut body).ok()?;
+        Some((header[4], serde_json::from_slice(&body).unwrap_or_default()))
+    }
+}
+
+fn hello(gw: &str, token: &str) -> sg_proto::frame::Hello {
+    sg_proto::frame::Hello {
+        protocol: sg_proto::version::ProtocolVersion::current(),
+        client_version: "raw".into(),
+        client_id: "cl_raw".into(),
+        hostname: "h".into(),
+        gateway_id: gw.into(),
+        token: token.into(),
+    }
+}
+
+/// Says Hello as a hand-made client would; returns the node's answer frame.
 fn raw_hello(node: &Node, hello: &sg_proto::frame::Hello) -> (u8, serde_json::Value) {
-    use std::io::{Read, Write};
-    let config = sg_proto::tls::client_config(node.trust(), None).expect("TLS config");
-    let name = sg_proto::tls::server_name("127.0.0.1").expect("name");
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS");
-    let tcp = std::net::TcpStream::connect(node.tunnel()).expect("tunnel");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let payload = serde_json::to_vec(hello).expect("hello JSON");
-    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
-    frame.push(1); // Hello
-    frame.extend_from_slice(&0u32.to_be_bytes());
-    frame.extend_from_slice(&payload);
-    tls.write_all(&frame).expect("send hello");
-    let mut header = [0u8; 9];
-    tls.read_exact(&mut header).expect("an answer");
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let mut body = vec![0u8; len];
-    tls.read_exact(&mut body).expect("its payload");
-    (header[4], serde_json::from_slice(&body).expect("JSON"))
+    let mut s = RawSession::connect(node);
+    s.send(1, &[serde_json::to_value(hello).expect("hello")]);
+    s.next().expect("an answer")
 }
 
 #[test]
@@ -255,4 +292,62 @@ fn what_a_stranger_says_about_itself_reaches_events_short_and_printable() {
         !printed.contains('\u{1b}'),
         "sgctl sends no escape sequence: {printed:?}"
     );
+}
+
+#[test]
+fn a_client_replaces_the_acl_at_most_once_a_second() {
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("acl-flood");
+    let mut s = RawSession::connect(&node);
+    s.send(
+        1,
+        &[serde_json::to_value(hello(&gw, &token)).expect("hello")],
+    );
+    let (kind, _) = s.next().expect("welcome");
+    assert_eq!(kind, 2, "a Welcome");
+    let updates: Vec<serde_json::Value> = (0..20)
+        .map(|i| json!({ "rules": [format!("acl allow host{i}:80")] }))
+        .collect();
+    s.send(15, &updates);
+    let mut ignored = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until && ignored < 19 {
+        let Some((kind, body)) = s.next() else { break };
+        if kind == 13
+            && body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("ignored"))
+        {
+            ignored += 1;
+        }
+    }
+    assert_eq!(
+        ignored, 19,
+        "every change past the first is refused, and the client told"
+    );
+    let acl = node
+        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+        .body;
+    assert_eq!(acl["rules"], json!(["acl allow host0:80"]), "{acl}");
+}
+
+#[test]
+fn a_gateway_holds_at_most_its_share_of_sessions_on_a_node() {
+    let node = Node::start_with(NodeOptions {
+        extra: vec!["--max-sessions-per-gateway".into(), "2".into()],
+        ..NodeOptions::default()
+    });
+    let (gw, token) = node.create_gateway("capped");
+    let client = Client::start(&node, &[(&gw, &token)], &["--sessions", "3"]);
+    assert!(
+        client.wait_log("--max-sessions-per-gateway", Duration::from_secs(10)),
+        "the third session is refused with the reason:\n{}",
+        client.log()
+    );
+    let sessions: u64 = node
+        .clients(&gw)
+        .iter()
+        .filter_map(|c| c["sessions"].as_u64())
+        .sum();
+    assert_eq!(sessions, 2);
 }

@@ -572,6 +572,26 @@ impl Handler<Authenticate> for Gateway {
                 ),
             });
         }
+        let cap = self.shared.max_sessions_per_gateway;
+        if self.sessions.len() >= cap {
+            self.shared.event(
+                &id,
+                EventKind::SessionRefused,
+                format!(
+                    "refused a client from {}: the gateway already has {cap} sessions on this node",
+                    msg.peer
+                ),
+                None,
+                Some(&msg.client_id),
+            );
+            return Err(Refusal {
+                code: RefuseCode::TooManySessions,
+                message: format!(
+                    "gateway {id} already has {cap} client sessions on this node (its limit, \
+                     --max-sessions-per-gateway); stop some clients or lower their --sessions"
+                ),
+            });
+        }
         Ok(Authenticated {
             config: self.client_config(),
             token_hash: self.record.token_hash.clone(),
@@ -590,6 +610,13 @@ impl Handler<SessionUp> for Gateway {
         if entry.token_hash != self.record.token_hash || !self.record.active {
             // The token changed (or the gateway went inactive) while it was authenticating.
             entry.handle.close("token regenerated");
+            return;
+        }
+        if self.sessions.len() >= self.shared.max_sessions_per_gateway {
+            // Several authenticated at once, past the cap.
+            entry
+                .handle
+                .close("the gateway has as many sessions as it may hold");
             return;
         }
         tracing::info!(

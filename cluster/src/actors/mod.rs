@@ -36,6 +36,8 @@ pub struct NodeShared {
     pub region: String,
     pub cloud_host: String,
     pub cloud_bind: IpAddr,
+    /// Client sessions one gateway may hold on this node.
+    pub max_sessions_per_gateway: usize,
     pub workers: Workers,
     pub state: Addr<state::StateActor>,
     pub throttle: EventThrottle,
@@ -51,12 +53,13 @@ pub struct NodeShared {
     next_connection: AtomicU64,
 }
 
-/// Who and where the node is.
+/// Who and where the node is, and the per-gateway caps it enforces.
 pub struct NodeIdentity {
     pub node_id: String,
     pub region: String,
     pub cloud_host: String,
     pub cloud_bind: IpAddr,
+    pub max_sessions_per_gateway: usize,
 }
 
 impl NodeShared {
@@ -72,12 +75,14 @@ impl NodeShared {
             region,
             cloud_host,
             cloud_bind,
+            max_sessions_per_gateway,
         } = identity;
         NodeShared {
             node_id,
             region,
             cloud_host,
             cloud_bind,
+            max_sessions_per_gateway,
             workers,
             state,
             throttle: EventThrottle::default(),

@@ -10,13 +10,16 @@ use crate::state::State;
 use crate::tracker::Tracked;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
-use sg_proto::frame::{Frame, ReportKind};
+use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Longest message from a client report kept in the event log.
 const MAX_REPORT_LEN: usize = 500;
+/// A client's console may replace the ACL at most this often: each change is a durable
+/// write and a push to every client of the gateway.
+const ACL_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Session<IO> {
     handle: SessionHandle,
@@ -30,6 +33,8 @@ pub struct Session<IO> {
     events: Option<UnboundedReceiver<SessionEvent>>,
     /// Counts the session in the node's total, which a drain waits on.
     _tracked: Tracked,
+    /// When this session last replaced the ACL.
+    last_acl_update: Option<std::time::Instant>,
 }
 
 impl<IO> Session<IO> {
@@ -52,6 +57,7 @@ impl<IO> Session<IO> {
             entry: Some(entry),
             driver: Some(driver),
             events: Some(events),
+            last_acl_update: None,
         }
     }
 }
@@ -133,6 +139,21 @@ where
                 );
             }
             SessionEvent::Control(Frame::AclUpdate(update)) => {
+                if self
+                    .last_acl_update
+                    .is_some_and(|t| t.elapsed() < ACL_UPDATE_EVERY)
+                {
+                    let _ = self.handle.send_control(Frame::Notice(Notice {
+                        kind: NoticeKind::Unknown,
+                        message: format!(
+                            "ACL change ignored: a client may change the ACL at most once every {}s",
+                            ACL_UPDATE_EVERY.as_secs()
+                        ),
+                        count: 0,
+                    }));
+                    return;
+                }
+                self.last_acl_update = Some(std::time::Instant::now());
                 // An operator edited the ACL at this client's console: validate, store,
                 // and let the gateway send it to every client.
                 let gateway_id = self.gateway_id.clone();
