@@ -91,12 +91,14 @@ impl ServeContext {
                 return Ok(config.clone());
             }
         }
+        // An uploaded CA is always checked: uploading one says which services to trust.
+        // Without one, `reject_unauthorized: false` accepts any certificate.
         let trust = match (&t.ca_pem, t.reject_unauthorized) {
-            (Some(ca), true) => {
+            (Some(ca), _) => {
                 ServerTrust::Roots(tls::certs_from_pem("ca_pem", ca).map_err(|e| e.to_string())?)
             }
             (None, true) => return Err("reject_unauthorized is set but no CA was uploaded".into()),
-            (_, false) => ServerTrust::AcceptAny,
+            (None, false) => ServerTrust::AcceptAny,
         };
         let identity = match (&t.client_cert_pem, &t.client_key_pem) {
             (Some(c), Some(k)) => Some((

@@ -111,6 +111,12 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
         plain.port,
         json!({ "enabled": true, "reject_unauthorized": false }),
     );
+    // An uploaded CA is checked even without reject_unauthorized.
+    let wrong_ca_unflagged = dest(
+        "wrong-ca-unflagged",
+        plain.port,
+        json!({ "enabled": true, "reject_unauthorized": false, "ca_pem": pem(pki.path(), "other.pem") }),
+    );
     let with_cert = dest(
         "mutual",
         mutual.port,
@@ -141,6 +147,11 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
     assert!(
         status.is_empty() && body.is_empty(),
         "an unverified service gets nothing: {body}"
+    );
+    let (status, body) = http_get(wrong_ca_unflagged, "/");
+    assert!(
+        status.is_empty() && body.is_empty(),
+        "an uploaded CA is used without reject_unauthorized too: {body}"
     );
     assert!(
         client.wait_log("TLS handshake failed", Duration::from_secs(5)),
