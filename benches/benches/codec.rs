@@ -40,6 +40,7 @@ fn open(c: &mut Criterion) {
             destination_id: "ds_0123456789abcdef".into(),
             peer: "203.0.113.7:54321".into(),
             connection: 123_456,
+            authorities: vec!["sg.example.com:31000".into()],
         },
     };
     let mut encoded = BytesMut::new();

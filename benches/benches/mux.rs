@@ -15,6 +15,7 @@ fn open_msg() -> OpenStream {
         destination_id: "ds_0123456789abcdef".into(),
         peer: "127.0.0.1:1".into(),
         connection: 1,
+        authorities: vec!["sg.example.com:31000".into()],
     }
 }
 

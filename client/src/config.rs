@@ -73,6 +73,10 @@ pub struct ClientArgs {
     /// ACL rules (one per line, `#` comments) applied to every gateway at start.
     #[arg(long, value_name = "FILE")]
     pub acl_file: Option<PathBuf>,
+    /// Keep the --acl-file rules as a ceiling: every stream must also pass them, whatever
+    /// ACL the node or the web UI sets later.
+    #[arg(long)]
+    pub acl_lock: bool,
     /// With no ACL rules: allow the gateway's destinations, or deny everything.
     #[arg(long, value_name = "destinations|deny")]
     pub acl_default: Option<String>,
@@ -116,6 +120,7 @@ struct FileConfig {
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
+    acl_lock: Option<bool>,
     acl_default: Option<String>,
     console: Option<bool>,
     ui_port: Option<u16>,
@@ -199,6 +204,8 @@ pub struct ClientConfig {
     pub log_file: Option<PathBuf>,
     /// Rules from `--acl-file`, already validated.
     pub acl_rules: Option<Vec<String>>,
+    /// The same rules, kept locally as a ceiling (`--acl-lock`).
+    pub acl_ceiling: Option<Vec<sg_proto::acl::Rule>>,
     pub acl_default: DefaultPolicy,
     pub console: bool,
     pub ui: Option<UiConfig>,
@@ -303,7 +310,14 @@ impl ClientConfig {
         if connect_timeout == 0 {
             return Err(invalid("--connect-timeout must be at least 1 second"));
         }
+        let acl_lock = args.acl_lock || file.acl_lock.unwrap_or(false);
+        let mut acl_ceiling = None;
         let acl_rules = match args.acl_file.or(file.acl_file) {
+            None if acl_lock => {
+                return Err(invalid(
+                    "--acl-lock keeps the rules of --acl-file: give --acl-file too",
+                ))
+            }
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     invalid(format!(
@@ -313,7 +327,11 @@ impl ClientConfig {
                 })?;
                 let rules = sg_proto::acl::parse_file(&text)
                     .map_err(|e| invalid(format!("--acl-file {}: {e}", path.display())))?;
-                Some(rules.iter().map(|r| r.to_string()).collect())
+                let text = rules.iter().map(|r| r.to_string()).collect();
+                if acl_lock {
+                    acl_ceiling = Some(rules);
+                }
+                Some(text)
             }
             None => None,
         };
@@ -372,6 +390,7 @@ impl ClientConfig {
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
             acl_rules,
+            acl_ceiling,
             acl_default,
             console: args.console || file.console.unwrap_or(false),
             ui,

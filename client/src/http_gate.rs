@@ -14,6 +14,7 @@
 //! Content-Length and Transfer-Encoding, duplicate lengths, unknown codings, folded header
 //! lines, protocol upgrades — is refused with 400 rather than guessed at.
 
+use crate::http_head::{read_head, Authorities, Framing};
 use bytes::{Buf, BytesMut};
 use sg_proto::acl::{decide_path, Rule};
 use sg_proto::pump::ReadReady;
@@ -42,12 +43,22 @@ enum Parse {
     Trailers,
 }
 
+/// What a gated connection's requests must satisfy.
+#[derive(Debug, Clone)]
+pub struct GatePolicy {
+    /// Path rules from each ACL that applies (the node's, and a locked `--acl-file`): a
+    /// request must pass every non-empty set.
+    pub rules: Vec<Vec<Rule>>,
+    /// What a request's Host (or absolute-form authority) may name.
+    pub authorities: Authorities,
+}
+
 /// Called once when a request is refused: (path, reason).
 pub type OnRefuse = Box<dyn Fn(&str, &str) + Send>;
 
 pub struct HttpGate<IO> {
     inner: IO,
-    rules: Vec<Rule>,
+    policy: GatePolicy,
     state: Parse,
     /// Bytes not yet parsed (a partial head, chunk line or trailers).
     pending: BytesMut,
@@ -71,67 +82,6 @@ fn forbidden(status: &str, why: &str) -> BytesMut {
     )
 }
 
-/// The path of a request target, normalized for matching: origin-form `/p?q` or
-/// absolute-form `http://h/p`, query and fragment dropped, percent-encoding decoded, dot
-/// segments removed, repeated slashes merged. `Err` for a target a service could read in
-/// more than one way.
-fn target_path(target: &str) -> Result<String, &'static str> {
-    let without_query = target.split(['?', '#']).next().unwrap_or("");
-    let raw = if without_query.starts_with('/') {
-        without_query
-    } else if let Some(i) = without_query.find("://") {
-        let rest = &without_query[i + 3..];
-        rest.find('/').map_or("/", |j| &rest[j..])
-    } else if without_query == "*" {
-        "/"
-    } else {
-        return Err("the request target is not a path");
-    };
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .ok_or("a truncated %-escape in the path")?;
-            let text = std::str::from_utf8(hex).map_err(|_| "a bad %-escape in the path")?;
-            let b = u8::from_str_radix(text, 16).map_err(|_| "a bad %-escape in the path")?;
-            if b == b'/' || b == b'\\' || b == 0 {
-                return Err("an encoded '/', '\\' or NUL in the path");
-            }
-            decoded.push(b);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    if decoded
-        .iter()
-        .any(|b| *b < 0x20 || *b == 0x7f || *b == b'\\')
-    {
-        return Err("control characters or '\\' in the path");
-    }
-    let text = String::from_utf8(decoded).map_err(|_| "the path is not UTF-8")?;
-    // Remove dot segments and empty segments (RFC 3986 5.2.4, plus `//` merged).
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in text.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut path = format!("/{}", segments.join("/"));
-    if text.ends_with('/') && path.len() > 1 {
-        path.push('/');
-    }
-    Ok(path)
-}
-
 /// Lines must end in CRLF: a bare CR or LF is something two parsers can disagree about.
 fn strict_lines(b: &[u8]) -> bool {
     b.iter().enumerate().all(|(i, c)| match c {
@@ -142,10 +92,10 @@ fn strict_lines(b: &[u8]) -> bool {
 }
 
 impl<IO> HttpGate<IO> {
-    pub fn new(inner: IO, rules: Vec<Rule>, on_refuse: OnRefuse) -> Self {
+    pub fn new(inner: IO, policy: GatePolicy, on_refuse: OnRefuse) -> Self {
         HttpGate {
             inner,
-            rules,
+            policy,
             state: Parse::Head,
             pending: BytesMut::new(),
             scanned: 0,
@@ -292,95 +242,45 @@ impl<IO> HttpGate<IO> {
             self.bad("a bare CR or LF in the request head");
             return;
         }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let mut lines = text.split("\r\n");
-        let request_line = lines.next().unwrap_or("");
-        let parts: Vec<&str> = request_line.split(' ').collect();
-        let [method, target, version] = parts.as_slice() else {
-            self.bad("not an HTTP request line");
-            return;
-        };
-        let http10 = match *version {
-            "HTTP/1.1" => false,
-            "HTTP/1.0" => true,
-            _ => {
-                self.bad("not an HTTP/1.x request");
+        let request = match read_head(&head, &self.policy.authorities) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refuse(e.status(), "", &e.reason());
                 return;
             }
         };
-        let path = match target_path(target) {
-            Ok(p) => p,
-            Err(why) => {
-                self.bad(why);
-                return;
-            }
-        };
-        if let Err(why) = decide_path(&self.rules, &path) {
-            self.refuse("403 Forbidden", &path, &why);
+        let path = request.path.as_str();
+        let verdict = self
+            .policy
+            .rules
+            .iter()
+            .filter(|set| !set.is_empty())
+            .try_for_each(|set| decide_path(set, path));
+        if let Err(why) = verdict {
+            self.refuse("403 Forbidden", path, &why);
             return;
         }
-        if method.eq_ignore_ascii_case("CONNECT") {
+        if request.method.eq_ignore_ascii_case("CONNECT") {
             self.refuse(
                 "403 Forbidden",
-                &path,
+                path,
                 "CONNECT is not allowed where ACL path rules apply",
             );
             return;
         }
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        for line in lines.take_while(|l| !l.is_empty()) {
-            if line.starts_with([' ', '\t']) {
-                self.bad("a folded header line");
-                return;
-            }
-            let Some((name, value)) = line.split_once(':') else {
-                self.bad("a header line without ':'");
-                return;
-            };
-            if name.is_empty() || name.ends_with([' ', '\t']) {
-                self.bad("whitespace before a header's ':'");
-                return;
-            }
-            let value = value.trim_matches([' ', '\t']);
-            if name.eq_ignore_ascii_case("content-length") {
-                if value.is_empty()
-                    || value.len() > 18
-                    || !value.bytes().all(|b| b.is_ascii_digit())
-                {
-                    self.bad("a malformed Content-Length");
-                    return;
-                }
-                let n: u64 = value.parse().unwrap_or(u64::MAX);
-                if length.is_some_and(|l| l != n) {
-                    self.bad("conflicting Content-Length headers");
-                    return;
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                if chunked || !value.eq_ignore_ascii_case("chunked") || http10 {
-                    self.bad("a Transfer-Encoding other than one \"chunked\" on HTTP/1.1");
-                    return;
-                }
-                chunked = true;
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                self.refuse(
-                    "403 Forbidden",
-                    &path,
-                    "protocol upgrades are not allowed where ACL path rules apply",
-                );
-                return;
-            }
-        }
-        if chunked && length.is_some() {
-            self.bad("both Content-Length and Transfer-Encoding");
+        if request.upgrade {
+            self.refuse(
+                "403 Forbidden",
+                path,
+                "protocol upgrades are not allowed where ACL path rules apply",
+            );
             return;
         }
         self.forward.extend_from_slice(&head);
-        self.state = match (chunked, length) {
-            (true, _) => Parse::ChunkSize,
-            (false, Some(n)) if n > 0 => Parse::Body(n),
-            _ => Parse::Head,
+        self.state = match request.framing {
+            Framing::Chunked => Parse::ChunkSize,
+            Framing::Length(n) => Parse::Body(n),
+            Framing::Empty => Parse::Head,
         };
     }
 }
@@ -493,10 +393,14 @@ mod tests {
         let (near, far) = tokio::io::duplex(1 << 16);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let rules = rules.iter().map(|r| parse_rule(r).unwrap()).collect();
+        let rules = vec![rules.iter().map(|r| parse_rule(r).unwrap()).collect()];
+        let policy = GatePolicy {
+            rules,
+            authorities: Authorities::new(["api:80"]),
+        };
         let g = HttpGate::new(
             near,
-            rules,
+            policy,
             Box::new(move |path, why| log.lock().unwrap().push(format!("{path}: {why}"))),
         );
         (g, far, seen)
@@ -505,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn allowed_requests_pass_through_including_bodies_and_pipelining() {
         let (mut g, mut service, seen) = gate(&["acl allow api:80/public/"]);
-        let reqs = b"POST /public/a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /public/b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let reqs = b"POST /public/a HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\n\r\nhelloGET /public/b HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
         g.write_all(reqs).await.unwrap();
         g.flush().await.unwrap();
         let mut got = vec![0u8; reqs.len()];
@@ -518,15 +422,17 @@ mod tests {
     async fn a_refused_request_never_reaches_the_service_and_gets_403() {
         let (mut g, mut service, seen) = gate(&["acl allow api:80/public/"]);
         // The first request is fine; the second, pipelined behind it, is not.
-        g.write_all(b"GET /public/ok HTTP/1.1\r\n\r\nGET /admin HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
+        g.write_all(
+            b"GET /public/ok HTTP/1.1\r\nHost: api\r\n\r\nGET /admin HTTP/1.1\r\nHost: api\r\n\r\n",
+        )
+        .await
+        .unwrap();
         g.flush().await.unwrap();
         g.shutdown().await.unwrap();
         let mut got = Vec::new();
         service.read_to_end(&mut got).await.unwrap();
         assert_eq!(
-            got, b"GET /public/ok HTTP/1.1\r\n\r\n",
+            got, b"GET /public/ok HTTP/1.1\r\nHost: api\r\n\r\n",
             "only the allowed request"
         );
         let mut answer = String::new();
@@ -537,27 +443,6 @@ mod tests {
             "{answer}"
         );
         assert_eq!(seen.lock().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn paths_are_normalized_before_matching() {
-        assert_eq!(target_path("/a/b?x=1").unwrap(), "/a/b");
-        assert_eq!(target_path("http://h:80/a/b?x").unwrap(), "/a/b");
-        assert_eq!(target_path("http://h").unwrap(), "/");
-        assert_eq!(
-            target_path("/admin?next=http://x/public/").unwrap(),
-            "/admin",
-            "a URL in the query is not the path"
-        );
-        assert_eq!(target_path("/public/../admin").unwrap(), "/admin");
-        assert_eq!(target_path("/public/%2e%2e/admin").unwrap(), "/admin");
-        assert_eq!(target_path("/%61dmin").unwrap(), "/admin");
-        assert_eq!(target_path("//public//./x/").unwrap(), "/public/x/");
-        assert!(target_path("/a%2fb").is_err());
-        assert!(target_path("/a%5cb").is_err());
-        assert!(target_path("/a%zz").is_err());
-        assert!(target_path("/a%2").is_err());
-        assert!(target_path("admin").is_err());
     }
 
     async fn answer_to(rules: &[&str], request: &[u8]) -> (String, Vec<u8>) {
@@ -584,19 +469,27 @@ mod tests {
     async fn smuggling_and_bypass_attempts_are_refused() {
         let rules = ["acl allow api:80/public/"];
         for (request, why) in [
-            (&b"GET /public/../admin HTTP/1.1\r\n\r\n"[..], "dot segments"),
-            (b"GET /public/%2e%2e/admin HTTP/1.1\r\n\r\n", "encoded dot segments"),
-            (b"GET /admin?next=http://x/public/ HTTP/1.1\r\n\r\n", "URL in the query"),
-            (b"GET /public/x HTTP/1.1\n\nGET /admin HTTP/1.1\r\n\r\n", "bare LF"),
-            (b"POST /public/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "CL and TE"),
-            (b"POST /public/x HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", "unknown coding"),
-            (b"POST /public/x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "two lengths"),
-            (b"POST /public/x HTTP/1.1\r\nContent-Length: +5\r\n\r\n", "signed length"),
-            (b"GET /public/x HTTP/1.1\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n", "folded line"),
-            (b"GET /public/x HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", "space before colon"),
-            (b"GET /public/x HTTP/1.1\r\nUpgrade: h2c\r\n\r\nGET /admin HTTP/1.1\r\n\r\n", "upgrade"),
-            (b"CONNECT /public/x HTTP/1.1\r\n\r\n", "CONNECT"),
-            (b"POST /public/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXYGET /admin HTTP/1.1\r\n\r\n", "no CRLF after chunk"),
+            (&b"GET /public/../admin HTTP/1.1\r\nHost: api\r\n\r\n"[..], "dot segments"),
+            (b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: api\r\n\r\n", "encoded dot segments"),
+            (b"GET /admin?next=http://x/public/ HTTP/1.1\r\nHost: api\r\n\r\n", "URL in the query"),
+            (b"GET /public/x HTTP/1.1\nHost: api\n\nGET /admin HTTP/1.1\r\nHost: api\r\n\r\n", "bare LF"),
+            (b"POST /public/x HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "CL and TE"),
+            (b"POST /public/x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: xchunked\r\n\r\n", "unknown coding"),
+            (b"POST /public/x HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "two lengths"),
+            (b"POST /public/x HTTP/1.1\r\nHost: api\r\nContent-Length: +5\r\n\r\n", "signed length"),
+            (b"GET /public/x HTTP/1.1\r\nHost: api\r\nX: a\r\n Transfer-Encoding: chunked\r\n\r\n", "folded line"),
+            (b"GET /public/x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding : chunked\r\n\r\n", "space before colon"),
+            (b"GET /public/x HTTP/1.1\r\nHost: api\r\nUpgrade: h2c\r\n\r\nGET /admin HTTP/1.1\r\nHost: api\r\n\r\n", "upgrade"),
+            (b"CONNECT /public/x HTTP/1.1\r\nHost: api\r\n\r\n", "CONNECT"),
+            (b"GET /public/..;/admin HTTP/1.1\r\nHost: api\r\n\r\n", "Tomcat ..;"),
+            (b"GET /public/;/../admin HTTP/1.1\r\nHost: api\r\n\r\n", "parameter segment"),
+            (b"GET /public//../admin HTTP/1.1\r\nHost: api\r\n\r\n", "RFC 3986 //.."),
+            (b"GET /public/#/../../admin HTTP/1.1\r\nHost: api\r\n\r\n", "raw #"),
+            (b"GET /public/\xff/../../admin HTTP/1.1\r\nHost: api\r\n\r\n", "raw non-ASCII"),
+            (b"GET /public/x HTTP/1.1\r\nHost: admin.internal\r\n\r\n", "another virtual host"),
+            (b"GET http://admin.internal/public/x HTTP/1.1\r\nHost: api\r\n\r\n", "absolute form"),
+            (b"GET /public/x HTTP/1.1\r\nX-A\x00dmin: 1\r\nHost: api\r\n\r\n", "bad header name"),
+            (b"POST /public/x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXYGET /admin HTTP/1.1\r\nHost: api\r\n\r\n", "no CRLF after chunk"),
         ] {
             let (answer, forwarded) = answer_to(&rules, request).await;
             assert!(answer.starts_with("HTTP/1.1 4"), "{why}: {answer:?}");
@@ -608,7 +501,7 @@ mod tests {
     #[tokio::test]
     async fn a_head_sent_byte_by_byte_is_checked_once_complete() {
         let (mut g, mut service, _) = gate(&["acl allow api:80/public/"]);
-        for b in b"\r\nGET /public/ok HTTP/1.1\r\nHost: x\r\n\r\n" {
+        for b in b"\r\nGET /public/ok HTTP/1.1\r\nHost: api\r\n\r\n" {
             g.write_all(&[*b]).await.unwrap();
         }
         g.flush().await.unwrap();
@@ -616,7 +509,7 @@ mod tests {
         let mut got = Vec::new();
         service.read_to_end(&mut got).await.unwrap();
         assert_eq!(
-            got, b"GET /public/ok HTTP/1.1\r\nHost: x\r\n\r\n",
+            got, b"GET /public/ok HTTP/1.1\r\nHost: api\r\n\r\n",
             "leading empty line skipped"
         );
     }

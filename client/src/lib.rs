@@ -19,6 +19,7 @@ pub mod config;
 pub mod console;
 pub mod fleet;
 pub mod http_gate;
+pub mod http_head;
 pub mod logging;
 pub mod registry;
 pub mod serve;

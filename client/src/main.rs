@@ -64,6 +64,7 @@ fn main() -> ExitCode {
                 creds.clone(),
                 config.acl_default,
                 config.acl_rules.clone(),
+                config.acl_ceiling.clone().map(sg_proto::acl::Acl::new),
             ))
         })
         .collect();

@@ -33,6 +33,9 @@ pub struct GatewayRuntime {
     latest: RwLock<Option<Arc<GatewayConfig>>>,
     /// Rules from `--acl-file`, sent to the node once, on the first session.
     acl_file: Mutex<Option<Vec<String>>>,
+    /// `--acl-file` with `--acl-lock`: rules every stream must also pass, whatever ACL the
+    /// node sends, so the shared ACL cannot widen what this client reaches.
+    ceiling: Option<Acl>,
     said_default: AtomicBool,
 }
 
@@ -41,6 +44,7 @@ impl GatewayRuntime {
         creds: GatewayCredentials,
         acl_default: DefaultPolicy,
         acl_file: Option<Vec<String>>,
+        ceiling: Option<Acl>,
     ) -> Self {
         GatewayRuntime {
             creds,
@@ -49,8 +53,14 @@ impl GatewayRuntime {
             sessions: Mutex::new(Vec::new()),
             latest: RwLock::new(None),
             acl_file: Mutex::new(acl_file),
+            ceiling,
             said_default: AtomicBool::new(false),
         }
+    }
+
+    /// The locked local ACL, if any.
+    pub fn ceiling(&self) -> Option<&Acl> {
+        self.ceiling.as_ref()
     }
 
     pub fn id(&self) -> &str {

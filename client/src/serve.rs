@@ -3,11 +3,12 @@
 //! sides are done. A stream that cannot be served is reset with a reason the node logs,
 //! and reported to the node's event log.
 
-use crate::http_gate::HttpGate;
+use crate::http_gate::{GatePolicy, HttpGate};
+use crate::http_head::Authorities;
 use crate::registry::GatewayRuntime;
 use crate::stats::ActiveGuard;
 use rustls::ClientConfig;
-use sg_proto::acl::{Acl, Decision, Rule};
+use sg_proto::acl::{canonical, parse_ip_loose, Acl, Decision, Rule};
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
     AppProtocol, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
@@ -16,6 +17,7 @@ use sg_proto::frame::{
 use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
 use sg_proto::tls::{self, ServerTrust};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -137,26 +139,40 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         return;
     }
     let target = format!("{}:{}", dest.resource_host, dest.resource_port);
-    let decision = current.acl.decide(
-        &dest.resource_host,
-        dest.resource_port,
-        true,
-        ctx.gateway.acl_default,
-    );
-    let path_rules = match decision {
-        Decision::Deny { reason } => {
-            let message = format!(
-                "connection from {} to {} ({target}) refused by the ACL: {reason}",
-                open.peer, dest.name
-            );
-            tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
-            ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
-            stream.reset(ResetCode::AclRefused, message);
-            return;
+    // The ACL decides on the address that will be dialled, not only on the name: a name
+    // that resolves to a denied or sensitive address, or an address written another way
+    // (`10.5`, `0x0a000005`), is caught here, and the connection goes to exactly the
+    // address that was checked.
+    let addresses =
+        match resolve(&dest.resource_host, dest.resource_port, ctx.connect_timeout).await {
+            Ok(a) => a,
+            Err(why) => return refuse_connect(&ctx, stream, dest, &target, n, why),
+        };
+    let mut refusal = None;
+    let mut chosen = None;
+    for addr in addresses {
+        match decide(&ctx, &current, dest, addr) {
+            Ok(path_rules) => {
+                chosen = Some((addr, path_rules));
+                break;
+            }
+            Err(reason) => {
+                refusal.get_or_insert(reason);
+            }
         }
-        Decision::Allow { path_rules } => path_rules,
+    }
+    let Some((addr, path_rules)) = chosen else {
+        let reason = refusal.unwrap_or_else(|| "no address to dial".into());
+        let message = format!(
+            "connection from {} to {} ({target}) refused by the ACL: {reason}",
+            open.peer, dest.name
+        );
+        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+        ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
+        stream.reset(ResetCode::AclRefused, message);
+        return;
     };
-    if !path_rules.is_empty() && dest.protocol != AppProtocol::Http {
+    if path_rules.iter().any(|set| !set.is_empty()) && dest.protocol != AppProtocol::Http {
         // Path rules cannot be checked on a plain TCP destination: refuse rather than open
         // the whole service.
         let message = format!(
@@ -168,9 +184,15 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         stream.reset(ResetCode::AclRefused, message);
         return;
     }
-    let gate = (!path_rules.is_empty()).then_some(path_rules);
+    let gate = path_rules
+        .iter()
+        .any(|set| !set.is_empty())
+        .then(|| GatePolicy {
+            rules: path_rules,
+            authorities: authorities(dest, &open),
+        });
 
-    let connect = TcpStream::connect((dest.resource_host.as_str(), dest.resource_port));
+    let connect = TcpStream::connect(addr);
     let socket = match tokio::time::timeout(ctx.connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return refuse_connect(&ctx, stream, dest, &target, n, e.to_string()),
@@ -192,13 +214,67 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     }
 }
 
+/// The addresses a destination's host stands for: itself when it is an address in any
+/// form, else what it resolves to.
+async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Some(ip) = parse_ip_loose(host) {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::time::timeout(limit, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => Ok(addrs
+            .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
+            .collect()),
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!("cannot resolve {host} within {}s", limit.as_secs())),
+    }
+}
+
+/// The gateway's ACL, and the client's locked ACL file when there is one, on a stream to
+/// `dest` dialled at `addr`: the HTTP path rules of each (every set must pass), or why not.
+fn decide(
+    ctx: &ServeContext,
+    current: &Current,
+    dest: &DestinationSpec,
+    addr: SocketAddr,
+) -> Result<Vec<Vec<Rule>>, String> {
+    let (host, ip, port) = (dest.resource_host.as_str(), Some(addr.ip()), addr.port());
+    let default = ctx.gateway.acl_default;
+    let mut sets = Vec::new();
+    match current.acl.decide_at(host, ip, port, true, default) {
+        Decision::Allow { path_rules } => sets.push(path_rules),
+        Decision::Deny { reason } => return Err(reason),
+    }
+    if let Some(ceiling) = ctx.gateway.ceiling() {
+        match ceiling.decide_at(host, ip, port, true, default) {
+            Decision::Allow { path_rules } => sets.push(path_rules),
+            Decision::Deny { reason } => {
+                return Err(format!("the client's locked ACL file: {reason}"))
+            }
+        }
+    }
+    Ok(sets)
+}
+
+/// What a gated request's Host may name: the private service as configured, and the
+/// cloud addresses the node says the application could have used.
+fn authorities(dest: &DestinationSpec, open: &OpenStream) -> Authorities {
+    let own = if dest.resource_host.contains(':') && !dest.resource_host.starts_with('[') {
+        format!("[{}]:{}", dest.resource_host, dest.resource_port)
+    } else {
+        format!("{}:{}", dest.resource_host, dest.resource_port)
+    };
+    Authorities::new(
+        std::iter::once(own.as_str()).chain(open.authorities.iter().map(String::as_str)),
+    )
+}
+
 /// Connects to the service over TLS, then carries the stream.
 #[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     ctx: Arc<ServeContext>,
     stream: StreamHandle,
     socket: TcpStream,
-    gate: Option<Vec<Rule>>,
+    gate: Option<GatePolicy>,
     dest: &DestinationSpec,
     target: &str,
     n: u64,
@@ -252,7 +328,7 @@ async fn carry<IO>(
     ctx: Arc<ServeContext>,
     stream: StreamHandle,
     io: IO,
-    gate: Option<Vec<Rule>>,
+    gate: Option<GatePolicy>,
     dest: &DestinationSpec,
     target: &str,
     n: u64,
@@ -267,14 +343,18 @@ async fn carry<IO>(
     };
     let outcome = match gate {
         None => Pump::with_options(io, stream, options).await,
-        Some(rules) => {
+        Some(policy) => {
             let (reporter, dest_id, name) = (ctx.clone(), dest.id.clone(), dest.name.clone());
             let on_refuse = Box::new(move |path: &str, why: &str| {
-                let message = format!("request for {path} to {name} refused by the ACL: {why}");
+                let message = if path.is_empty() {
+                    format!("a request to {name} refused by the ACL: {why}")
+                } else {
+                    format!("request for {path} to {name} refused by the ACL: {why}")
+                };
                 tracing::warn!(gateway = %reporter.gateway_id(), "Connection #{n}: {message}");
                 reporter.report(ReportKind::AclRefused, &dest_id, message);
             });
-            Pump::with_options(HttpGate::new(io, rules, on_refuse), stream, options).await
+            Pump::with_options(HttpGate::new(io, policy, on_refuse), stream, options).await
         }
     };
     match outcome {

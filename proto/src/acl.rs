@@ -17,6 +17,7 @@
 //! if the target has allow path rules and none matches, the request is refused with 403.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +43,17 @@ impl Rule {
         u8::from(self.host.is_some()) + u8::from(self.port.is_some())
     }
 
-    fn matches(&self, host: &str, port: u16) -> bool {
-        self.host
-            .as_deref()
-            .is_none_or(|h| h.eq_ignore_ascii_case(host))
-            && self.port.is_none_or(|p| p == port)
+    /// Whether the rule covers a stream to `host:port` dialled at `ip`: its host is that
+    /// name, or an address (in any form) equal to the one dialled.
+    fn matches(&self, host: &str, ip: Option<IpAddr>, port: u16) -> bool {
+        self.host.as_deref().is_none_or(|h| {
+            h.eq_ignore_ascii_case(host) || (ip.is_some() && parse_ip_loose(h) == ip)
+        }) && self.port.is_none_or(|p| p == port)
+    }
+
+    /// Whether the rule names exactly this address.
+    fn names(&self, ip: IpAddr) -> bool {
+        self.host.as_deref().and_then(parse_ip_loose) == Some(ip)
     }
 
     /// The target part, as typed: `HOST:PORT/path`.
@@ -198,6 +205,90 @@ pub fn parse_file(text: &str) -> Result<Vec<Rule>, ParseError> {
     Ok(rules)
 }
 
+/// An IP address in any form a resolver accepts: dotted quads, IPv6 (IPv4-mapped ones as
+/// the IPv4 address) and the `inet_aton` shorthands — `10.5`, `0x0a000005`, `012.0.0.5`,
+/// `167772165` — which all name 10.0.0.5. `None` for a host name.
+pub fn parse_ip_loose(host: &str) -> Option<IpAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) => IpAddr::V4(inet_aton(host)?),
+    };
+    Some(canonical(ip))
+}
+
+/// IPv4-mapped IPv6 addresses are the IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The classic BSD parser: one to four parts, each decimal, `0x` hex or `0` octal, the
+/// last one filling the bytes that remain.
+fn inet_aton(text: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let number = |p: &str| -> Option<u64> {
+        if p.is_empty() {
+            return None;
+        }
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (p, 10)
+        };
+        if digits.is_empty() || digits.len() > 11 {
+            return None;
+        }
+        u64::from_str_radix(digits, radix).ok()
+    };
+    let values: Vec<u64> = parts.iter().map(|p| number(p)).collect::<Option<_>>()?;
+    let (last, leading) = values.split_last()?;
+    if leading.iter().any(|v| *v > 255) {
+        return None;
+    }
+    let room = 8 * (4 - leading.len() as u32);
+    if room < 64 && *last >= (1u64 << room) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for v in leading {
+        n = (n << 8) | v;
+    }
+    n = (n << room) | last;
+    u32::try_from(n).ok().map(Ipv4Addr::from)
+}
+
+/// Why an address may be dialled only when a rule names it: this machine, a link-local
+/// neighbour, or a cloud provider's metadata service (which hands out credentials).
+pub fn sensitive(ip: IpAddr) -> Option<&'static str> {
+    const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    match canonical(ip) {
+        IpAddr::V4(v4) if v4 == Ipv4Addr::new(169, 254, 169, 254) => {
+            Some("a cloud metadata address")
+        }
+        IpAddr::V6(v6) if v6 == METADATA_V6 => Some("a cloud metadata address"),
+        IpAddr::V4(v4) if v4.is_loopback() => Some("a loopback address"),
+        IpAddr::V6(v6) if v6.is_loopback() => Some("a loopback address"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local address"),
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+        _ => None,
+    }
+}
+
+fn is_metadata(ip: IpAddr) -> bool {
+    sensitive(ip) == Some("a cloud metadata address")
+}
+
 /// What to do when there are no rules at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DefaultPolicy {
@@ -295,11 +386,40 @@ impl Acl {
         configured: bool,
         default: DefaultPolicy,
     ) -> Decision {
+        self.decide_at(host, None, port, configured, default)
+    }
+
+    /// Decides a stream to `host:port` that would be dialled at `ip` (the address the name
+    /// resolved to, or the host itself in any form). Rules naming either match; a
+    /// loopback, link-local or metadata address must be named by a rule (metadata even
+    /// when there are no rules at all), so a name that resolves there, or an address
+    /// written in another form, cannot slip past the rules.
+    pub fn decide_at(
+        &self,
+        host: &str,
+        ip: Option<IpAddr>,
+        port: u16,
+        configured: bool,
+        default: DefaultPolicy,
+    ) -> Decision {
         if let Some(why) = &self.unreadable {
             return Decision::Deny {
                 reason: why.clone(),
             };
         }
+        if let Some(ip) = ip.map(canonical) {
+            if let Some(what) = sensitive(ip) {
+                let named = self.rules.iter().any(|r| r.names(ip));
+                if !named && (is_metadata(ip) || !self.rules.is_empty()) {
+                    return Decision::Deny {
+                        reason: format!(
+                            "{host} is {ip}, {what}: only a rule naming {ip} allows it"
+                        ),
+                    };
+                }
+            }
+        }
+        let ip = ip.map(canonical);
         if self.rules.is_empty() {
             return match (default, configured) {
                 (DefaultPolicy::Destinations, true) => Decision::Allow {
@@ -318,7 +438,7 @@ impl Acl {
         let matching: Vec<&Rule> = self
             .rules
             .iter()
-            .filter(|r| r.matches(host, port))
+            .filter(|r| r.matches(host, ip, port))
             .collect();
         // Stream-level rules are those without a path; a path rule also makes its target
         // reachable, with requests filtered by path.
@@ -391,6 +511,111 @@ pub fn decide_path(path_rules: &[Rule], path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_spelling_of_an_address_is_the_same_address() {
+        let ten: IpAddr = Ipv4Addr::new(10, 0, 0, 5).into();
+        for form in [
+            "10.0.0.5",
+            "10.5",
+            "10.0.5",
+            "0x0a000005",
+            "012.0.0.5",
+            "167772165",
+            "::ffff:10.0.0.5",
+            "[::ffff:10.0.0.5]",
+        ] {
+            assert_eq!(parse_ip_loose(form), Some(ten), "{form}");
+        }
+        for name in ["db.internal", "10.0.0.256", "1.2.3.4.5", "0x", "", "10..5"] {
+            assert_eq!(parse_ip_loose(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_deny_on_an_address_holds_however_the_destination_spells_it() {
+        let acl = Acl::new(vec![
+            parse_rule("acl allow :22").unwrap(),
+            parse_rule("acl deny 10.0.0.5:22").unwrap(),
+        ]);
+        let ip = parse_ip_loose("0x0a000005");
+        assert!(matches!(
+            acl.decide_at("0x0a000005", ip, 22, true, DefaultPolicy::Destinations),
+            Decision::Deny { .. }
+        ));
+        assert!(
+            matches!(
+                acl.decide_at("db.internal", ip, 22, true, DefaultPolicy::Destinations),
+                Decision::Deny { .. }
+            ),
+            "a name that resolves to the denied address is denied too"
+        );
+        assert!(matches!(
+            acl.decide_at(
+                "10.0.0.6",
+                parse_ip_loose("10.0.0.6"),
+                22,
+                true,
+                DefaultPolicy::Destinations
+            ),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn loopback_link_local_and_metadata_need_a_rule_naming_them() {
+        let open = Acl::new(vec![parse_rule("acl allow :80").unwrap()]);
+        for addr in [
+            "127.0.0.1",
+            "169.254.1.1",
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip = parse_ip_loose(addr);
+            assert!(
+                matches!(
+                    open.decide_at("svc", ip, 80, true, DefaultPolicy::Destinations),
+                    Decision::Deny { .. }
+                ),
+                "{addr}"
+            );
+        }
+        let named = Acl::new(vec![parse_rule("acl allow 127.0.0.1:80").unwrap()]);
+        assert!(matches!(
+            named.decide_at(
+                "localhost",
+                parse_ip_loose("127.0.0.1"),
+                80,
+                true,
+                DefaultPolicy::Destinations
+            ),
+            Decision::Allow { .. }
+        ));
+        // With no rules, configured destinations on this machine still work; metadata never.
+        let none = Acl::default();
+        assert!(matches!(
+            none.decide_at(
+                "127.0.0.1",
+                parse_ip_loose("127.0.0.1"),
+                80,
+                true,
+                DefaultPolicy::Destinations
+            ),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            none.decide_at(
+                "169.254.169.254",
+                parse_ip_loose("169.254.169.254"),
+                80,
+                true,
+                DefaultPolicy::Destinations
+            ),
+            Decision::Deny { .. }
+        ));
+    }
 
     fn acl(lines: &[&str]) -> Acl {
         Acl::new(lines.iter().map(|l| parse_rule(l).unwrap()).collect())

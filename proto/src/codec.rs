@@ -277,6 +277,7 @@ mod tests {
                 destination_id: "d".into(),
                 peer: "127.0.0.1:1".into(),
                 connection: 7,
+                authorities: vec!["sg.example.com:31000".into()],
             },
         });
         roundtrip(Frame::Data {

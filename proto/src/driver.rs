@@ -626,6 +626,7 @@ mod tests {
             destination_id: "d".into(),
             peer: "127.0.0.1:1".into(),
             connection: n,
+            authorities: Vec::new(),
         }
     }
 

@@ -339,6 +339,10 @@ pub struct OpenStream {
     pub peer: String,
     /// The node's connection number, so both ends log the same `Connection #N`.
     pub connection: u64,
+    /// The cloud addresses (`host:port`) the application may have dialled for this
+    /// destination, so an HTTP gate can tell its own Host from another virtual host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorities: Vec<String>,
 }
 
 /// Why a stream was aborted.

@@ -745,6 +745,7 @@ mod tests {
             destination_id: dest.into(),
             peer: "127.0.0.1:5000".into(),
             connection: 1,
+            authorities: Vec::new(),
         }
     }
 

@@ -357,6 +357,42 @@ fn http_route_rules_let_only_matching_paths_through() {
     assert!(body.contains("no ACL path rule allows /admin"), "{body}");
     let (status, _) = http_get(port, "/public/secret/key");
     assert!(status.contains("403"), "{status}");
+    // What Tomcat, Jetty or an RFC 3986 server would read as /admin, and requests for
+    // another virtual host, are refused before they reach the service.
+    for (target, host, status) in [
+        ("/public/..;/admin", format!("127.0.0.1:{port}"), "400"),
+        ("/public/;/../admin", format!("127.0.0.1:{port}"), "400"),
+        ("/public//../admin", format!("127.0.0.1:{port}"), "400"),
+        ("/public/x", "admin.internal".to_string(), "421"),
+        (
+            "http://admin.internal/public/x",
+            format!("127.0.0.1:{port}"),
+            "400",
+        ),
+    ] {
+        let (line, body) = http_request(
+            port,
+            &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            line.contains(status),
+            "{target} (Host {host}): {line} {body}"
+        );
+    }
+    // A third-party client: curl, sending the path as typed.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/public/..;/admin"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
     assert_eq!(
         web.seen(),
         vec!["/public/page"],
@@ -473,6 +509,124 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
         .expect("exits at once");
     assert_eq!(status.code(), Some(2));
     assert!(bad.log().contains("line 2"), "{}", bad.log());
+}
+
+/// A destination on `host:port`, the host as typed.
+fn destination_at(node: &Node, gw: &str, name: &str, host: &str, port: u16) -> u16 {
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(json!({ "name": name, "resource_host": host, "resource_port": port })),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["cloud_port"].as_u64().expect("cloud_port") as u16
+}
+
+#[test]
+fn the_acl_decides_on_the_address_dialled_however_the_host_is_written() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let ep = echo.addr.port();
+    let (gw, token) = node.create_gateway("addresses");
+    // The echo service under three spellings: hex, a name, and the address itself.
+    let hex = destination_at(&node, &gw, "hex", "0x7f000001", ep);
+    let name = destination_at(&node, &gw, "name", "localhost", ep);
+    let plain = destination_at(&node, &gw, "plain", "127.0.0.1", ep);
+    let meta = destination_at(&node, &gw, "metadata", "169.254.169.254", 80);
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+    // No rules: the configured destinations are reachable, the metadata service never.
+    assert!(wait_echo(hex) && wait_echo(name) && wait_echo(plain));
+    assert!(refused_at(meta, b"GET / HTTP/1.0\r\n\r\n"));
+    assert!(
+        client.wait_log("a cloud metadata address", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
+
+    // A rule that does not name loopback does not open it, however it is spelled.
+    put_acl(&node, &gw, &[&format!("acl allow :{ep}")]);
+    for port in [hex, name, plain] {
+        assert!(
+            wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()),
+            "cloud port {port}:\n{}",
+            client.log()
+        );
+    }
+    assert!(
+        client.wait_log("only a rule naming 127.0.0.1", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
+    // A rule naming the address covers every spelling of it, names included.
+    put_acl(&node, &gw, &[&format!("acl allow 127.0.0.1:{ep}")]);
+    for port in [hex, name, plain] {
+        assert!(wait_echo(port), "cloud port {port}:\n{}", client.log());
+    }
+    // And a deny on the address holds against a name allowed by name.
+    put_acl(
+        &node,
+        &gw,
+        &[
+            &format!("acl allow localhost:{ep}"),
+            &format!("acl deny 127.0.0.1:{ep}"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || echo_once(name, b"x").is_none()),
+        "localhost is 127.0.0.1, which is denied:\n{}",
+        client.log()
+    );
+    assert!(has_event(&node, &gw, "acl_refused"));
+}
+
+#[test]
+fn a_locked_acl_file_is_a_ceiling_the_shared_acl_cannot_widen() {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let other = EchoServer::start();
+    let (gw, token) = node.create_gateway("locked");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let (_, other_port) = node.create_destination(&gw, "other", other.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ceiling.rules");
+    std::fs::write(&file, format!("acl allow 127.0.0.1:{}\n", echo.addr.port())).unwrap();
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--acl-file", file.to_str().unwrap(), "--acl-lock"],
+    );
+    assert!(node.wait_clients(&gw, 1));
+    assert!(wait_echo(port));
+    assert!(refused_at(other_port, b"x"));
+    // The operator opens every port of the host on the node: this client still keeps to
+    // its file.
+    put_acl(
+        &node,
+        &gw,
+        &["acl allow 127.0.0.1:", "acl allow localhost:"],
+    );
+    assert!(client.wait_log("ACL now has 2 rule(s)", Duration::from_secs(5)));
+    assert!(echo_once(port, b"still").is_some());
+    assert!(refused_at(other_port, b"x"));
+    assert!(
+        client.wait_log("the client's locked ACL file", Duration::from_secs(5)),
+        "{}",
+        client.log()
+    );
+    // Without the lock, the shared ACL is what counts.
+    drop(client);
+    assert!(node.wait_clients(&gw, 0));
+    let _open = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+    assert!(wait_echo(other_port));
+
+    let mut bad = Client::start(&node, &[(&gw, &token)], &["--acl-lock"]);
+    let status = bad
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits at once");
+    assert_eq!(status.code(), Some(2));
+    assert!(bad.log().contains("--acl-lock"), "{}", bad.log());
 }
 
 // ---- running it -----------------------------------------------------------------------

@@ -929,6 +929,7 @@ impl PathServer {
                             return;
                         }
                         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let mut close = false;
                         loop {
                             let mut h = String::new();
                             if std::io::BufRead::read_line(&mut reader, &mut h).unwrap_or(0) == 0 {
@@ -937,6 +938,7 @@ impl PathServer {
                             if h == "\r\n" {
                                 break;
                             }
+                            close |= h.eq_ignore_ascii_case("connection: close\r\n");
                         }
                         if let Ok(mut l) = log.lock() {
                             l.push(path.clone());
@@ -946,7 +948,7 @@ impl PathServer {
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
-                        if writer.write_all(resp.as_bytes()).is_err() {
+                        if writer.write_all(resp.as_bytes()).is_err() || close {
                             return;
                         }
                     }
@@ -964,11 +966,18 @@ impl PathServer {
 /// Sends one `GET path` on a new connection to a cloud port; returns the status line and
 /// the whole answer (empty if the connection was closed without one).
 pub fn http_get(port: u16, path: &str) -> (String, String) {
+    http_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `req` as typed to the cloud port and returns (status line, whole answer).
+pub fn http_request(port: u16, req: &str) -> (String, String) {
     let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
         return (String::new(), String::new());
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return (String::new(), String::new());
     }

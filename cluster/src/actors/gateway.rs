@@ -771,6 +771,11 @@ impl Handler<OpenConnection> for Gateway {
         let Some(slot) = self.destinations.get(dest) else {
             return Err(Refused::DestinationDisabled);
         };
+        let authorities = slot
+            .record
+            .cloud_port
+            .map(|port| self.shared.cloud_authorities(port))
+            .unwrap_or_default();
         if !slot.record.active || !slot.record.enabled {
             return Err(self.refuse(
                 Refused::DestinationDisabled,
@@ -829,6 +834,7 @@ impl Handler<OpenConnection> for Gateway {
                 destination_id: dest.to_string(),
                 peer: peer.to_string(),
                 connection: self.shared.next_connection(),
+                authorities,
             },
             worker,
             gateway_id: self.record.id.clone(),

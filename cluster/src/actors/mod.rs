@@ -95,6 +95,24 @@ impl NodeShared {
         }
     }
 
+    /// The `host:port` names a cloud application may use for a cloud port of this node:
+    /// `--cloud-host`, and the address the port listens on when that is another.
+    pub fn cloud_authorities(&self, port: u16) -> Vec<String> {
+        let with_port = |host: &str| {
+            if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        };
+        let mut names = vec![with_port(&self.cloud_host)];
+        let bind = self.cloud_bind.to_string();
+        if !self.cloud_bind.is_unspecified() && bind != self.cloud_host {
+            names.push(with_port(&bind));
+        }
+        names
+    }
+
     /// Node-wide connection number (`Connection #N` in both ends' logs).
     pub fn next_connection(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
