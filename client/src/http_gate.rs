@@ -57,7 +57,9 @@ pub struct GatePolicy {
 pub type OnRefuse = Box<dyn Fn(&str, &str) + Send>;
 
 pub struct HttpGate<IO> {
-    inner: IO,
+    /// The service's connection; dropped (closed) once a request is refused and what was
+    /// allowed before it is written, so the service is not left holding an open socket.
+    inner: Option<IO>,
     policy: GatePolicy,
     state: Parse,
     /// Bytes not yet parsed (a partial head, chunk line or trailers).
@@ -94,7 +96,7 @@ fn strict_lines(b: &[u8]) -> bool {
 impl<IO> HttpGate<IO> {
     pub fn new(inner: IO, policy: GatePolicy, on_refuse: OnRefuse) -> Self {
         HttpGate {
-            inner,
+            inner: Some(inner),
             policy,
             state: Parse::Head,
             pending: BytesMut::new(),
@@ -288,8 +290,12 @@ impl<IO> HttpGate<IO> {
 impl<IO: AsyncWrite + Unpin> HttpGate<IO> {
     /// Writes what was allowed; `Ready(Ok)` once nothing is left.
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(inner) = self.inner.as_mut() else {
+            self.forward.clear();
+            return Poll::Ready(Ok(()));
+        };
         while !self.forward.is_empty() {
-            match Pin::new(&mut self.inner).poll_write(cx, &self.forward) {
+            match Pin::new(&mut *inner).poll_write(cx, &self.forward) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => self.forward.advance(n),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -297,6 +303,23 @@ impl<IO: AsyncWrite + Unpin> HttpGate<IO> {
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// After a refusal: once what was allowed is out (or cannot go), close the service's
+    /// connection.
+    fn settle(&mut self, cx: &mut Context<'_>) {
+        if self.refusal.is_some() && self.inner.is_some() {
+            if let Poll::Ready(_) = self.drain(cx) {
+                self.close_service();
+            }
+        }
+    }
+}
+
+impl<IO> HttpGate<IO> {
+    fn close_service(&mut self) {
+        self.inner = None;
+        self.forward.clear();
     }
 }
 
@@ -309,7 +332,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
         let this = self.get_mut();
         if this.refusal.is_some() {
             // After a refusal nothing more reaches the service, and nothing waits for it.
-            let _ = this.drain(cx)?;
+            this.settle(cx);
             return Poll::Ready(Ok(buf.len()));
         }
         // Take new bytes only when the previous ones are out, so the gate holds at most
@@ -319,32 +342,43 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for HttpGate<IO> {
         }
         this.pending.extend_from_slice(buf);
         this.parse();
-        let _ = this.drain(cx)?;
+        if this.refusal.is_some() {
+            this.settle(cx);
+        } else {
+            let _ = this.drain(cx)?;
+        }
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.refusal.is_some() {
+            // Refused: what the service will not take is dropped, never waited for.
+            this.settle(cx);
+            return Poll::Ready(Ok(()));
+        }
         if this.drain(cx)?.is_pending() {
-            if this.refusal.is_some() {
-                // Refused: what the service will not take is dropped, never waited for.
-                this.forward.clear();
-                return Poll::Ready(Ok(()));
-            }
             return Poll::Pending;
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.drain(cx)?.is_pending() {
-            if this.refusal.is_none() {
-                return Poll::Pending;
-            }
-            this.forward.clear();
+        if this.refusal.is_some() {
+            this.settle(cx);
+            return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -356,22 +390,28 @@ impl<IO: AsyncRead + Unpin> AsyncRead for HttpGate<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(response) = &mut this.refusal {
-            // The 403, then end of stream: the service's answers are no longer relayed.
+            // The 403, then end of stream: the service's answers are no longer relayed,
+            // and once the answer is out its connection is closed whatever was left.
             let n = response.len().min(buf.remaining());
             buf.put_slice(&response[..n]);
             response.advance(n);
+            if response.is_empty() {
+                this.close_service();
+            }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
 impl<IO: ReadReady> ReadReady for HttpGate<IO> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.refusal.is_some() {
-            Poll::Ready(Ok(()))
-        } else {
-            self.inner.poll_read_ready(cx)
+        match &self.inner {
+            Some(inner) if self.refusal.is_none() => inner.poll_read_ready(cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 }
@@ -443,6 +483,36 @@ mod tests {
             "{answer}"
         );
         assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_closes_the_services_connection_while_the_application_stays() {
+        let (mut g, mut service, _) = gate(&["acl allow api:80/public/"]);
+        g.write_all(
+            b"GET /public/ok HTTP/1.1\r\nHost: api\r\n\r\nGET /admin HTTP/1.1\r\nHost: api\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        g.flush().await.unwrap();
+        let mut answer = String::new();
+        g.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        // The gate is still alive (the application has not closed), yet the service sees
+        // the allowed request and then the end of its connection.
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            service.read_to_end(&mut got),
+        )
+        .await
+        .expect("the service's connection is closed")
+        .unwrap();
+        assert_eq!(got, b"GET /public/ok HTTP/1.1\r\nHost: api\r\n\r\n");
+        // Later bytes from the application are swallowed, not an error.
+        g.write_all(b"GET /public/ok HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        drop(g);
     }
 
     async fn answer_to(rules: &[&str], request: &[u8]) -> (String, Vec<u8>) {
