@@ -309,7 +309,7 @@ impl<IO: AsyncWrite + Unpin> HttpGate<IO> {
     /// connection.
     fn settle(&mut self, cx: &mut Context<'_>) {
         if self.refusal.is_some() && self.inner.is_some() {
-            if let Poll::Ready(_) = self.drain(cx) {
+            if self.drain(cx).is_ready() {
                 self.close_service();
             }
         }
