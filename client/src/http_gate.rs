@@ -308,10 +308,8 @@ impl<IO: AsyncWrite + Unpin> HttpGate<IO> {
     /// After a refusal: once what was allowed is out (or cannot go), close the service's
     /// connection.
     fn settle(&mut self, cx: &mut Context<'_>) {
-        if self.refusal.is_some() && self.inner.is_some() {
-            if self.drain(cx).is_ready() {
-                self.close_service();
-            }
+        if self.refusal.is_some() && self.inner.is_some() && self.drain(cx).is_ready() {
+            self.close_service();
         }
     }
 }
