@@ -23,6 +23,7 @@ pub mod events;
 pub mod http_client;
 pub mod ids;
 pub mod limiter;
+pub mod listening;
 pub mod panics;
 pub mod pki;
 pub mod ports;

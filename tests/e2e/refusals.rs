@@ -201,3 +201,52 @@ fn garbage_on_the_tunnel_port_is_refused_and_nobody_else_notices() {
     );
     still_fine(&h);
 }
+
+#[test]
+fn a_cloud_port_that_cannot_be_bound_is_reported_not_promised() {
+    let mut t = healthy();
+    let view = |t: &EchoTunnel| {
+        t.node
+            .call(
+                "GET",
+                &format!("/v1/gateways/{}/destinations/{}", t.gw, t.did),
+                None,
+            )
+            .body
+    };
+    assert_eq!(view(&t)["listening"], true);
+    // While the node is down another process takes the destination's port.
+    t.node.kill9();
+    let blocker = std::net::TcpListener::bind(t.node.cloud(t.port)).expect("hold the port");
+    t.node.restart();
+    let v = view(&t);
+    assert_eq!(v["listening"], false, "{v}");
+    let why = v["listen_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why.contains(&t.port.to_string()) && why.contains("in use"),
+        "{why}"
+    );
+    assert!(has_event(&t.node, &t.gw, "port_bind_failed"));
+    // Reactivating it answers what is true of the port it gets.
+    let patch = |active: bool| {
+        t.node.call(
+            "PATCH",
+            &format!("/v1/gateways/{}/destinations/{}", t.gw, t.did),
+            Some(serde_json::json!({ "active": active })),
+        )
+    };
+    assert_eq!(patch(false).status, 200);
+    let r = patch(true);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let same_port = r.body["cloud_port"].as_u64() == Some(u64::from(t.port));
+    assert_eq!(r.body["listening"], !same_port, "{}", r.body);
+    // Once the port is free the retry takes it, and the view says so.
+    drop(blocker);
+    assert!(
+        wait_until(Duration::from_secs(15), || view(&t)["listening"] == true),
+        "{}",
+        view(&t)
+    );
+    let port = view(&t)["cloud_port"].as_u64().expect("port") as u16;
+    assert!(wait_echo(port));
+}

@@ -163,8 +163,12 @@ impl DestinationActor {
                     return;
                 };
                 match bind(self.shared.cloud_bind, port) {
-                    Ok(l) => l,
+                    Ok(l) => {
+                        self.shared.listening.listening(&self.record.id);
+                        l
+                    }
                     Err(e) => {
+                        self.shared.listening.failed(&self.record.id, e.to_string());
                         tracing::warn!(
                             destination = %self.record.id,
                             port,

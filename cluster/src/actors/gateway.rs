@@ -235,6 +235,7 @@ impl Gateway {
         }
         if let Some((_, addr)) = slot.listener.take() {
             addr.do_send(destination::Stop);
+            shared.listening.closed(id);
         }
         if shared.status.listeners_closed() {
             // Draining: the cloud ports are closed for good.
@@ -243,6 +244,10 @@ impl Gateway {
         if let Some(port) = want {
             let record = slot.record.clone();
             let bound = destination::bind(shared.cloud_bind, port);
+            match &bound {
+                Ok(_) => shared.listening.listening(id),
+                Err(e) => shared.listening.failed(id, e.to_string()),
+            }
             if let Err(e) = &bound {
                 shared.event(
                     &record.gateway_id,
@@ -318,9 +323,10 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        for slot in self.destinations.values_mut() {
+        for (id, slot) in self.destinations.iter_mut() {
             if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
+                self.shared.listening.closed(id);
             }
         }
     }
@@ -446,9 +452,10 @@ pub struct CloseListeners;
 impl Handler<CloseListeners> for Gateway {
     type Result = ();
     fn handle(&mut self, _: CloseListeners, _: &mut Self::Context) {
-        for slot in self.destinations.values_mut() {
+        for (id, slot) in self.destinations.iter_mut() {
             if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
+                self.shared.listening.closed(id);
             }
         }
     }
@@ -489,6 +496,7 @@ impl Handler<RemoveDestination> for Gateway {
         if let Some(mut slot) = self.destinations.remove(&msg.0) {
             if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
+                self.shared.listening.closed(&msg.0);
             }
             self.push_config();
         }

@@ -45,6 +45,8 @@ pub struct NodeShared {
     pub handshakes: Arc<HandshakeLimiter>,
     /// Draining, cloud ports closed, store health.
     pub status: Arc<NodeStatus>,
+    /// Which cloud ports are really listening, for the API.
+    pub listening: Arc<crate::listening::ListenBook>,
     /// Carried connections and client sessions alive now, so a drain can wait for them.
     pub connections: Arc<Tracker>,
     pub sessions: Arc<Tracker>,
@@ -88,6 +90,7 @@ impl NodeShared {
             throttle: EventThrottle::default(),
             handshakes: Arc::new(HandshakeLimiter::default()),
             status,
+            listening: Arc::default(),
             connections: Arc::new(Tracker::default()),
             sessions: Arc::new(Tracker::default()),
             replication,

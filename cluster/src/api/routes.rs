@@ -10,10 +10,16 @@ use crate::actors::gateway::{
 };
 use crate::actors::node::{AllGateways, GetFleet};
 use crate::etcd::registry::Fleet;
+use crate::listening::Listen;
+use crate::records::DestinationRecord;
 use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a create or update waits for the first bind of a new cloud port.
+const FIRST_BIND_WAIT: Duration = Duration::from_secs(2);
 
 type Api = web::Data<ApiState>;
 type Reply = Result<HttpResponse, ApiError>;
@@ -189,7 +195,9 @@ async fn create_destination(
         .mutate(move |s| s.create_destination(&id, req.clone()))
         .await?;
     let fleet = api.node.send(GetFleet).await?;
-    Ok(HttpResponse::Created().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
+    let listen = settled_listen(&api, &d).await;
+    Ok(HttpResponse::Created()
+        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
 }
 
 async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
@@ -198,7 +206,10 @@ async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let fleet = api.node.send(GetFleet).await?;
     let views: Vec<_> = ds
         .iter()
-        .map(|d| DestinationView::new(d, &api.shared.cloud_host, &fleet))
+        .map(|d| {
+            DestinationView::new(d, &api.shared.cloud_host, &fleet)
+                .with_listen(api.shared.listening.get(&d.id))
+        })
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -209,7 +220,9 @@ async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>)
         .read(move |s| s.destination(&id, &did).cloned())
         .await??;
     let fleet = api.node.send(GetFleet).await?;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
+    let listen = api.shared.listening.get(&d.id);
+    Ok(HttpResponse::Ok()
+        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
 }
 
 async fn update_destination(
@@ -223,7 +236,19 @@ async fn update_destination(
         .mutate(move |s| s.update_destination(&id, &did, patch.clone()))
         .await?;
     let fleet = api.node.send(GetFleet).await?;
-    Ok(HttpResponse::Ok().json(DestinationView::new(&d, &api.shared.cloud_host, &fleet)))
+    let listen = settled_listen(&api, &d).await;
+    Ok(HttpResponse::Ok()
+        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
+}
+
+/// After a change: how binding the destination's cloud port went on this node, waiting a
+/// moment for the first attempt so a `201` does not promise a port nothing listens on.
+async fn settled_listen(api: &Api, d: &DestinationRecord) -> Option<Listen> {
+    let book = &api.shared.listening;
+    if !d.active || d.cloud_port.is_none() || api.shared.status.listeners_closed() {
+        return book.get(&d.id);
+    }
+    book.settled(&d.id, FIRST_BIND_WAIT).await
 }
 
 async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {

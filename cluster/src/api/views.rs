@@ -3,6 +3,7 @@
 
 use crate::controls::{resource_tls_view, CloudTlsView, IpRule, ResourceTlsView};
 use crate::etcd::registry::{Fleet, NodeRecord};
+use crate::listening::Listen;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,11 @@ pub struct DestinationView {
     /// Where cloud applications reach it: the same port on every live node of the cluster,
     /// so one DNS name over all regions keeps working when a region is lost.
     pub cloud_addresses: Vec<CloudAddress>,
+    /// Whether this node's cloud port for it is listening now (false while inactive, or
+    /// when the port could not be bound: `listen_error` says why, and it is retried).
+    pub listening: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_error: Option<String>,
     pub active: bool,
     pub enabled: bool,
     pub created_at: String,
@@ -80,6 +86,21 @@ pub struct CloudAddress {
 }
 
 impl DestinationView {
+    /// Adds what this node knows of the cloud port's listener.
+    pub fn with_listen(mut self, state: Option<Listen>) -> Self {
+        match state {
+            Some(Listen::Listening) => self.listening = true,
+            Some(Listen::Failed(why)) => {
+                self.listen_error = Some(format!(
+                    "cannot listen on cloud port {}: {why} (retrying)",
+                    self.cloud_port.unwrap_or(0)
+                ))
+            }
+            None => {}
+        }
+        self
+    }
+
     pub fn new(d: &DestinationRecord, cloud_host: &str, fleet: &Fleet) -> Self {
         let cloud_addresses = match d.cloud_port {
             Some(port) => fleet
@@ -97,6 +118,8 @@ impl DestinationView {
         };
         DestinationView {
             cloud_addresses,
+            listening: false,
+            listen_error: None,
             id: d.id.clone(),
             gateway_id: d.gateway_id.clone(),
             name: d.name.clone(),
