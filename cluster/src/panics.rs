@@ -5,6 +5,9 @@
 
 use std::cell::Cell;
 
+/// The status a node exits with after a panic on the control plane.
+pub const PANIC_EXIT: i32 = 70;
+
 thread_local! {
     static CRITICAL: Cell<bool> = const { Cell::new(false) };
 }
@@ -27,7 +30,7 @@ pub fn install_hook() {
         tracing::error!(thread = %name, "panic: {info}");
         default(info);
         if is_critical_thread() {
-            std::process::exit(70);
+            std::process::exit(PANIC_EXIT);
         }
     }));
 }

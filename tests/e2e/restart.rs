@@ -104,3 +104,41 @@ fn a_data_dir_others_could_read_is_made_private_at_start() {
         node.log()
     );
 }
+
+/// A gateway's actor is control plane: if it panics the node exits with status 70 (as
+/// the README states), instead of keeping a gateway that no longer serves anyone, and the
+/// restarted node serves the gateway from durable state.
+#[test]
+fn a_panic_in_a_gateway_actor_exits_the_node_and_a_restart_serves_it() {
+    let mut node = Node::start_with(NodeOptions {
+        env: vec![("SG_DEBUG_PANIC_GATEWAY".into(), "doomed".into())],
+        ..Default::default()
+    });
+    let echo = EchoServer::start();
+    let r = node.call(
+        "POST",
+        "/v1/gateways",
+        Some(serde_json::json!({"name": "doomed"})),
+    );
+    assert_eq!(
+        r.status, 201,
+        "acknowledged before the actor starts: {}",
+        r.body
+    );
+    let gw = r.body["id"].as_str().expect("id").to_string();
+    let token = r.body["token"].as_str().expect("token").to_string();
+    let status = node
+        .wait_exit(Duration::from_secs(10))
+        .expect("the node exits instead of keeping a zombie gateway");
+    assert_eq!(status.code(), Some(70), "{}", node.log());
+    assert!(
+        node.log().contains("stopped unexpectedly"),
+        "{}",
+        node.log()
+    );
+    node.restart();
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let _client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+    assert!(wait_echo(port));
+}

@@ -255,6 +255,20 @@ impl Node {
         }
     }
 
+    /// Waits for the node to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts the node again on the same data dir and ports.
     pub fn restart(&mut self) {
         self.kill9();

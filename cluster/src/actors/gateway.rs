@@ -322,6 +322,18 @@ impl Gateway {
 impl Actor for Gateway {
     type Context = Context<Self>;
 
+    /// Debug builds only: `SG_DEBUG_PANIC_GATEWAY=NAME` makes the actor of the gateway
+    /// named NAME panic as it starts, so tests can prove the panic policy.
+    #[cfg(debug_assertions)]
+    fn started(&mut self, _: &mut Self::Context) {
+        if std::env::var("SG_DEBUG_PANIC_GATEWAY").is_ok_and(|n| n == self.record.name) {
+            panic!(
+                "SG_DEBUG_PANIC_GATEWAY: a panic injected into gateway {}",
+                self.record.name
+            );
+        }
+    }
+
     fn stopped(&mut self, _: &mut Self::Context) {
         for (id, slot) in self.destinations.iter_mut() {
             if let Some((_, addr)) = slot.listener.take() {

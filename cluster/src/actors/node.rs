@@ -59,8 +59,38 @@ fn node_list(fleet: &Fleet) -> NodeList {
     }
 }
 
+/// How often the Node checks that every gateway actor is still alive.
+const GATEWAY_WATCH: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Actor for Node {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(GATEWAY_WATCH, |act, _| act.watch_gateways());
+    }
+}
+
+impl Node {
+    /// Gateway actors are control plane, but they run on the worker arbiters beside the
+    /// connections, where a panic ends only the task that panicked. A gateway whose actor
+    /// is gone without being removed would be a zombie — its sessions and cloud ports
+    /// dead while the node looks healthy — so the node exits as it does for a panic on a
+    /// control-plane thread, and its service manager restarts it from durable state.
+    fn watch_gateways(&self) {
+        if self.shared.status.draining() {
+            return;
+        }
+        if let Some((id, _)) = self.gateways.iter().find(|(_, g)| !g.addr.connected()) {
+            tracing::error!(
+                gateway = %id,
+                "the actor serving gateway {id} stopped unexpectedly (a panic, logged above): \
+                 exiting with status {} so the service manager restarts the node from its \
+                 durable state",
+                crate::panics::PANIC_EXIT
+            );
+            std::process::exit(crate::panics::PANIC_EXIT);
+        }
+    }
 }
 
 /// Committed changes, in commit order.
