@@ -20,6 +20,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// Warnings that any cloud application can cause, one per connection (refusals, a
+/// service that is down): a flood of them is cut to a few lines and a count.
+static CLOUD_CAUSED: sg_proto::log_throttle::LogThrottle =
+    sg_proto::log_throttle::LogThrottle::new();
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -124,7 +129,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         .iter()
         .find(|d| d.id == open.destination_id)
     else {
-        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: unknown destination {}", open.destination_id);
+        sg_proto::throttled_warn!(CLOUD_CAUSED, "unknown destination", gateway = %ctx.gateway_id(), "Connection #{n}: unknown destination {}", open.destination_id);
         stream.reset(
             ResetCode::UnknownDestination,
             format!(
@@ -167,7 +172,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
             "connection from {} to {} ({target}) refused by the ACL: {reason}",
             open.peer, dest.name
         );
-        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+        sg_proto::throttled_warn!(CLOUD_CAUSED, "ACL refusal", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
         ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
         stream.reset(ResetCode::AclRefused, message);
         return;
@@ -179,7 +184,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
             "connection to {} ({target}) refused: ACL path rules apply to it but it is not an HTTP destination (set \"protocol\": \"http\")",
             dest.name
         );
-        tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+        sg_proto::throttled_warn!(CLOUD_CAUSED, "ACL refusal", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
         ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
         stream.reset(ResetCode::AclRefused, message);
         return;
@@ -351,7 +356,7 @@ async fn carry<IO>(
                 } else {
                     format!("request for {path} to {name} refused by the ACL: {why}")
                 };
-                tracing::warn!(gateway = %reporter.gateway_id(), "Connection #{n}: {message}");
+                sg_proto::throttled_warn!(CLOUD_CAUSED, "HTTP request refusal", gateway = %reporter.gateway_id(), "Connection #{n}: {message}");
                 reporter.report(ReportKind::AclRefused, &dest_id, message);
             });
             Pump::with_options(HttpGate::new(io, policy, on_refuse), stream, options).await
@@ -386,7 +391,7 @@ fn refuse_connect(
         .refused_connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let message = format!("cannot reach {} at {target}: {why}", dest.name);
-    tracing::warn!(gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+    sg_proto::throttled_warn!(CLOUD_CAUSED, "private service unreachable", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
     ctx.report(ReportKind::ConnectFailed, &dest.id, message.clone());
     stream.reset(ResetCode::ConnectFailed, message);
 }

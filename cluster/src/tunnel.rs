@@ -26,6 +26,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+/// Log lines that anyone reaching the tunnel port can cause pass through this.
+static STRANGERS: sg_proto::log_throttle::LogThrottle = sg_proto::log_throttle::LogThrottle::new();
+
 /// Why a tunnel connection did not become a session.
 #[derive(Debug, thiserror::Error)]
 enum TunnelError {
@@ -117,7 +120,12 @@ impl TunnelListener {
                     ) => {
                         tracing::debug!(%peer, "tunnel connection dropped: {e}")
                     }
-                    Err(other) => tracing::warn!(%peer, "tunnel connection failed: {other}"),
+                    Err(other) => sg_proto::throttled_warn!(
+                        STRANGERS,
+                        "tunnel connection failed",
+                        %peer,
+                        "tunnel connection failed: {other}"
+                    ),
                 }
             });
         }
@@ -178,7 +186,13 @@ impl TunnelListener {
                 return Err(refuse(code, mismatch.to_string()));
             }
             let Ok(Some(gateway)) = self.node.send(FindGateway(gateway_id.clone())).await else {
-                tracing::warn!(%peer, gateway = %gateway_id, "refused a client: unknown gateway");
+                sg_proto::throttled_warn!(
+                    STRANGERS,
+                    "unknown gateway",
+                    %peer,
+                    gateway = %gateway_id,
+                    "refused a client: unknown gateway"
+                );
                 if !self.shared.status.store().writable() {
                     // This node's copy may be behind the cluster: not a final answer.
                     return Err(refuse(

@@ -24,6 +24,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
+pub mod log_throttle;
 pub mod loglevel;
 pub mod mux;
 pub mod pump;
@@ -37,3 +38,7 @@ pub use driver::{SessionEvent, SessionHandle, SessionStats};
 pub use frame::{Frame, StreamId};
 pub use mux::{Mux, MuxEvent, ProtocolError, Role};
 pub use pump::{Pump, PumpOutcome, StreamHandle};
+
+/// For [`throttled_warn!`] in other crates.
+#[doc(hidden)]
+pub use tracing as __tracing;

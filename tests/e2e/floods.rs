@@ -93,3 +93,49 @@ fn figure_now(node: &Node) -> u64 {
         })
         .unwrap_or(u64::MAX)
 }
+
+/// What strangers cause is logged in a few lines, not one per attempt: garbage on the
+/// tunnel port (node), connections the ACL refuses (client).
+#[test]
+fn a_flood_of_strangers_costs_a_few_log_lines_not_one_each() {
+    let t = EchoTunnel::start("quiet", &[]);
+    let tunnel: SocketAddr = t.node.tunnel().parse().expect("tunnel address");
+    for _ in 0..200 {
+        if let Ok(mut s) = TcpStream::connect(tunnel) {
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+    }
+    let node_lines = |n: &Node| n.log().matches("tunnel connection failed").count();
+    assert!(
+        wait_until(Duration::from_secs(10), || node_lines(&t.node) >= 20),
+        "the garbage is noticed:\n{}",
+        t.node.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        node_lines(&t.node) <= 20,
+        "{} lines for 200 attempts",
+        node_lines(&t.node)
+    );
+    // The client: an ACL that refuses the destination, and 100 connections to it.
+    let r = t.node.call(
+        "PUT",
+        &format!("/v1/gateways/{}/acl", t.gw),
+        Some(serde_json::json!({ "rules": ["acl deny :"] })),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t
+        .client
+        .wait_log("ACL now has 1 rule(s)", Duration::from_secs(5)));
+    for _ in 0..100 {
+        let _ = echo_once(t.port, b"x");
+    }
+    let client_lines = t.client.log().matches("refused by the ACL").count();
+    assert!(
+        (1..=20).contains(&client_lines),
+        "{client_lines} lines for 100 refusals:\n{}",
+        t.client.log()
+    );
+    // And the tunnel still serves the real client.
+    assert!(t.node.wait_clients(&t.gw, 1));
+}
