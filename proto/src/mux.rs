@@ -559,11 +559,17 @@ impl Mux {
                         increment,
                     });
                 }
-                st.send_window = next;
-                if !st.fin_queued {
+                // Whatever the peer grants, this side queues at most one initial window per
+                // stream: a peer that grants much and then stops reading must not make us
+                // buffer what it allowed. (A peer returning credit for what it consumed
+                // never has more outstanding, so this costs it nothing.)
+                let capped = next.min(u64::from(INITIAL_STREAM_WINDOW));
+                let usable = capped.saturating_sub(st.send_window);
+                st.send_window = st.send_window.max(capped);
+                if !st.fin_queued && usable > 0 {
                     self.events.push_back(MuxEvent::Credit {
                         stream: id,
-                        increment,
+                        increment: usable as u32,
                     });
                 }
                 Ok(())
@@ -933,6 +939,50 @@ mod tests {
             }),
             Err(ProtocolError::UnknownStream { .. })
         ));
+    }
+
+    /// What a session buffers towards a peer is bounded by one initial window per stream,
+    /// whatever credit the peer grants: a client that grants the most it may and then
+    /// stops reading cannot make the node queue more.
+    #[test]
+    fn generous_credit_does_not_raise_what_a_stream_may_queue() {
+        let (mut node, _client) = pair();
+        let streams: Vec<StreamId> = (0..8).map(|_| node.open(open_msg("d")).unwrap()).collect();
+        let mut granted = 0u64;
+        for &id in &streams {
+            // The peer grants all it may on every stream...
+            node.handle_frame(Frame::Credit {
+                stream: id,
+                increment: (MAX_WINDOW - u64::from(INITIAL_STREAM_WINDOW)) as u32,
+            })
+            .unwrap();
+            while let Some(ev) = node.poll_event() {
+                if let MuxEvent::Credit { increment, .. } = ev {
+                    granted += u64::from(increment);
+                }
+            }
+        }
+        assert_eq!(
+            granted, 0,
+            "no credit beyond the initial window reaches the pumps"
+        );
+        // ...and never reads: each stream queues one window, then refuses more.
+        let mut queued = 0usize;
+        for &id in &streams {
+            let mut on_stream = 0usize;
+            while node
+                .send_data(id, Bytes::from(vec![0u8; MAX_DATA_LEN]))
+                .is_ok()
+            {
+                on_stream += MAX_DATA_LEN;
+            }
+            assert!(on_stream <= INITIAL_STREAM_WINDOW as usize);
+            queued += on_stream;
+        }
+        assert!(
+            queued <= streams.len() * INITIAL_STREAM_WINDOW as usize,
+            "{queued}"
+        );
     }
 
     #[test]
