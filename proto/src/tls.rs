@@ -83,7 +83,7 @@ pub fn server_config(
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    Ok(config)
+    Ok(prefer_our_order(config))
 }
 
 /// A server configuration that requires a client certificate signed by one of `client_cas`.
@@ -104,7 +104,15 @@ pub fn server_config_mutual(
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
-    Ok(config)
+    Ok(prefer_our_order(config))
+}
+
+/// The server picks the cipher suite from its own list (AEADs with forward secrecy, the
+/// strongest first), not the client's: a client that prefers something weaker still gets
+/// the best suite both have, and scanners see a server cipher order.
+fn prefer_our_order(mut config: ServerConfig) -> ServerConfig {
+    config.ignore_client_order = true;
+    config
 }
 
 fn root_store(what: &str, certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
