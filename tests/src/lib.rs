@@ -331,6 +331,37 @@ impl Node {
         None
     }
 
+    /// One API request; `Err` when the node did not answer (it is down or died mid-way).
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<ApiResponse, String> {
+        self.api
+            .request(method, path, body.as_ref())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts the node and kills it with SIGKILL `after` that long, ready or not.
+    pub fn crash_during_startup(&mut self, after: Duration) {
+        self.kill9();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let mut child = Command::new(bin("sg-node"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start sg-node");
+        std::thread::sleep(after);
+        kill(&mut child);
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> ApiResponse {
         self.api
             .request(method, path, body.as_ref())
