@@ -4,8 +4,8 @@
 use clap::Parser;
 use serde::Deserialize;
 use sg_proto::acl::DefaultPolicy;
-use sg_proto::config_file::read_toml;
 pub use sg_proto::config_file::ConfigError;
+use sg_proto::config_file::{parse_toml, read_toml};
 use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use sg_proto::tls::{self, ServerTrust};
@@ -217,6 +217,12 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 }
 
 impl ClientConfig {
+    /// Whether `text` is a readable config file (its keys and their types); what the
+    /// values mean is checked by `from_args`. For the fuzzer and `--check`-style tools.
+    pub fn check_file_text(text: &str) -> Result<(), ConfigError> {
+        parse_toml::<FileConfig>("config", text).map(|_| ())
+    }
+
     pub fn from_args(args: ClientArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(p) => read_toml(p)?,

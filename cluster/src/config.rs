@@ -4,8 +4,8 @@
 use crate::ports::parse_range;
 use clap::Parser;
 use serde::Deserialize;
-use sg_proto::config_file::read_toml;
 pub use sg_proto::config_file::ConfigError;
+use sg_proto::config_file::{parse_toml, read_toml};
 pub use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -252,6 +252,12 @@ impl EtcdConfig {
 }
 
 impl NodeConfig {
+    /// Whether `text` is a readable config file (its keys and their types); what the
+    /// values mean is checked by `from_args`. For the fuzzer and `--check`-style tools.
+    pub fn check_file_text(text: &str) -> Result<(), ConfigError> {
+        parse_toml::<FileConfig>("config", text).map(|_| ())
+    }
+
     pub fn from_args(args: NodeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => read_toml(path)?,

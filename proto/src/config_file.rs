@@ -23,8 +23,13 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
+    parse_toml(&path.display().to_string(), &text)
+}
+
+/// Parses config text that came from `origin` (a path, for the error).
+pub fn parse_toml<T: DeserializeOwned>(origin: &str, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
         detail: e.to_string(),
     })
 }
