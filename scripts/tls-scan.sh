@@ -53,13 +53,30 @@ api() {
     -H 'Content-Type: application/json' ${4:+--data "$4"} "https://127.0.0.1:$api_port$3"
 }
 
-# tls_destination CA CLOUD_TLS_JSON: a gateway with one TLS destination; prints its port.
+# A private HTTP service for the TLS destinations, so the cloud port answers as in use.
+service_port=$(free_port)
+python3 -m http.server --bind 127.0.0.1 "$service_port" >"$work/service.log" 2>&1 &
+service_pid=$!
+trap 'cleanup; kill $service_pid 2>/dev/null || true' EXIT INT TERM
+
+# tls_destination CA CLOUD_TLS_JSON: a gateway with one TLS destination onto the service,
+# served by an sg-client; sets cloud (its port).
 tls_destination() {
-  local gw
-  gw=$(api "$1" POST /v1/gateways '{"name":"scan"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  api "$1" POST "/v1/gateways/$gw/destinations" \
-    "{\"name\":\"tls\",\"resource_host\":\"127.0.0.1\",\"resource_port\":9,\"cloud_tls\":$2}" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["cloud_port"])'
+  local gw_json gw gw_token
+  gw_json=$(api "$1" POST /v1/gateways '{"name":"scan"}')
+  gw=$(echo "$gw_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  gw_token=$(echo "$gw_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  cloud=$(api "$1" POST "/v1/gateways/$gw/destinations" \
+    "{\"name\":\"tls\",\"resource_host\":\"127.0.0.1\",\"resource_port\":$service_port,\"cloud_tls\":$2}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["cloud_port"])')
+  "$bin/sg-client" "$gw" -t "$gw_token" --server "127.0.0.1:$tunnel_port" --ca "$1" --no-ui \
+    -l WARN >"$work/client-$gw.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    [ "$(api "$1" GET "/v1/gateways/$gw/clients" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" != 0 ] && return 0
+    sleep 0.1
+  done
+  echo "the scan's client did not connect (see $work)"; exit 1
 }
 
 failed=0
@@ -90,7 +107,7 @@ EOF
 # ---- 1. the node's own CA, not trusted by the scanner --------------------------------
 start_node own
 own_ca="$work/own/ca.pem"
-cloud=$(tls_destination "$own_ca" '{"mode":"tls"}')
+tls_destination "$own_ca" '{"mode":"tls"}'
 private="cert_chain_of_trust,cert_revocation"
 scan own-tunnel "$tunnel_port" "$private"
 scan own-api "$api_port" "$private"
@@ -99,7 +116,7 @@ cleanup; pids=()
 
 # ---- 2. an operator certificate from a CA the scanner trusts -------------------------
 pki="$work/pki"; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=sg scan test CA" \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -subj "/CN=sg scan test CA" \
   -keyout "$pki/ca.key" -out "$pki/ca.pem" -addext "basicConstraints=critical,CA:TRUE" \
   -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
@@ -112,11 +129,11 @@ subjectAltName=IP:127.0.0.1,DNS:localhost
 crlDistributionPoints=URI:http://127.0.0.1/sg-scan-test.crl
 EOF
 openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
-  -days 30 -extfile "$pki/ext.cnf" -out "$pki/server.pem" 2>/dev/null
+  -days 365 -extfile "$pki/ext.cnf" -out "$pki/server.pem" 2>/dev/null
 cat "$pki/server.pem" "$pki/ca.pem" >"$pki/chain.pem"
 start_node operator --tls-cert "$pki/chain.pem" --tls-key "$pki/server.key"
 pem() { python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$1"; }
-cloud=$(tls_destination "$pki/ca.pem" "{\"mode\":\"tls\",\"cert_pem\":$(pem "$pki/chain.pem"),\"key_pem\":$(pem "$pki/server.key")}")
+tls_destination "$pki/ca.pem" "{\"mode\":\"tls\",\"cert_pem\":$(pem "$pki/chain.pem"),\"key_pem\":$(pem "$pki/server.key")}"
 scan operator-tunnel "$tunnel_port" "" --add-ca "$pki/ca.pem"
 scan operator-api "$api_port" "" --add-ca "$pki/ca.pem"
 scan operator-cloud "$cloud" "" --add-ca "$pki/ca.pem"

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(n) = sg_proto::limits::raise_fd_limit() {
+        tracing::debug!("open-file limit {n}");
+    }
     if config.service && !service::is_worker() {
         return service::supervise();
     }

@@ -75,3 +75,30 @@ pub const HEARTBEAT_DEAD_AFTER: Duration = Duration::from_secs(3);
 /// The driver writes to the TLS connection in batches up to this size: many small
 /// frames become one syscall, and bulk data fills full 16 KiB TLS records.
 pub const WRITE_BATCH: usize = 256 * 1024;
+
+/// Raises this process's open-file limit to its hard limit and returns the limit in force.
+/// Every carried connection costs a descriptor on each side, and the usual soft limit of
+/// 1024 is far below what a node or a client serves; the hard limit is what the operator
+/// (or the service unit's `LimitNOFILE`) allowed.
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}

@@ -139,3 +139,149 @@ fn a_flood_of_strangers_costs_a_few_log_lines_not_one_each() {
     // And the tunnel still serves the real client.
     assert!(t.node.wait_clients(&t.gw, 1));
 }
+
+/// A private service in its own process (python3) that accepts connections and holds them
+/// without a thread each (so the test's own descriptors are left for the cloud side) until
+/// their peer closes.
+struct Holder {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Holder {
+    fn start() -> Holder {
+        use std::io::BufRead;
+        // Like most services it closes a connection when its peer does.
+        let script = "import resource, selectors, socket\n\
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+            s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4096)\n\
+            print(s.getsockname()[1], flush=True)\n\
+            sel = selectors.DefaultSelector(); sel.register(s, selectors.EVENT_READ)\n\
+            while True:\n\
+            \x20   for key, _ in sel.select():\n\
+            \x20       if key.fileobj is s:\n\
+            \x20           sel.register(s.accept()[0], selectors.EVENT_READ)\n\
+            \x20       elif not key.fileobj.recv(4096):\n\
+            \x20           sel.unregister(key.fileobj); key.fileobj.close()\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("port");
+        Holder {
+            child,
+            port: line.trim().parse().expect("port number"),
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// p99 of `n` keep-alive round trips on one connection, and how many failed.
+fn keepalive_p99(port: u16, n: usize) -> (Duration, usize) {
+    use std::io::Read;
+    let mut failures = 0;
+    let mut times = Vec::with_capacity(n);
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (Duration::MAX, n);
+    };
+    let _ = s.set_nodelay(true);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut back = [0u8; 32];
+    for _ in 0..n {
+        let t = Instant::now();
+        if s.write_all(&[1u8; 32]).is_err() || s.read_exact(&mut back).is_err() {
+            failures += 1;
+            continue;
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let p99 = times
+        .get(times.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or(Duration::MAX);
+    (p99, failures)
+}
+
+/// Idle sockets held open on one destination's cloud port (`SG_FLOOD_SOCKETS`, 500 here,
+/// 10,000 in scripts/floods.sh) do not slow another destination: no request fails, its
+/// keep-alive p99 is reported against its baseline (and must be within 2× of it when
+/// `SG_FLOOD_STRICT` is set), and the node's descriptors come back to their baseline.
+#[test]
+fn idle_sockets_on_one_cloud_port_do_not_slow_another_destination() {
+    let sockets: usize = std::env::var("SG_FLOOD_SOCKETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500);
+    let node = Node::start();
+    let plan = node.call(
+        "PUT",
+        "/v1/plan",
+        Some(serde_json::json!({ "max_connections_per_gateway": sockets + 100 })),
+    );
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let holder = Holder::start();
+    let echo = EchoServer::start();
+    let (ga, ta) = node.create_gateway("idle");
+    let (gb, tb) = node.create_gateway("busy");
+    let (_, idle_port) =
+        node.create_destination(&ga, "held", SocketAddr::from(([127, 0, 0, 1], holder.port)));
+    let (_, busy_port) = node.create_destination(&gb, "echo", echo.addr);
+    let _client = Client::start(&node, &[(&ga, &ta), (&gb, &tb)], &[]);
+    assert!(node.wait_clients(&ga, 1) && node.wait_clients(&gb, 1));
+    assert!(wait_echo(busy_port));
+    let pid = node.pid().expect("pid");
+    let _ = keepalive_p99(busy_port, 500); // warm-up
+    let (before, failed_before) = keepalive_p99(busy_port, 3000);
+    let baseline_fds = open_fds(pid);
+
+    let idle: Vec<TcpStream> = (0..sockets)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", idle_port)).ok())
+        .collect();
+    assert_eq!(idle.len(), sockets, "every idle socket connected");
+    assert!(
+        wait_until(Duration::from_secs(30), || open_fds(pid)
+            >= baseline_fds + sockets),
+        "the node holds them: {} descriptors",
+        open_fds(pid)
+    );
+    let (during, failed_during) = keepalive_p99(busy_port, 3000);
+    drop(idle);
+    let back = wait_until(Duration::from_secs(30), || {
+        open_fds(pid) <= baseline_fds + 10
+    });
+    let ratio = during.as_secs_f64() / before.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{sockets} idle sockets: keep-alive p99 {before:?} → {during:?} ({ratio:.2}×), failures \
+         {failed_before} → {failed_during}, node descriptors {baseline_fds} → {} after",
+        open_fds(pid)
+    );
+    assert_eq!(
+        failed_during, 0,
+        "no request failed while the idle sockets were held"
+    );
+    assert!(
+        back,
+        "descriptors back to baseline: {} vs {baseline_fds}",
+        open_fds(pid)
+    );
+    if std::env::var_os("SG_FLOOD_STRICT").is_some() {
+        assert!(ratio <= 2.0, "p99 {ratio:.2}× its baseline");
+    }
+}

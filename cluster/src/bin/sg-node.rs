@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     }
     sg_cluster::panics::install_hook();
     sg_cluster::panics::mark_critical_thread();
+    if let Some(n) = sg_proto::limits::raise_fd_limit() {
+        tracing::debug!("open-file limit {n}");
+    }
     let result = actix_rt::System::new().block_on(sg_cluster::run::run(config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
