@@ -18,6 +18,7 @@ need_command redis-server redis-server
 need_command redis-cli redis-tools
 need_command openssl openssl
 need_command curl curl
+need_command python3 python3
 need_command chromium chromium
 need_command node nodejs
 need_command npm npm
