@@ -28,10 +28,11 @@ for t in "${targets[@]}"; do
   work="target/corpus-work/$t"; mkdir -p "$work" "corpus/$t"
   echo "==> $t: $runs runs (at most ${max_seconds}s)"
   cargo +nightly fuzz run -O -s none "$t" "$work" "corpus/$t" -- \
-    -runs="$runs" -max_total_time="$max_seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    -runs="$runs" -max_total_time="$max_seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 2>"target/$t.log" || { tail -40 "target/$t.log"; exit 1; }
   grep -E "^stat::number_of_executed_units|^Done" "target/$t.log" | sed "s/^/    /"
-  # Keep only what adds coverage in the committed corpus.
+  # Keep the committed corpus small: what adds coverage, minimized.
   cargo +nightly fuzz run -O -s none "$t" "corpus/$t" "$work" -- -merge=1 2>/dev/null >/dev/null || true
-  echo "    corpus/$t: $(ls "corpus/$t" | wc -l) inputs"
+  cargo +nightly fuzz cmin -O -s none "$t" "corpus/$t" 2>/dev/null >/dev/null || true
+  echo "    corpus/$t: $(ls "corpus/$t" | wc -l) inputs, $(du -sh "corpus/$t" | cut -f1)"
 done
