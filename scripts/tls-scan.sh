@@ -26,10 +26,11 @@ bin=target/release
 work=$(mktemp -d "${TMPDIR:-/tmp}/sg-tls-scan.XXXXXX")
 pids=()
 cleanup() {
+  [ ${#pids[@]} -gt 0 ] || return 0
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.5
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
