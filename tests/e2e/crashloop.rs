@@ -235,10 +235,7 @@ fn verify(
 
 #[test]
 fn kill9_at_random_moments_never_loses_or_half_applies_a_change() {
-    let cycles: usize = std::env::var("SG_CRASHLOOP_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(20);
+    let cycles: usize = env_or("SG_CRASHLOOP_CYCLES", 20);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)

@@ -225,10 +225,7 @@ fn keepalive_p99(port: u16, n: usize) -> (Duration, usize) {
 /// `SG_FLOOD_STRICT` is set), and the node's descriptors come back to their baseline.
 #[test]
 fn idle_sockets_on_one_cloud_port_do_not_slow_another_destination() {
-    let sockets: usize = std::env::var("SG_FLOOD_SOCKETS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(500);
+    let sockets: usize = env_or("SG_FLOOD_SOCKETS", 500);
     let node = Node::start();
     let plan = node.call(
         "PUT",

@@ -96,10 +96,7 @@ fn svg(samples: &[(f64, u64, u64)]) -> String {
 
 #[test]
 fn a_soak_with_reconnect_churn_keeps_memory_flat_and_gives_back_every_descriptor() {
-    let minutes: f64 = std::env::var("SG_SOAK_MINUTES")
-        .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(2.0);
+    let minutes: f64 = env_or("SG_SOAK_MINUTES", 2.0);
     let length = Duration::from_secs_f64(minutes * 60.0);
     let node = Node::start();
     let echo = EchoServer::start();

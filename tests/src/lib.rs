@@ -1115,3 +1115,12 @@ pub fn openssl_cert(dir: &Path, name: &str, ca: &str, usage: CertUse) {
         ],
     );
 }
+
+/// A size a long run may override through the environment (`SG_SOAK_MINUTES=30`), else
+/// `default`: the suite runs the short form, the scripts the long one.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
