@@ -14,7 +14,7 @@ use sg_proto::frame::{
     AppProtocol, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
     ResourceTls,
 };
-use sg_proto::pump::{Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
+use sg_proto::pump::{LocalEnd, Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
 use sg_proto::tls::{self, ServerTrust};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -345,6 +345,7 @@ async fn carry<IO>(
     let options = PumpOptions {
         counters: Some(ctx.gateway.stats.bytes.clone()),
         trace_id: Some(n),
+        local: LocalEnd::Destination,
     };
     let outcome = match gate {
         None => Pump::with_options(io, stream, options).await,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct GatewayStats {
-    /// Bytes of carried connections; `sent` is private service → cloud.
+    /// Bytes of carried connections, counted by the pump whose local socket is the private
+    /// service: `sent` is read from the service (data from the destination, *received* in
+    /// [F16]'s words), `received` is written to it (from the cloud application,
+    /// *transmitted*).
     pub bytes: Arc<PumpCounters>,
     pub total_connections: AtomicU64,
     pub active_connections: AtomicU64,
@@ -17,7 +20,9 @@ pub struct GatewayStats {
 /// A snapshot for display.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
+    /// Bytes sent by cloud applications to the private services.
     pub transmitted: u64,
+    /// Bytes sent by the private services back to cloud applications.
     pub received: u64,
     pub total_connections: u64,
     pub active_connections: u64,
@@ -26,8 +31,10 @@ pub struct Figures {
 impl GatewayStats {
     pub fn figures(&self) -> Figures {
         Figures {
-            transmitted: self.bytes.sent.load(Ordering::Relaxed),
-            received: self.bytes.received.load(Ordering::Relaxed),
+            // [F16]: transmitted is what the cloud application sent, received is what the
+            // destination sent.
+            transmitted: self.bytes.received.load(Ordering::Relaxed),
+            received: self.bytes.sent.load(Ordering::Relaxed),
             total_connections: self.total_connections.load(Ordering::Relaxed),
             active_connections: self.active_connections.load(Ordering::Relaxed),
         }

@@ -313,8 +313,8 @@ textarea{width:100%;min-height:6em;font-family:monospace}.muted{color:#667}
 <header><b>sg-client</b><small id="who"></small></header>
 <main>
 <div class="cards">
- <div class="card">transmitted<b id="tx">–</b></div>
- <div class="card">received<b id="rx">–</b></div>
+ <div class="card" title="bytes sent by cloud applications to the private services">transmitted<b id="tx">–</b></div>
+ <div class="card" title="bytes sent by the private services back to cloud applications">received<b id="rx">–</b></div>
  <div class="card">connections, total<b id="total">–</b></div>
  <div class="card">connections, active<b id="active">–</b></div>
 </div>

@@ -116,12 +116,46 @@ pub enum PumpOutcome {
     Io(io::Error),
 }
 
+/// Which end of a carried connection the pump's local socket is.
+///
+/// It names the TRACE byte lines as the replaced product defined them ([F16]):
+/// *transmitted* is data sent from the requesting (cloud) application, *received* is data
+/// sent from the destination — whichever side of the tunnel the pump runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocalEnd {
+    /// The node's pump: its local socket is the cloud application's connection.
+    #[default]
+    CloudApplication,
+    /// The client's pump: its local socket is the connection to the private service.
+    Destination,
+}
+
+impl LocalEnd {
+    /// The word for bytes read from the local socket.
+    fn read_label(self) -> &'static str {
+        match self {
+            LocalEnd::CloudApplication => "transmitted",
+            LocalEnd::Destination => "received",
+        }
+    }
+
+    /// The word for bytes written to the local socket.
+    fn write_label(self) -> &'static str {
+        match self {
+            LocalEnd::CloudApplication => "received",
+            LocalEnd::Destination => "transmitted",
+        }
+    }
+}
+
 /// Per-connection options of a pump.
 #[derive(Debug, Clone, Default)]
 pub struct PumpOptions {
     pub counters: Option<Arc<PumpCounters>>,
     /// Connection number for the TRACE byte log (`Connection #N transmitted data: ...`).
     pub trace_id: Option<u64>,
+    /// Which end the local socket is, so the byte log names directions rightly.
+    pub local: LocalEnd,
 }
 
 /// Bytes written out before the pump reports them to the session on its own; smaller
@@ -160,7 +194,7 @@ where
             stream,
             PumpOptions {
                 counters,
-                trace_id: None,
+                ..PumpOptions::default()
             },
         )
     }
@@ -254,7 +288,8 @@ where
                 c.received.fetch_add(written as u64, Ordering::Relaxed);
             }
             if let Some(n) = self.options.trace_id {
-                tracing::trace!(target: "sg::connection", "Connection #{n} received data: {written} bytes");
+                let dir = self.options.local.write_label();
+                tracing::trace!(target: "sg::connection", "Connection #{n} {dir} data: {written} bytes");
             }
         }
         let mut progress = written > 0;
@@ -321,7 +356,8 @@ where
                     c.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 if let Some(id) = self.options.trace_id {
-                    tracing::trace!(target: "sg::connection", "Connection #{id} transmitted data: {n} bytes");
+                    let dir = self.options.local.read_label();
+                    tracing::trace!(target: "sg::connection", "Connection #{id} {dir} data: {n} bytes");
                 }
                 Ok(true)
             }

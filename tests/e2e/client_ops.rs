@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use sg_e2e::*;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -742,6 +743,76 @@ fn trace_logs_every_connections_bytes_to_a_file() {
         log.lines()
             .any(|l| l.contains("Connection #") && l.contains("transmitted data:")),
         "{log}"
+    );
+}
+
+/// A private service that reads `want` bytes, answers `reply` bytes and closes.
+fn answering_service(want: usize, reply: usize) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut got = vec![0u8; want];
+            if s.read_exact(&mut got).is_ok() {
+                let _ = s.write_all(&vec![b'r'; reply]);
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn bytes_are_named_as_the_replaced_product_did_transmitted_from_the_cloud_received_from_the_destination(
+) {
+    let node = Node::start();
+    let service = answering_service(1000, 10);
+    let (gw, token) = node.create_gateway("directions");
+    let (_, port) = node.create_destination(&gw, "answers", service);
+    let mut c = Client::start_console(&node, &[(&gw, &token)], &["-l", "TRACE"]);
+    assert!(node.wait_clients(&gw, 1), "{}", c.log());
+    let mut s = connect(port);
+    s.write_all(&[b'c'; 1000]).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 10, "the service's answer came back");
+    drop(s);
+    let sum = |log: &str, what: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains("sg::connection") || l.contains("Connection #"))
+            .filter_map(|l| l.split(&format!("{what} data: ")).nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let log = c.log();
+            sum(&log, "transmitted") == 1000 && sum(&log, "received") == 10
+        }),
+        "the client logs 1000 bytes transmitted (from the cloud) and 10 received (from the \
+         service): {}",
+        c.log()
+    );
+    c.send_line("s");
+    assert!(
+        c.wait_log(
+            "total: transmitted 1000 bytes, received 10 bytes",
+            Duration::from_secs(5)
+        ),
+        "the console agrees: {}",
+        c.log()
+    );
+    let stats = || {
+        node.call("GET", &format!("/v1/gateways/{gw}/stats"), None)
+            .body
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let s = stats();
+            s["bytes_to_resources"] == 1000 && s["bytes_to_cloud"] == 10
+        }),
+        "the node's figures agree (transmitted = to_resources): {}",
+        stats()
     );
 }
 

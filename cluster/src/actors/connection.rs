@@ -10,7 +10,7 @@ use crate::records::EventKind;
 use actix::prelude::*;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::OpenStream;
-use sg_proto::pump::{Pump, PumpCounters, PumpOptions, PumpOutcome, ReadReady};
+use sg_proto::pump::{LocalEnd, Pump, PumpCounters, PumpOptions, PumpOutcome, ReadReady};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -172,6 +172,7 @@ impl Actor for Connection {
         let options = PumpOptions {
             counters: Some(self.guard.counters.clone()),
             trace_id: Some(self.number),
+            local: LocalEnd::CloudApplication,
         };
         let session = self.session.clone();
         let tls = self.tls.clone();
