@@ -105,33 +105,42 @@ fn sockets_that_never_finish_a_tls_handshake_do_not_use_up_the_gateways_limit() 
 }
 
 #[test]
-fn a_connection_idle_past_its_destinations_timeout_is_closed() {
+fn a_connection_idle_past_its_destinations_timeout_is_closed_on_both_ends_and_counted() {
     use std::io::{Read, Write};
     let t = EchoTunnel::start("idle", &[]);
     let path = format!("/v1/gateways/{}/destinations/{}", t.gw, t.did);
     let r = t
         .node
-        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 1})));
+        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 2})));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["idle_timeout_secs"], 1);
-    let bad = t
-        .node
-        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 4000})));
-    assert_eq!(bad.status, 400, "{}", bad.body);
-    // A busy connection stays.
+    assert_eq!(r.body["idle_timeout_secs"], 2);
+    for bad in [json!(4000), json!(-1), json!("2")] {
+        let r = t
+            .node
+            .call("PATCH", &path, Some(json!({ "idle_timeout_secs": bad })));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    // A busy connection stays, past the timeout.
     let mut busy = connect(t.port);
-    for i in 0..8u8 {
+    for i in 0..12u8 {
         busy.write_all(&[i]).expect("write");
         let mut b = [0u8; 1];
         busy.read_exact(&mut b)
             .expect("still open while it carries bytes");
         std::thread::sleep(Duration::from_millis(300));
     }
+    drop(busy);
+    assert!(
+        wait_until(Duration::from_secs(5), || t.echo.open() == 0),
+        "the busy connection ended when it was closed"
+    );
     // A quiet one goes, and the node kept TCP keepalive on it meanwhile.
     let mut quiet = connect(t.port);
     quiet.write_all(b"x").expect("write");
     let mut b = [0u8; 1];
     quiet.read_exact(&mut b).expect("echo");
+    let started = std::time::Instant::now();
+    assert_eq!(t.echo.open(), 1, "the service holds the connection");
     let ss = std::process::Command::new("ss")
         .args([
             "-tno",
@@ -146,12 +155,29 @@ fn a_connection_idle_past_its_destinations_timeout_is_closed() {
         ss.contains("keepalive"),
         "TCP keepalive on the cloud side: {ss}"
     );
-    let started = std::time::Instant::now();
     assert!(closed_by_node(&mut quiet), "the idle connection was closed");
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
-        "after about a second: {took:?}"
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "after about two seconds: {took:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || t.echo.open() == 0),
+        "the private side was closed too: {} open",
+        t.echo.open()
+    );
+    let stats = t
+        .node
+        .call("GET", &format!("/v1/gateways/{}/stats", t.gw), None)
+        .body;
+    assert_eq!(stats["idle_closed_connections"], 1, "counted: {stats}");
+    let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "sg_gateway_connections_idle_closed_total{{gateway=\"{}\"}} 1",
+            t.gw
+        )),
+        "{metrics}"
     );
 }
 

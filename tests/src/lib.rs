@@ -587,6 +587,7 @@ pub struct EchoServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -596,7 +597,8 @@ impl EchoServer {
         let addr = listener.local_addr().expect("echo addr");
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (flag, count) = (stop.clone(), accepted.clone());
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, count, live) = (stop.clone(), accepted.clone(), open.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if flag.load(Ordering::Relaxed) {
@@ -604,6 +606,8 @@ impl EchoServer {
                 }
                 let Ok(mut conn) = conn else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
+                live.fetch_add(1, Ordering::SeqCst);
+                let live = live.clone();
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -617,6 +621,7 @@ impl EchoServer {
                         }
                     }
                     let _ = conn.shutdown(Shutdown::Write);
+                    live.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -624,8 +629,15 @@ impl EchoServer {
             addr,
             stop,
             accepted,
+            open,
             thread: Some(thread),
         }
+    }
+
+    /// Connections the private service holds open now (closed by the other end counts as
+    /// closed).
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Connections the private service has seen so far.

@@ -247,11 +247,14 @@ impl Connection {
                 Some(&self.destination),
                 None,
             ),
-            Ended::Idle(limit) => tracing::debug!(
-                "Connection #{n} from {} closed: idle for {}s",
-                self.peer,
-                limit.as_secs()
-            ),
+            Ended::Idle(limit) => {
+                self.guard.closed_idle();
+                tracing::debug!(
+                    "Connection #{n} from {} closed: idle for {}s",
+                    self.peer,
+                    limit.as_secs()
+                )
+            }
         }
     }
 }

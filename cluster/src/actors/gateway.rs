@@ -101,6 +101,8 @@ pub struct LiveCounters {
     to_resources: AtomicU64,
     to_cloud: AtomicU64,
     refused: [AtomicU64; 7],
+    /// Connections closed because they carried nothing for their destination's idle timeout.
+    idle_closed: AtomicU64,
 }
 
 impl LiveCounters {
@@ -120,6 +122,10 @@ impl LiveCounters {
             .iter()
             .position(|r| *r == why)
             .map_or(0, |i| self.refused[i].load(Ordering::Relaxed))
+    }
+
+    pub fn idle_closed(&self) -> u64 {
+        self.idle_closed.load(Ordering::Relaxed)
     }
 
     pub fn refused_total(&self) -> u64 {
@@ -743,6 +749,13 @@ impl ConnectionGuard {
     }
 }
 
+impl ConnectionGuard {
+    /// Counts the connection as closed by its destination's idle timeout.
+    pub fn closed_idle(&self) {
+        self.live.idle_closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.live.to_resources.fetch_add(
@@ -944,6 +957,7 @@ pub struct GatewayMetrics {
     pub refused: Vec<(Refused, u64)>,
     pub bytes_to_resources: u64,
     pub bytes_to_cloud: u64,
+    pub idle_closed: u64,
 }
 
 #[derive(Message)]
@@ -968,6 +982,7 @@ impl Handler<GetMetrics> for Gateway {
                 .collect(),
             bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
             bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
+            idle_closed: self.live.idle_closed(),
         })
     }
 }
@@ -988,6 +1003,9 @@ pub struct GatewayStats {
     pub bytes_to_resources: u64,
     /// Bytes from private services back to cloud applications.
     pub bytes_to_cloud: u64,
+    /// Connections closed by their destination's idle timeout.
+    #[serde(default)]
+    pub idle_closed_connections: u64,
     pub max_connections: u32,
     /// Each node's part (cluster-wide answers only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1008,6 +1026,8 @@ pub struct NodeStats {
     pub refused_connections: u64,
     pub bytes_to_resources: u64,
     pub bytes_to_cloud: u64,
+    #[serde(default)]
+    pub idle_closed_connections: u64,
 }
 
 #[derive(Message)]
@@ -1030,6 +1050,7 @@ impl Handler<GetStats> for Gateway {
             refused_connections: self.live.refused_total(),
             bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
             bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
+            idle_closed_connections: self.live.idle_closed(),
             max_connections: self.plan.max_connections_per_gateway,
             nodes: Vec::new(),
             unreachable_nodes: Vec::new(),

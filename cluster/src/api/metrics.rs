@@ -207,6 +207,20 @@ pub fn render(s: &Snapshot) -> String {
     }
     family(
         &mut o,
+        "sg_gateway_connections_idle_closed_total",
+        "counter",
+        "Cloud connections closed because they carried nothing for their destination's idle timeout.",
+    );
+    for g in &s.gateways {
+        let _ = writeln!(
+            o,
+            "sg_gateway_connections_idle_closed_total{{gateway=\"{}\"}} {}",
+            label(&g.gateway_id),
+            g.idle_closed
+        );
+    }
+    family(
+        &mut o,
         "sg_tunnel_handshakes_refused_total",
         "counter",
         "Tunnel connections closed at once because their network (/24, /64) had too many handshakes pending.",
@@ -262,6 +276,7 @@ mod tests {
                 refused: vec![(Refused::Limit, 5)],
                 bytes_to_resources: 6,
                 bytes_to_cloud: 7,
+                idle_closed: 8,
             }],
             handshakes_refused: 0,
             handshakes_evicted: 0,
@@ -281,6 +296,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sg_cluster_nodes 3"), "{text}");
+        assert!(
+            text.contains("sg_gateway_connections_idle_closed_total{gateway=\"gw_1\"} 8"),
+            "{text}"
+        );
         assert!(
             text.contains("sg_gateway_up{gateway=\"gw_1\",name=\"a \\\"quoted\\\" name\"} 1"),
             "{text}"

@@ -343,6 +343,7 @@ async fn gateway_stats(
         refused_connections: 0,
         bytes_to_resources: 0,
         bytes_to_cloud: 0,
+        idle_closed_connections: 0,
         max_connections: parts[0].2.max_connections,
         nodes: Vec::new(),
         unreachable_nodes: got.unreachable.iter().map(|(id, _)| id.clone()).collect(),
@@ -354,6 +355,7 @@ async fn gateway_stats(
         total.refused_connections += s.refused_connections;
         total.bytes_to_resources += s.bytes_to_resources;
         total.bytes_to_cloud += s.bytes_to_cloud;
+        total.idle_closed_connections += s.idle_closed_connections;
         total.nodes.push(NodeStats {
             node_id,
             region,
@@ -363,6 +365,7 @@ async fn gateway_stats(
             refused_connections: s.refused_connections,
             bytes_to_resources: s.bytes_to_resources,
             bytes_to_cloud: s.bytes_to_cloud,
+            idle_closed_connections: s.idle_closed_connections,
         });
     }
     total.client_ids.sort_unstable();
