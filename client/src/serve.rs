@@ -98,13 +98,14 @@ impl ServeContext {
                 return Ok(config.clone());
             }
         }
-        // An uploaded CA is always checked: uploading one says which services to trust.
-        // Without one, `reject_unauthorized: false` accepts any certificate.
+        // An uploaded certificate is always checked: uploading one says which services to
+        // trust (the service's own certificate, or the CA that signed it). Without one,
+        // `reject_unauthorized` means the system's trust store, and its absence anything.
         let trust = match (&t.ca_pem, t.reject_unauthorized) {
             (Some(ca), _) => {
-                ServerTrust::Roots(tls::certs_from_pem("ca_pem", ca).map_err(|e| e.to_string())?)
+                ServerTrust::Uploaded(tls::certs_from_pem("ca_pem", ca).map_err(|e| e.to_string())?)
             }
-            (None, true) => return Err("reject_unauthorized is set but no CA was uploaded".into()),
+            (None, true) => ServerTrust::System,
             (None, false) => ServerTrust::AcceptAny,
         };
         let identity = match (&t.client_cert_pem, &t.client_key_pem) {
@@ -315,7 +316,10 @@ async fn serve_tls(
             dest,
             target,
             n,
-            format!("TLS handshake failed: {e}"),
+            format!(
+                "TLS handshake failed: {}",
+                sg_proto::service_trust::explain_handshake_error(&e)
+            ),
         ),
         Err(_) => refuse_connect(
             &ctx,

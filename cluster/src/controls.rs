@@ -8,6 +8,7 @@ use crate::ports::parse_range;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sg_proto::frame::ResourceTls;
+use sg_proto::service_trust::MAX_UPLOADED_CERTIFICATES;
 use sg_proto::tls;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -187,16 +188,22 @@ pub fn validate_resource_tls(
             check_len(field, p)?;
         }
     }
+    // The client decides about the system's trust store on its own machine: the node
+    // checks only what was uploaded.
     let trust = match &t.ca_pem {
-        Some(ca) => tls::ServerTrust::Roots(
-            tls::certs_from_pem("ca_pem", ca)
-                .map_err(|e| field_error("resource_tls.ca_pem", e.to_string()))?,
-        ),
-        None if t.reject_unauthorized => {
-            return Err(field_error(
-                "resource_tls.ca_pem",
-                "reject_unauthorized needs the CA that signed the service's certificate",
-            ))
+        Some(ca) => {
+            let certs = tls::certs_from_pem("ca_pem", ca)
+                .map_err(|e| field_error("resource_tls.ca_pem", e.to_string()))?;
+            if certs.len() > MAX_UPLOADED_CERTIFICATES {
+                return Err(field_error(
+                    "resource_tls.ca_pem",
+                    format!(
+                        "holds {} certificates; at most {MAX_UPLOADED_CERTIFICATES} may be uploaded",
+                        certs.len()
+                    ),
+                ));
+            }
+            tls::ServerTrust::Uploaded(certs)
         }
         None => tls::ServerTrust::AcceptAny,
     };

@@ -29,6 +29,7 @@ pub mod loglevel;
 pub mod mux;
 pub mod pump;
 pub mod secret;
+pub mod service_trust;
 pub mod tls;
 pub mod transmit;
 pub mod version;

@@ -134,6 +134,11 @@ pub enum ServerTrust {
     /// The end-entity certificate with this SHA-256 fingerprint, or any certificate of the
     /// public key with this SHA-256 (see [`key_fingerprint`]).
     Fingerprint([u8; 32]),
+    /// A private service's certificate: one of these exactly, or one chaining to them (see
+    /// [`crate::service_trust`]).
+    Uploaded(Vec<CertificateDer<'static>>),
+    /// The system's trust store, for private services with public certificates.
+    System,
     /// Anything at all. Only for resource-side TLS with `reject_unauthorized: false`.
     AcceptAny,
 }
@@ -155,6 +160,16 @@ pub fn client_config(
                     provider: provider(),
                     check: Check::Pinned,
                 }))
+        }
+        ServerTrust::Uploaded(certs) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(
+                    crate::service_trust::UploadedVerifier::new(certs, provider())?,
+                ))
+        }
+        ServerTrust::System => {
+            builder.with_webpki_verifier(crate::service_trust::system_verifier(provider())?)
         }
         ServerTrust::AcceptAny => builder
             .dangerous()

@@ -178,6 +178,146 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
     );
 }
 
+/// A service on the most common self-signed certificate (`openssl req -x509`, CA:TRUE) in
+/// `DIR/NAME/server.{pem,key}`.
+fn self_signed_service(dir: &Path, name: &str) -> (TlsService, String) {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    openssl_ca(&d, "server", "localhost");
+    let text = std::fs::read_to_string(d.join("server.pem")).unwrap();
+    assert!(
+        String::from_utf8_lossy(
+            &Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-in"])
+                .arg(d.join("server.pem"))
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .contains("CA:TRUE"),
+        "openssl req -x509 makes a CA:TRUE certificate"
+    );
+    (TlsService::start(&d, &[]), text)
+}
+
+#[test]
+fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one_by_the_system_store(
+) {
+    let pki = tempfile::tempdir().unwrap();
+    let (service, own) = self_signed_service(pki.path(), "one");
+    let (_other_service, other) = self_signed_service(pki.path(), "two");
+    // A "public" service: its CA is in the client's system store (SSL_CERT_FILE), not uploaded.
+    resource_pki(pki.path());
+    let public = TlsService::start(pki.path(), &[]);
+
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("self-signed");
+    let dest = |name: &str, port: u16, tls: Value| -> u16 {
+        let r = node.call(
+            "POST",
+            &format!("/v1/gateways/{gw}/destinations"),
+            Some(json!({ "name": name, "resource_host": "127.0.0.1", "resource_port": port, "resource_tls": tls })),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["cloud_port"].as_u64().unwrap() as u16
+    };
+    let pinned = dest(
+        "pinned",
+        service.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": own }),
+    );
+    let wrong = dest(
+        "wrong-pin",
+        service.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": other }),
+    );
+    // Six files is the most; the right one among them still works.
+    let six = [
+        other.clone(),
+        own.clone(),
+        pem(pki.path(), "ca.pem"),
+        pem(pki.path(), "other.pem"),
+        pem(pki.path(), "cca.pem"),
+        other.clone(),
+    ]
+    .concat();
+    let among_six = dest(
+        "among-six",
+        service.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": six }),
+    );
+    let system = dest(
+        "system-store",
+        public.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "server_name": "localhost" }),
+    );
+    let bundle = pki.path().join("system-bundle.pem");
+    std::fs::write(&bundle, pem(pki.path(), "ca.pem")).unwrap();
+    let client = Client::start_servers(
+        &[&node],
+        &[(&gw, &token)],
+        &[],
+        &[("SSL_CERT_FILE", bundle.to_str().unwrap())],
+    );
+    assert!(node.wait_clients(&gw, 1));
+
+    for (port, what) in [
+        (pinned, "the uploaded self-signed certificate is trusted"),
+        (among_six, "one of six uploaded certificates"),
+        (system, "no upload: the system store's CA"),
+    ] {
+        let (status, _) = http_get(port, "/");
+        assert!(
+            status.contains("200"),
+            "{what}: {status:?}\n{}",
+            client.log()
+        );
+    }
+    let (status, body) = http_get(wrong, "/");
+    assert!(
+        status.is_empty() && body.is_empty(),
+        "another self-signed certificate is refused: {body}"
+    );
+    let reason = "is not one of the uploaded certificates";
+    assert!(
+        client.wait_log(reason, Duration::from_secs(5)),
+        "the client log names the reason: {}",
+        client.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || node
+            .events(&gw)
+            .iter()
+            .any(|e| e["kind"] == "connect_failed"
+                && e["message"].as_str().is_some_and(|m| m.contains(reason)))),
+        "and so does the node's event: {:?}",
+        node.events(&gw)
+    );
+
+    // A seventh certificate is one too many: a 400 naming the field, nothing stored.
+    let seven = [own.as_str(); 7].concat();
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(json!({ "name": "seven", "resource_host": "127.0.0.1", "resource_port": 1,
+                     "resource_tls": { "enabled": true, "reject_unauthorized": true, "ca_pem": seven } })),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let message = r.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("resource_tls.ca_pem") && message.contains("at most 6"),
+        "{}",
+        r.body
+    );
+    let listed = node
+        .call("GET", &format!("/v1/gateways/{gw}/destinations"), None)
+        .body;
+    assert!(
+        !listed.to_string().contains("\"seven\""),
+        "nothing stored: {listed}"
+    );
+}
+
 // ---- ACL ------------------------------------------------------------------------------
 
 #[test]

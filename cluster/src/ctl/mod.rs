@@ -173,12 +173,14 @@ pub struct DestinationFields {
     /// Turn resource-side TLS off (update).
     #[arg(long, conflicts_with = "resource_tls")]
     no_resource_tls: bool,
-    /// Verify the service's certificate against --resource-ca.
+    /// Verify the service's certificate: against --resource-ca, or with none, against the
+    /// client machine's system trust store.
     #[arg(long)]
     reject_unauthorized: bool,
-    /// CA (PEM) that signed the private service's certificate.
+    /// The private service's own certificate (a self-signed one is pinned), or the CA that
+    /// signed it (PEM). Repeat for up to 6 files.
     #[arg(long, value_name = "FILE")]
-    resource_ca: Option<PathBuf>,
+    resource_ca: Vec<PathBuf>,
     /// Name (SNI) the client asks for and verifies (default: the resource host).
     #[arg(long)]
     server_name: Option<String>,
@@ -410,8 +412,14 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         let mut t = Map::new();
         t.insert("enabled".into(), json!(true));
         t.insert("reject_unauthorized".into(), json!(f.reject_unauthorized));
-        if let Some(ca) = &f.resource_ca {
-            t.insert("ca_pem".into(), json!(read(ca)?));
+        if !f.resource_ca.is_empty() {
+            let mut pems = String::new();
+            for ca in &f.resource_ca {
+                let pem = read(ca)?;
+                pems.push_str(pem.trim_end());
+                pems.push('\n');
+            }
+            t.insert("ca_pem".into(), json!(pems));
         }
         if let Some(n) = &f.server_name {
             t.insert("server_name".into(), json!(n));
