@@ -405,6 +405,81 @@ impl ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// The running configuration as the console's `C` shows it. Tokens, the UI password
+    /// and key material are never shown: only whether they are set.
+    pub fn describe(&self) -> String {
+        let ids: Vec<&str> = self.gateways.iter().map(|g| g.id.as_str()).collect();
+        let servers: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+        let trust = match &self.trust {
+            ServerTrust::Roots(cas) => format!("--ca ({} certificate(s))", cas.len()),
+            ServerTrust::Fingerprint(_) => "--fingerprint (pinned node key)".into(),
+            ServerTrust::Uploaded(certs) => format!("{} uploaded certificate(s)", certs.len()),
+            ServerTrust::System => "the system trust store".into(),
+            ServerTrust::AcceptAny => "any certificate (insecure)".into(),
+        };
+        let reconnect = match self.reconnect {
+            Reconnect::Forever => "forever".to_string(),
+            Reconnect::Attempts(n) => format!("{n} attempt(s)"),
+        };
+        let acl_file = match (&self.acl_rules, &self.acl_ceiling) {
+            (None, _) => "none".to_string(),
+            (Some(r), Some(_)) => format!("{} rule(s), locked as a ceiling", r.len()),
+            (Some(r), None) => format!("{} rule(s)", r.len()),
+        };
+        let ui = match &self.ui {
+            None => "off".to_string(),
+            Some(u) => format!(
+                "http://{}/ ({})",
+                u.listen,
+                if u.password.is_some() {
+                    "password set, not shown"
+                } else {
+                    "no password"
+                }
+            ),
+        };
+        [
+            format!("gateways: {} (tokens set, not shown)", ids.join(", ")),
+            format!(
+                "servers: {} ({})",
+                servers.join(", "),
+                if self.discover {
+                    "and every node they name"
+                } else {
+                    "--no-discover"
+                }
+            ),
+            format!("node certificate trusted by: {trust}"),
+            format!(
+                "client bind: {}",
+                self.client_bind
+                    .map_or_else(|| "any".to_string(), |ip| ip.to_string())
+            ),
+            format!("sessions per node: {}", self.sessions),
+            format!("reconnect: {reconnect}"),
+            format!("connect timeout: {}s", self.connect_timeout.as_secs()),
+            format!(
+                "log file: {}",
+                self.log_file
+                    .as_ref()
+                    .map_or_else(|| "stderr".to_string(), |p| p.display().to_string())
+            ),
+            format!("acl file: {acl_file}"),
+            format!(
+                "acl default: {}",
+                match self.acl_default {
+                    DefaultPolicy::Destinations => "destinations",
+                    DefaultPolicy::Deny => "deny",
+                }
+            ),
+            format!("web UI: {ui}"),
+            format!("service mode: {}", if self.service { "on" } else { "off" }),
+        ]
+        .join("\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

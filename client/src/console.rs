@@ -6,6 +6,9 @@
 //! g [GATEWAY]            show or choose the gateway the ACL commands apply to
 //! show acl               the gateway's ACL
 //! acl allow HOST:PORT    acl deny HOST:PORT    no acl HOST:PORT    no acl
+//! A / D / N HOST:PORT    the replaced product's short forms of the three above; S: show acl
+//! F FILE                 replace the gateway's ACL with an ACL file's rules
+//! C                      the running configuration (secrets redacted)
 //! h                      help
 //! q                      quit
 //! ```
@@ -15,7 +18,7 @@
 
 use crate::registry::Registry;
 use crate::stats::Figures;
-use sg_proto::acl::{parse_command, Command};
+use sg_proto::acl::{parse_command, unnamed_targets, Command};
 use sg_proto::loglevel::LogLevel;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -30,8 +33,27 @@ commands:
   acl deny HOST:PORT     deny a target
   no acl HOST:PORT       remove the rule for a target
   no acl                 remove every rule
+  A HOST:PORT            short for acl allow (also D: acl deny, N: no acl, S: show acl)
+  F FILE                 replace the gateway's ACL with the rules of an ACL file
+  C                      the running configuration (secrets redacted)
   h                      this help
   q                      quit";
+
+/// The replaced product's one-letter ACL commands, spelled out. `s` stays the figures:
+/// only a capital `S` shows the ACL.
+fn expand_short_form(line: &str) -> Option<String> {
+    let (first, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
+    let long = match first {
+        "A" | "a" => format!("acl allow {rest}"),
+        "D" | "d" => format!("acl deny {rest}"),
+        "N" | "n" if rest.is_empty() => "no acl".to_string(),
+        "N" | "n" => format!("no acl {rest}"),
+        "S" => "show acl".to_string(),
+        _ => return None,
+    };
+    Some(long)
+}
 
 /// What a command asks the caller to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +86,8 @@ impl Console {
 
     /// Runs one command line.
     pub fn handle(&mut self, line: &str) -> Outcome {
-        let line = line.trim();
+        let expanded = expand_short_form(line.trim());
+        let line = expanded.as_deref().unwrap_or(line.trim());
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
         let out = match first {
@@ -112,6 +135,8 @@ impl Console {
                 Some(id) => format!("this client does not serve gateway {id}"),
             },
             "acl" | "no" | "show" => self.acl_command(line),
+            "F" | "f" => self.load_acl_file(line[1..].trim()),
+            "C" | "c" => self.running_config(),
             other => format!("unknown command {other:?}; `h` lists the commands"),
         };
         Outcome::Print(out)
@@ -127,13 +152,13 @@ impl Console {
         };
         let mut acl = gw.acl();
         if cmd == Command::Show {
-            if acl.is_empty() {
-                return format!(
-                    "gateway {}: no ACL rules (only its configured destinations are reachable)",
-                    gw.id()
-                );
-            }
-            return acl.to_strings().join("\n");
+            let mut lines = acl.to_strings();
+            lines.push(format!(
+                "gateway {}: {}",
+                gw.id(),
+                unnamed_targets(!acl.is_empty(), gw.acl_default)
+            ));
+            return lines.join("\n");
         }
         if !acl.apply(&cmd) {
             return "no change".into();
@@ -146,6 +171,57 @@ impl Console {
             ),
             Err(e) => e,
         }
+    }
+}
+
+impl Console {
+    /// `F FILE`: the file's rules (read as `--acl-file` reads them) replace the gateway's
+    /// ACL on the node, for every client of it.
+    fn load_acl_file(&self, path: &str) -> String {
+        if path.is_empty() {
+            return "name the file: `F FILE`".into();
+        }
+        let Some(gw) = self.registry.gateway(&self.current).cloned() else {
+            return "this client serves no gateway".into();
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return format!("cannot read {path}: {e}"),
+        };
+        let rules = match sg_proto::acl::parse_file(&text) {
+            Ok(r) => r,
+            Err(e) => return format!("{path}: {}", e.0),
+        };
+        let rules: Vec<String> = rules.iter().map(ToString::to_string).collect();
+        let n = rules.len();
+        match gw.push_acl(rules) {
+            Ok(()) => format!(
+                "sent {path} to the node; gateway {} now has {n} rule(s), for every client",
+                gw.id()
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// `C`: the settings this client runs with, and what each gateway serves now.
+    fn running_config(&self) -> String {
+        let mut lines = vec![
+            format!("client {}", self.registry.client_id),
+            self.registry.config_summary.clone(),
+            format!("log level: {}", self.registry.log.level()),
+        ];
+        for g in &self.registry.gateways {
+            let destinations = g.config().map_or(0, |c| c.destinations.len());
+            let acl = g.acl();
+            lines.push(format!(
+                "gateway {}: {} session(s), {destinations} destination(s), {} ACL rule(s); {}",
+                g.id(),
+                g.sessions().len(),
+                acl.rules().len(),
+                unnamed_targets(!acl.is_empty(), g.acl_default)
+            ));
+        }
+        lines.join("\n")
     }
 }
 

@@ -77,6 +77,7 @@ fn main() -> ExitCode {
         gateways: gateways.clone(),
         log,
         quit: quit_tx,
+        config_summary: config.describe(),
     });
     if let Some(ui_config) = &config.ui {
         match ui::start(ui_config, registry.clone()) {

@@ -7,10 +7,11 @@ use crate::logging::LogControl;
 use crate::stats::{Figures, GatewayStats};
 use sg_proto::acl::{Acl, DefaultPolicy};
 use sg_proto::driver::SessionHandle;
-use sg_proto::frame::{AclUpdate, Frame, GatewayConfig};
+use sg_proto::frame::{AclUpdate, Frame, GatewayConfig, ACL_UPDATE_EVERY};
 use sg_proto::version::ACL_UPDATE_SINCE;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// One live session, as the console and UI list it.
 #[derive(Clone)]
@@ -37,7 +38,12 @@ pub struct GatewayRuntime {
     /// node sends, so the shared ACL cannot widen what this client reaches.
     ceiling: Option<Acl>,
     said_default: AtomicBool,
+    /// When the next ACL change may go to the node (see [`ACL_UPDATE_EVERY`]).
+    next_acl_push: Mutex<Option<Instant>>,
 }
+
+/// Slack on top of the node's interval, so a change sent on the dot is not judged early.
+const ACL_PUSH_MARGIN: Duration = Duration::from_millis(100);
 
 impl GatewayRuntime {
     pub fn new(
@@ -55,6 +61,7 @@ impl GatewayRuntime {
             acl_file: Mutex::new(acl_file),
             ceiling,
             said_default: AtomicBool::new(false),
+            next_acl_push: Mutex::new(None),
         }
     }
 
@@ -137,9 +144,27 @@ impl GatewayRuntime {
                 s.server
             ));
         }
-        s.handle
-            .send_control(Frame::AclUpdate(AclUpdate { rules }))
-            .map_err(|e| e.to_string())
+        // The node takes one change a second from a session: a quicker one waits its turn
+        // here (in order) rather than being ignored there.
+        let wait = {
+            let mut next = self.next_acl_push.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let at = next.map_or(now, |t| t.max(now));
+            *next = Some(at + ACL_UPDATE_EVERY + ACL_PUSH_MARGIN);
+            at - now
+        };
+        let frame = Frame::AclUpdate(AclUpdate { rules });
+        if wait.is_zero() {
+            return s.handle.send_control(frame).map_err(|e| e.to_string());
+        }
+        let handle = s.handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Err(e) = handle.send_control(frame) {
+                tracing::warn!("an ACL change could not be sent to the node: {e}");
+            }
+        });
+        Ok(())
     }
 
     /// The `--acl-file` rules still to be sent (until a push succeeds).
@@ -163,6 +188,8 @@ pub struct Registry {
     pub log: LogControl,
     /// Set when an operator asks the client to quit (console `q`).
     pub quit: tokio::sync::watch::Sender<bool>,
+    /// The running configuration in words, secrets redacted (console `C`).
+    pub config_summary: String,
 }
 
 impl Registry {

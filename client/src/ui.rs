@@ -176,6 +176,7 @@ async fn status(state: State, req: HttpRequest) -> HttpResponse {
                     "id": d.id, "name": d.name, "resource": format!("{}:{}", d.resource_host, d.resource_port),
                 })).collect::<Vec<_>>()).unwrap_or_default(),
                 "acl": g.acl().to_strings(),
+                "acl_unnamed": sg_proto::acl::unnamed_targets(!g.acl().is_empty(), g.acl_default),
                 "figures": { "transmitted": f.transmitted, "received": f.received,
                              "total_connections": f.total_connections, "active_connections": f.active_connections },
                 "sessions": g.sessions().iter().map(|s| json!({
@@ -355,7 +356,7 @@ async function refresh() {
       el = document.createElement('section'); el.id = 'gw-' + g.id;
       el.innerHTML = `<h3>Gateway <span class="gid"></span> <span class="muted gname"></span></h3>
         <p class="figs muted"></p><table class="sessions"></table><h4>Destinations</h4><table class="dests"></table>
-        <h4>ACL</h4><textarea class="acl"></textarea><br><button class="save-acl">Save ACL</button> <span class="acl-msg muted"></span>`;
+        <h4>ACL</h4><p class="acl-unnamed muted"></p><textarea class="acl"></textarea><br><button class="save-acl">Save ACL</button> <span class="acl-msg muted"></span>`;
       box.appendChild(el);
       el.querySelector('.save-acl').onclick = async () => {
         const rules = el.querySelector('.acl').value.split('\n').map(l => l.trim()).filter(l => l);
@@ -372,6 +373,7 @@ async function refresh() {
       g.sessions.map(x => [x.node_id, x.region, x.server, x.connected_at]));
     table(el.querySelector('.dests'), ['name', 'private service'],
       g.destinations.map(d => [d.name, d.resource]));
+    el.querySelector('.acl-unnamed').textContent = g.acl_unnamed;
     const acl = g.acl.join('\n');
     const ta = el.querySelector('.acl');
     if (drawn[g.id] !== acl && document.activeElement !== ta) { ta.value = acl; drawn[g.id] = acl; }

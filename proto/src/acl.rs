@@ -299,6 +299,19 @@ pub enum DefaultPolicy {
     Deny,
 }
 
+/// What becomes of a target no rule names, in the words `show acl` uses (console, web UI,
+/// API): with rules, it is denied; with none, the default policy decides.
+pub fn unnamed_targets(has_rules: bool, default: DefaultPolicy) -> &'static str {
+    match (has_rules, default) {
+        (true, _) => "targets no rule names are denied",
+        (false, DefaultPolicy::Destinations) => {
+            "no rules: the gateway's configured destinations are allowed, every other target \
+             is denied"
+        }
+        (false, DefaultPolicy::Deny) => "no rules and --acl-default deny: every target is denied",
+    }
+}
+
 /// The outcome for a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

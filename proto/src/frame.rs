@@ -415,6 +415,11 @@ pub struct AclUpdate {
     pub rules: Vec<String>,
 }
 
+/// A session may send an [`AclUpdate`] at most this often: each is a durable write and a
+/// push to every client of the gateway. The node ignores (and says so) what comes sooner;
+/// the client spaces its own changes out so none is lost.
+pub const ACL_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Node → client: every live node of the cluster, sent after Welcome and whenever the
 /// fleet changes. The client holds sessions to each node that is not draining, so one
 /// region's loss does not stop its gateways (F20, F32).

@@ -547,6 +547,109 @@ fn http_route_rules_let_only_matching_paths_through() {
 }
 
 #[test]
+fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows_its_configuration()
+{
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway("short-forms");
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    let mut c = Client::start_console(&node, &[(&gw, &token)], &[]);
+    assert!(wait_echo(port), "{}", c.log());
+    let target = format!("127.0.0.1:{}", echo.addr.port());
+    let rules = || {
+        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+            .body
+    };
+
+    c.send_line("S");
+    assert!(
+        c.wait_log(
+            "no rules: the gateway's configured destinations are allowed, every other target is denied",
+            Duration::from_secs(5)
+        ),
+        "S shows the ACL and what no rule names: {}",
+        c.log()
+    );
+    assert_eq!(rules()["unnamed_targets"], "configured_destinations");
+
+    c.send_line(&format!("D {target}"));
+    assert!(
+        wait_until(Duration::from_secs(5), || rules()["rules"]
+            == json!([format!("acl deny {target}")])),
+        "D is acl deny: {}",
+        c.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()),
+        "and it is enforced"
+    );
+    assert_eq!(rules()["unnamed_targets"], "denied");
+    c.send_line("S");
+    assert!(
+        c.wait_log("targets no rule names are denied", Duration::from_secs(5)),
+        "{}",
+        c.log()
+    );
+
+    c.send_line(&format!("N {target}"));
+    assert!(
+        wait_until(Duration::from_secs(5), || rules()["rules"] == json!([])),
+        "N is no acl: {}",
+        c.log()
+    );
+    c.send_line(&format!("A {target}"));
+    assert!(
+        wait_until(Duration::from_secs(5), || rules()["rules"]
+            == json!([format!("acl allow {target}")])),
+        "A is acl allow: {}",
+        c.log()
+    );
+    assert_eq!(echo_once(port, b"back").as_deref(), Some(&b"back"[..]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run-time.acl");
+    std::fs::write(
+        &file,
+        format!("# loaded at run time\nacl deny {target}\n\nacl allow localhost:1\n"),
+    )
+    .unwrap();
+    c.send_line(&format!("F {}", file.display()));
+    assert!(
+        wait_until(Duration::from_secs(5), || rules()["rules"]
+            == json!([format!("acl deny {target}"), "acl allow localhost:1"])),
+        "F FILE replaces the ACL with the file's rules: {}",
+        c.log()
+    );
+    c.send_line("F /no/such/file.acl");
+    assert!(
+        c.wait_log("cannot read /no/such/file.acl", Duration::from_secs(5)),
+        "{}",
+        c.log()
+    );
+    let bad = dir.path().join("bad.acl");
+    std::fs::write(&bad, "acl allow localhost:1\nacl perhaps x:1\n").unwrap();
+    c.send_line(&format!("F {}", bad.display()));
+    assert!(
+        c.wait_log("line 2", Duration::from_secs(5)),
+        "a bad file names its line and changes nothing: {}",
+        c.log()
+    );
+    assert_eq!(rules()["rules"].as_array().map(Vec::len), Some(2));
+
+    c.send_line("C");
+    assert!(
+        c.wait_log("tokens set, not shown", Duration::from_secs(5)),
+        "C shows the running configuration: {}",
+        c.log()
+    );
+    let log = c.log();
+    assert!(log.contains(&format!("gateways: {gw}")), "{log}");
+    assert!(log.contains("servers: "), "{log}");
+    assert!(log.contains("2 ACL rule(s)"), "{log}");
+    assert!(!log.contains(&token), "the token never appears: {log}");
+}
+
+#[test]
 fn the_console_shows_figures_changes_the_level_edits_the_acl_and_quits() {
     let node = Node::start();
     let echo = EchoServer::start();

@@ -10,16 +10,13 @@ use crate::state::State;
 use crate::tracker::Tracked;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
-use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind};
+use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind, ACL_UPDATE_EVERY};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Longest message from a client report kept in the event log.
 const MAX_REPORT_LEN: usize = 500;
-/// A client's console may replace the ACL at most this often: each change is a durable
-/// write and a push to every client of the gateway.
-const ACL_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Session<IO> {
     handle: SessionHandle,

@@ -435,12 +435,34 @@ struct AclBody {
     rules: Vec<String>,
 }
 
+/// A gateway's ACL as `GET .../acl` shows it: the rules, and what becomes of a target no
+/// rule names (`denied` with rules; with none, `configured_destinations` — what clients
+/// started with the default `--acl-default` allow — and a sentence saying so).
+#[derive(Debug, serde::Serialize)]
+struct AclView {
+    rules: Vec<String>,
+    unnamed_targets: &'static str,
+    unnamed_targets_text: &'static str,
+}
+
 async fn show_acl(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let rules = api
         .read(move |s| s.gateway(&id).map(|g| g.acl.clone()))
         .await??;
-    Ok(HttpResponse::Ok().json(AclBody { rules }))
+    let has_rules = !rules.is_empty();
+    Ok(HttpResponse::Ok().json(AclView {
+        unnamed_targets: if has_rules {
+            "denied"
+        } else {
+            "configured_destinations"
+        },
+        unnamed_targets_text: sg_proto::acl::unnamed_targets(
+            has_rules,
+            sg_proto::acl::DefaultPolicy::Destinations,
+        ),
+        rules,
+    }))
 }
 
 async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclBody>) -> Reply {
