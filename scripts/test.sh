@@ -8,7 +8,8 @@ command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolch
 
 # Debian packages the build and the end-to-end tests use: protoc (see packages.sh), a real
 # etcd (3 members on loopback) with etcdctl, nftables (partitions), a real Redis server and
-# client, openssl (s_client and s_server as real TLS peers), and Chromium for the web UI.
+# client, openssl (s_client and s_server as real TLS peers), nginx (a PROXY protocol
+# server), and Chromium for the web UI.
 . scripts/lib/packages.sh
 need_build_tools
 need_command etcd etcd-server
@@ -18,6 +19,7 @@ need_command redis-server redis-server
 need_command redis-cli redis-tools
 need_command openssl openssl
 need_command curl curl
+need_file /usr/sbin/nginx nginx
 need_command python3 python3
 need_command chromium chromium
 need_command node nodejs

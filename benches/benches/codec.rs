@@ -41,6 +41,7 @@ fn open(c: &mut Criterion) {
             peer: "203.0.113.7:54321".into(),
             connection: 123_456,
             authorities: vec!["sg.example.com:31000".into()],
+            local: None,
         },
     };
     let mut encoded = BytesMut::new();

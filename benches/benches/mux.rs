@@ -16,6 +16,7 @@ fn open_msg() -> OpenStream {
         peer: "127.0.0.1:1".into(),
         connection: 1,
         authorities: vec!["sg.example.com:31000".into()],
+        local: None,
     }
 }
 

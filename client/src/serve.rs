@@ -14,6 +14,7 @@ use sg_proto::frame::{
     AppProtocol, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
     ResourceTls,
 };
+use sg_proto::proxy_header::{self, ProxyProtocol};
 use sg_proto::pump::{LocalEnd, Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
 use sg_proto::tls::{self, ServerTrust};
 use std::collections::HashMap;
@@ -213,10 +214,47 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         .with_time(std::time::Duration::from_secs(60))
         .with_interval(std::time::Duration::from_secs(10));
     let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
+    let mut socket = socket;
+    if let Some(version) = dest.proxy_protocol {
+        // Before any byte (and before a TLS handshake): the cloud application's address.
+        if let Err(why) = send_proxy_header(&mut socket, version, &open, &ctx).await {
+            return refuse_connect(&ctx, stream, dest, &target, n, why);
+        }
+    }
     match dest.resource_tls.as_ref().filter(|t| t.enabled) {
         None => carry(ctx, stream, socket, gate, dest, &target, n).await,
         // Boxed: TLS state is a few KiB that plain connections must not reserve.
         Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, dest, &target, n, t)).await,
+    }
+}
+
+/// Writes the PROXY protocol header for the stream's cloud application to the service.
+/// A node too old to say which cloud address the application reached gives the
+/// service's own address as the destination, which servers log but do not act on.
+async fn send_proxy_header(
+    socket: &mut TcpStream,
+    version: ProxyProtocol,
+    open: &OpenStream,
+    ctx: &ServeContext,
+) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let source: SocketAddr = open.peer.parse().map_err(|_| {
+        format!(
+            "PROXY header: the node sent no usable peer address ({:?})",
+            open.peer
+        )
+    })?;
+    let destination = match open.local.as_deref().and_then(|l| l.parse().ok()) {
+        Some(a) => a,
+        None => socket
+            .peer_addr()
+            .map_err(|e| format!("PROXY header: {e}"))?,
+    };
+    let header = proxy_header::header(version, source, destination);
+    match tokio::time::timeout(ctx.connect_timeout, socket.write_all(&header)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("could not send the PROXY header: {e}")),
+        Err(_) => Err("could not send the PROXY header within the connect timeout".into()),
     }
 }
 

@@ -25,6 +25,7 @@ pub fn client_config<'a>(
             resource_port: d.resource_port,
             protocol: d.protocol,
             resource_tls: d.resource_tls.clone().filter(|t| t.enabled),
+            proxy_protocol: d.proxy_protocol,
         })
         .collect();
     destinations.sort_by(|a, b| a.id.cmp(&b.id));

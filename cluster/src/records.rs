@@ -4,6 +4,7 @@
 use crate::controls::{CloudTls, IpRule};
 use serde::{Deserialize, Serialize};
 use sg_proto::frame::{AppProtocol, ResourceTls};
+use sg_proto::proxy_header::ProxyProtocol;
 
 /// Current format version of every record.
 pub const RECORD_VERSION: u32 = 1;
@@ -74,6 +75,9 @@ pub struct DestinationRecord {
     /// Connections one source address may hold open at once (0: no cap).
     #[serde(default)]
     pub max_connections_per_source: u32,
+    /// The PROXY protocol header the client sends the service first, if any (F26).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// The limits of this installation.

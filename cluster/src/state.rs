@@ -18,6 +18,7 @@ use crate::store::{Op, Replicated, Snapshot, Store, StoreError};
 use crate::time::now_secs;
 use serde::Deserialize;
 use sg_proto::frame::{AppProtocol, ResourceTls};
+use sg_proto::proxy_header::ProxyProtocol;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -152,6 +153,36 @@ pub struct NewDestination {
     /// Cap on connections open at once from one source address (0 = none).
     #[serde(default)]
     pub max_connections_per_source: Option<u32>,
+    /// A PROXY protocol header for the private service: `"v1"`, `"v2"` or `"off"`.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxySetting>,
+}
+
+/// The API's spelling of a destination's PROXY protocol setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxySetting {
+    Off,
+    V1,
+    V2,
+}
+
+impl ProxySetting {
+    pub fn stored(self) -> Option<ProxyProtocol> {
+        match self {
+            ProxySetting::Off => None,
+            ProxySetting::V1 => Some(ProxyProtocol::V1),
+            ProxySetting::V2 => Some(ProxyProtocol::V2),
+        }
+    }
+
+    pub fn of(stored: Option<ProxyProtocol>) -> Self {
+        match stored {
+            None => ProxySetting::Off,
+            Some(ProxyProtocol::V1) => ProxySetting::V1,
+            Some(ProxyProtocol::V2) => ProxySetting::V2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -182,6 +213,8 @@ pub struct DestinationPatch {
     pub idle_timeout_secs: Option<u32>,
     #[serde(default)]
     pub max_connections_per_source: Option<u32>,
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxySetting>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -891,6 +924,7 @@ impl State {
             epoch: self.plan.epoch,
             idle_timeout_secs: validate_idle_timeout(req.idle_timeout_secs.unwrap_or(0))?,
             max_connections_per_source: req.max_connections_per_source.unwrap_or(0),
+            proxy_protocol: req.proxy_protocol.and_then(ProxySetting::stored),
         };
         let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d, changes))
@@ -952,6 +986,9 @@ impl State {
         }
         if let Some(n) = patch.max_connections_per_source {
             d.max_connections_per_source = n;
+        }
+        if let Some(p) = patch.proxy_protocol {
+            d.proxy_protocol = p.stored();
         }
         if let Some(rules) = &patch.ip_rules {
             d.ip_rules = IpRules::parse(rules)?.1;

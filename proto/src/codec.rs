@@ -278,6 +278,7 @@ mod tests {
                 peer: "127.0.0.1:1".into(),
                 connection: 7,
                 authorities: vec!["sg.example.com:31000".into()],
+                local: None,
             },
         });
         roundtrip(Frame::Data {

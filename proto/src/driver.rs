@@ -627,6 +627,7 @@ mod tests {
             peer: "127.0.0.1:1".into(),
             connection: n,
             authorities: Vec::new(),
+            local: None,
         }
     }
 

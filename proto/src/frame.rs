@@ -216,6 +216,9 @@ pub struct DestinationSpec {
     pub protocol: AppProtocol,
     #[serde(default)]
     pub resource_tls: Option<ResourceTls>,
+    /// A PROXY protocol header the client sends the service before any byte (F26).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<crate::proxy_header::ProxyProtocol>,
 }
 
 impl fmt::Debug for DestinationSpec {
@@ -232,6 +235,7 @@ impl fmt::Debug for DestinationSpec {
                 "resource_tls",
                 &self.resource_tls.as_ref().map(|t| t.enabled),
             )
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }
@@ -343,6 +347,9 @@ pub struct OpenStream {
     /// destination, so an HTTP gate can tell its own Host from another virtual host's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authorities: Vec<String>,
+    /// The cloud address the application reached (`ip:port`), for a PROXY protocol header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// Why a stream was aborted.

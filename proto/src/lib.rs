@@ -27,6 +27,7 @@ pub mod limits;
 pub mod log_throttle;
 pub mod loglevel;
 pub mod mux;
+pub mod proxy_header;
 pub mod pump;
 pub mod secret;
 pub mod service_trust;

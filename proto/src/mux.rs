@@ -752,6 +752,7 @@ mod tests {
             peer: "127.0.0.1:5000".into(),
             connection: 1,
             authorities: Vec::new(),
+            local: None,
         }
     }
 

@@ -265,6 +265,7 @@ impl DestinationActor {
         let open = OpenConnection {
             destination_id: self.record.id.clone(),
             peer,
+            local: sock.local_addr().ok(),
             defer_slot: carry.defer_slot,
         };
         let destination = self.record.id.clone();

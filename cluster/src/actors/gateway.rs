@@ -687,6 +687,8 @@ impl Handler<SessionDown> for Gateway {
 pub struct OpenConnection {
     pub destination_id: String,
     pub peer: SocketAddr,
+    /// The cloud address the connection reached (for a PROXY protocol header).
+    pub local: Option<SocketAddr>,
     /// The connection takes its concurrency slot later, once it is real (after its TLS
     /// handshake): see [`ConnectionGuard::take_slot`].
     pub defer_slot: bool,
@@ -868,6 +870,7 @@ impl Handler<OpenConnection> for Gateway {
                 peer: peer.to_string(),
                 connection: self.shared.next_connection(),
                 authorities,
+                local: msg.local.map(|a| a.to_string()),
             },
             worker,
             gateway_id: self.record.id.clone(),

@@ -71,6 +71,8 @@ pub struct DestinationView {
     pub idle_timeout_secs: u32,
     /// Connections one source address may hold open at once (0: no cap).
     pub max_connections_per_source: u32,
+    /// `"off"`, `"v1"` or `"v2"`.
+    pub proxy_protocol: crate::state::ProxySetting,
     pub cloud_tls: CloudTlsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_tls: Option<ResourceTlsView>,
@@ -134,6 +136,7 @@ impl DestinationView {
             ip_rules: d.ip_rules.clone(),
             idle_timeout_secs: d.idle_timeout_secs,
             max_connections_per_source: d.max_connections_per_source,
+            proxy_protocol: crate::state::ProxySetting::of(d.proxy_protocol),
             cloud_tls: d.cloud_tls.view(),
             resource_tls: d.resource_tls.as_ref().map(resource_tls_view),
         }

@@ -155,6 +155,9 @@ pub struct DestinationFields {
     /// Most connections one source address may hold open at once (0 = no cap).
     #[arg(long, value_name = "N")]
     max_per_source: Option<u32>,
+    /// Send the private service a PROXY protocol header first: v1, v2 or off.
+    #[arg(long, value_name = "VERSION", value_parser = ["v1", "v2", "off"])]
+    proxy_protocol: Option<String>,
     /// User-side TLS on the cloud port: none, tls or mutual.
     #[arg(long, value_name = "MODE")]
     cloud_tls: Option<String>,
@@ -369,6 +372,9 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
     }
     if let Some(n) = f.max_per_source {
         m.insert("max_connections_per_source".into(), json!(n));
+    }
+    if let Some(p) = &f.proxy_protocol {
+        m.insert("proxy_protocol".into(), json!(p));
     }
     bool_fields(&mut m, f.active, f.enabled);
     if f.no_ip_rules {

@@ -401,6 +401,7 @@ mod tests {
             epoch: 0,
             idle_timeout_secs: 0,
             max_connections_per_source: 0,
+            proxy_protocol: None,
         }
     }
 
