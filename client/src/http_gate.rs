@@ -14,7 +14,7 @@
 //! Content-Length and Transfer-Encoding, duplicate lengths, unknown codings, folded header
 //! lines, protocol upgrades — is refused with 400 rather than guessed at.
 
-use crate::http_head::{read_head, Authorities, Framing};
+use crate::http_head::{read_head_with, with_host, Authorities, Framing, Paths};
 use bytes::{Buf, BytesMut};
 use sg_proto::acl::{decide_path, Rule};
 use sg_proto::pump::ReadReady;
@@ -41,6 +41,9 @@ enum Parse {
     ChunkCrlf,
     /// After the last chunk: trailer lines until an empty one.
     Trailers,
+    /// The connection left HTTP (an upgrade or CONNECT where no path rules apply):
+    /// everything from here on is forwarded as is.
+    Passthrough,
 }
 
 /// What a gated connection's requests must satisfy.
@@ -51,6 +54,15 @@ pub struct GatePolicy {
     pub rules: Vec<Vec<Rule>>,
     /// What a request's Host (or absolute-form authority) may name.
     pub authorities: Authorities,
+    /// Replace every request's Host header with this (`host_rewrite`, F28).
+    pub rewrite_host: Option<String>,
+}
+
+impl GatePolicy {
+    /// Whether path rules apply (then paths are read strictly, upgrades refused).
+    fn has_path_rules(&self) -> bool {
+        self.rules.iter().any(|set| !set.is_empty())
+    }
 }
 
 /// Called once when a request is refused: (path, reason).
@@ -142,6 +154,10 @@ impl<IO> HttpGate<IO> {
     fn parse(&mut self) {
         while self.refusal.is_none() && !self.pending.is_empty() {
             match self.state {
+                Parse::Passthrough => {
+                    let all = self.pending.split();
+                    self.forward.extend_from_slice(&all);
+                }
                 Parse::Body(n) | Parse::ChunkData(n) => {
                     let take = usize::try_from(n)
                         .unwrap_or(usize::MAX)
@@ -244,7 +260,9 @@ impl<IO> HttpGate<IO> {
             self.bad("a bare CR or LF in the request head");
             return;
         }
-        let request = match read_head(&head, &self.policy.authorities) {
+        let strict = self.policy.has_path_rules();
+        let paths = if strict { Paths::Strict } else { Paths::AsSent };
+        let request = match read_head_with(&head, &self.policy.authorities, paths) {
             Ok(r) => r,
             Err(e) => {
                 self.refuse(e.status(), "", &e.reason());
@@ -262,7 +280,8 @@ impl<IO> HttpGate<IO> {
             self.refuse("403 Forbidden", path, &why);
             return;
         }
-        if request.method.eq_ignore_ascii_case("CONNECT") {
+        let leaves_http = request.method.eq_ignore_ascii_case("CONNECT") || request.upgrade;
+        if strict && request.method.eq_ignore_ascii_case("CONNECT") {
             self.refuse(
                 "403 Forbidden",
                 path,
@@ -270,7 +289,7 @@ impl<IO> HttpGate<IO> {
             );
             return;
         }
-        if request.upgrade {
+        if strict && request.upgrade {
             self.refuse(
                 "403 Forbidden",
                 path,
@@ -278,7 +297,15 @@ impl<IO> HttpGate<IO> {
             );
             return;
         }
-        self.forward.extend_from_slice(&head);
+        match &self.policy.rewrite_host {
+            Some(host) => self.forward.extend_from_slice(&with_host(&head, host)),
+            None => self.forward.extend_from_slice(&head),
+        }
+        if leaves_http {
+            // Only reached without path rules: what follows is not HTTP any more.
+            self.state = Parse::Passthrough;
+            return;
+        }
         self.state = match request.framing {
             Framing::Chunked => Parse::ChunkSize,
             Framing::Length(n) => Parse::Body(n),
@@ -435,6 +462,7 @@ mod tests {
         let policy = GatePolicy {
             rules,
             authorities: Authorities::new(["api:80"]),
+            rewrite_host: None,
         };
         let g = HttpGate::new(
             near,

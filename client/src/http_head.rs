@@ -159,6 +159,24 @@ fn split_authority(auth: &str) -> Result<(&str, Option<u16>), String> {
 /// Reads a complete head (request line to the empty line, CRLF endings already checked)
 /// and checks it names `destination`.
 pub fn read_head(head: &[u8], destination: &Authorities) -> Result<RequestHead, HeadError> {
+    read_head_with(head, destination, Paths::Strict)
+}
+
+/// How a head's path is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paths {
+    /// Normalized for path rules, refusing what servers read differently.
+    Strict,
+    /// Taken as sent (no path rules apply): `;` parameters and the like pass.
+    AsSent,
+}
+
+/// [`read_head`], with the path read as `paths` says.
+pub fn read_head_with(
+    head: &[u8],
+    destination: &Authorities,
+    paths: Paths,
+) -> Result<RequestHead, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -176,7 +194,10 @@ pub fn read_head(head: &[u8], destination: &Authorities) -> Result<RequestHead, 
     };
     let http10 = version == 0;
     let (authority, path) = split_target(target)?;
-    let path = normalize_path(path)?;
+    let path = match paths {
+        Paths::Strict => normalize_path(path)?,
+        Paths::AsSent => path.to_string(),
+    };
 
     let mut host: Option<&str> = None;
     let mut length: Option<u64> = None;
@@ -280,6 +301,48 @@ fn split_target(target: &str) -> Result<(Option<&str>, &str), HeadError> {
         return Err(malformed("user information in the request target"));
     }
     Ok((Some(authority), path))
+}
+
+/// `head` (already read by [`read_head`]) with its Host header set to `host`, added after
+/// the request line when the request had none (HTTP/1.0).
+pub fn with_host(head: &[u8], host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + host.len());
+    let mut replaced = false;
+    // Lines end in CRLF (checked before); the last two "lines" are the empty line's.
+    let body = head.strip_suffix(b"\r\n\r\n").unwrap_or(head);
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let is_host = i > 0
+            && line
+                .iter()
+                .position(|b| *b == b':')
+                .is_some_and(|colon| line[..colon].eq_ignore_ascii_case(b"host"));
+        if is_host {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            replaced = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b"\r\n");
+        if i == 0 && !head_has_host(head) {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            replaced = true;
+        }
+    }
+    debug_assert!(replaced);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn head_has_host(head: &[u8]) -> bool {
+    head.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.iter()
+            .position(|b| *b == b':')
+            .is_some_and(|colon| line[..colon].eq_ignore_ascii_case(b"host"))
+    })
 }
 
 /// Percent-decodes and normalizes a path for matching. `Err` for what servers read
@@ -425,6 +488,31 @@ mod tests {
             read("GET http://admin/x HTTP/1.0\r\n\r\n"),
             Err(HeadError::WrongHost(_))
         ));
+    }
+
+    #[test]
+    fn the_host_header_is_replaced_or_added() {
+        let head = b"GET /a;b HTTP/1.1\r\nhOsT: cloud.example:30001\r\nX-A: 1\r\n\r\n";
+        assert_eq!(
+            with_host(head, "db.internal:8080"),
+            b"GET /a;b HTTP/1.1\r\nHost: db.internal:8080\r\nX-A: 1\r\n\r\n"
+        );
+        assert_eq!(
+            with_host(b"GET / HTTP/1.0\r\nX-A: 1\r\n\r\n", "db.internal"),
+            b"GET / HTTP/1.0\r\nHost: db.internal\r\nX-A: 1\r\n\r\n"
+        );
+        assert_eq!(
+            with_host(b"GET / HTTP/1.0\r\n\r\n", "db"),
+            b"GET / HTTP/1.0\r\nHost: db\r\n\r\n"
+        );
+        // Without path rules a path is taken as sent.
+        let r = read_head_with(
+            b"GET /a;jsessionid=1 HTTP/1.1\r\nHost: api:8080\r\n\r\n",
+            &api(),
+            Paths::AsSent,
+        )
+        .unwrap();
+        assert_eq!(r.path, "/a;jsessionid=1");
     }
 
     #[test]

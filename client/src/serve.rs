@@ -191,12 +191,16 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         stream.reset(ResetCode::AclRefused, message);
         return;
     }
-    let gate = path_rules
-        .iter()
-        .any(|set| !set.is_empty())
-        .then(|| GatePolicy {
-            rules: path_rules,
-            authorities: authorities(dest, &open),
+    // The gate reads HTTP requests where path rules apply or the Host is rewritten.
+    let rewrite_host =
+        (dest.host_rewrite && dest.protocol == AppProtocol::Http).then(|| private_authority(dest));
+    let gate =
+        (path_rules.iter().any(|set| !set.is_empty()) || rewrite_host.is_some()).then(|| {
+            GatePolicy {
+                rules: path_rules,
+                authorities: authorities(dest, &open),
+                rewrite_host,
+            }
         });
 
     let connect = TcpStream::connect(addr);
@@ -225,6 +229,23 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         None => carry(ctx, stream, socket, gate, dest, &target, n).await,
         // Boxed: TLS state is a few KiB that plain connections must not reserve.
         Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, dest, &target, n, t)).await,
+    }
+}
+
+/// The private service as a Host header names it: its host, and its port unless that is
+/// the scheme's default.
+fn private_authority(dest: &DestinationSpec) -> String {
+    let tls = dest.resource_tls.as_ref().is_some_and(|t| t.enabled);
+    let default = if tls { 443 } else { 80 };
+    let host = if dest.resource_host.contains(':') {
+        format!("[{}]", dest.resource_host)
+    } else {
+        dest.resource_host.clone()
+    };
+    if dest.resource_port == default {
+        host
+    } else {
+        format!("{host}:{}", dest.resource_port)
     }
 }
 

@@ -26,6 +26,7 @@ pub fn client_config<'a>(
             protocol: d.protocol,
             resource_tls: d.resource_tls.clone().filter(|t| t.enabled),
             proxy_protocol: d.proxy_protocol,
+            host_rewrite: d.host_rewrite,
         })
         .collect();
     destinations.sort_by(|a, b| a.id.cmp(&b.id));

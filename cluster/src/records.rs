@@ -78,6 +78,9 @@ pub struct DestinationRecord {
     /// The PROXY protocol header the client sends the service first, if any (F26).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// HTTP destinations: the client rewrites every request's Host to the private host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_rewrite: bool,
 }
 
 /// The limits of this installation.

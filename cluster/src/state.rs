@@ -156,6 +156,20 @@ pub struct NewDestination {
     /// A PROXY protocol header for the private service: `"v1"`, `"v2"` or `"off"`.
     #[serde(default)]
     pub proxy_protocol: Option<ProxySetting>,
+    /// HTTP destinations: rewrite every request's Host to the private host.
+    #[serde(default)]
+    pub host_rewrite: Option<bool>,
+}
+
+/// Host rewriting reads HTTP requests: only an HTTP destination can have it.
+fn check_host_rewrite(d: &DestinationRecord) -> Result<(), StateError> {
+    if d.host_rewrite && d.protocol != AppProtocol::Http {
+        return Err(StateError::invalid(
+            "host_rewrite",
+            "needs \"protocol\": \"http\" (the client rewrites the Host of HTTP requests)",
+        ));
+    }
+    Ok(())
 }
 
 /// The API's spelling of a destination's PROXY protocol setting.
@@ -215,6 +229,8 @@ pub struct DestinationPatch {
     pub max_connections_per_source: Option<u32>,
     #[serde(default)]
     pub proxy_protocol: Option<ProxySetting>,
+    #[serde(default)]
+    pub host_rewrite: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -925,7 +941,9 @@ impl State {
             idle_timeout_secs: validate_idle_timeout(req.idle_timeout_secs.unwrap_or(0))?,
             max_connections_per_source: req.max_connections_per_source.unwrap_or(0),
             proxy_protocol: req.proxy_protocol.and_then(ProxySetting::stored),
+            host_rewrite: req.host_rewrite.unwrap_or(false),
         };
+        check_host_rewrite(&d)?;
         let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d, changes))
     }
@@ -990,6 +1008,10 @@ impl State {
         if let Some(p) = patch.proxy_protocol {
             d.proxy_protocol = p.stored();
         }
+        if let Some(h) = patch.host_rewrite {
+            d.host_rewrite = h;
+        }
+        check_host_rewrite(&d)?;
         if let Some(rules) = &patch.ip_rules {
             d.ip_rules = IpRules::parse(rules)?.1;
         }

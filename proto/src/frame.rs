@@ -219,6 +219,10 @@ pub struct DestinationSpec {
     /// A PROXY protocol header the client sends the service before any byte (F26).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<crate::proxy_header::ProxyProtocol>,
+    /// HTTP destinations: the client replaces every request's Host header with the
+    /// private host (and port) (F28).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_rewrite: bool,
 }
 
 impl fmt::Debug for DestinationSpec {
@@ -236,6 +240,7 @@ impl fmt::Debug for DestinationSpec {
                 &self.resource_tls.as_ref().map(|t| t.enabled),
             )
             .field("proxy_protocol", &self.proxy_protocol)
+            .field("host_rewrite", &self.host_rewrite)
             .finish()
     }
 }

@@ -1,5 +1,5 @@
 //! Destinations as the replaced product had them, against real servers from Debian:
-//! PROXY protocol headers read by nginx (F26).
+//! PROXY protocol headers read by nginx (F26), Host rewriting seen by nginx (F28).
 
 use serde_json::json;
 use sg_e2e::*;
@@ -8,17 +8,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// nginx on a free loopback port that expects a PROXY protocol header on every connection
-/// and logs the address it carried (`$proxy_protocol_addr:$proxy_protocol_port`).
-struct ProxiedNginx {
+/// nginx on a free loopback port, `listen` options and the `location /` body given; it
+/// logs the address a PROXY protocol header carried (`$proxy_protocol_addr:$proxy_protocol_port`).
+struct Nginx {
     child: Child,
     port: u16,
     access_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl ProxiedNginx {
-    fn start() -> ProxiedNginx {
+impl Nginx {
+    /// Expects a PROXY protocol header on every connection and answers "ok".
+    fn proxied() -> Nginx {
+        Nginx::start("proxy_protocol", "return 200 \"ok\\n\";")
+    }
+
+    fn start(listen: &str, location: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display().to_string();
         let port = free_port();
@@ -30,8 +35,8 @@ impl ProxiedNginx {
                access_log {d}/access.log carried;\n\
                client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-               server {{ listen 127.0.0.1:{port} proxy_protocol;\n\
-                 location / {{ return 200 \"ok\\n\"; }} }}\n\
+               server {{ listen 127.0.0.1:{port} {listen};\n\
+                 location / {{ {location} }} }}\n\
              }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
@@ -62,7 +67,7 @@ impl ProxiedNginx {
             "nginx listens: {}",
             std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
         );
-        ProxiedNginx {
+        Nginx {
             child,
             port,
             access_log: dir.path().join("access.log"),
@@ -75,7 +80,7 @@ impl ProxiedNginx {
     }
 }
 
-impl Drop for ProxiedNginx {
+impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -95,7 +100,7 @@ fn get_from(port: u16, source: &str) -> (u16, String) {
 
 #[test]
 fn the_private_service_sees_the_cloud_applications_address_through_proxy_protocol_v1_and_v2() {
-    let nginx = ProxiedNginx::start();
+    let nginx = Nginx::proxied();
     let node = Node::start();
     let (gw, token) = node.create_gateway("proxy-protocol");
     let r = node.call(
@@ -156,4 +161,104 @@ fn the_private_service_sees_the_cloud_applications_address_through_proxy_protoco
             r.body
         );
     }
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length: its body.
+fn read_response(r: &mut impl std::io::BufRead) -> String {
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).expect("response") > 0,
+            "the response ended early"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body).expect("body");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[test]
+fn host_rewrite_gives_the_private_service_its_own_host_on_every_keep_alive_request() {
+    // nginx answers with the Host it was sent.
+    let nginx = Nginx::start("", "return 200 \"$http_host\\n\";");
+    let node = Node::start();
+    let (gw, token) = node.create_gateway("host-rewrite");
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(
+            json!({ "name": "web", "resource_host": "127.0.0.1", "resource_port": nginx.port,
+                     "protocol": "http", "host_rewrite": true }),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["host_rewrite"], true);
+    let port = r.body["cloud_port"].as_u64().unwrap() as u16;
+    let path = format!(
+        "/v1/gateways/{gw}/destinations/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let client = Client::start(&node, &[(&gw, &token)], &[]);
+    assert!(node.wait_clients(&gw, 1));
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+
+    let private = format!("127.0.0.1:{}", nginx.port);
+    let cloud = format!("127.0.0.1:{port}");
+    let ask_three = || -> Vec<String> {
+        let s = connect(port);
+        let mut reader = std::io::BufReader::new(s.try_clone().expect("clone"));
+        let mut writer = s;
+        (0..3)
+            .map(|i| {
+                writer
+                    .write_all(
+                        format!("GET /page{i};jsessionid=7 HTTP/1.1\r\nHost: {cloud}\r\nUser-Agent: t\r\n\r\n")
+                            .as_bytes(),
+                    )
+                    .expect("request");
+                read_response(&mut reader).trim().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        ask_three(),
+        vec![private.clone(), private.clone(), private.clone()],
+        "every request of the keep-alive connection carries the private host: {}",
+        client.log()
+    );
+
+    // Off again: the application's own Host goes through.
+    let r = node.call("PATCH", &path, Some(json!({ "host_rewrite": false })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        wait_until(Duration::from_secs(5), || ask_three()[0] == cloud),
+        "without host_rewrite nginx sees the cloud Host"
+    );
+
+    // Only an HTTP destination can have it: a 400 naming the field, nothing changed.
+    let r = node.call(
+        "PATCH",
+        &path,
+        Some(json!({ "protocol": "tcp", "host_rewrite": true })),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("host_rewrite")),
+        "{}",
+        r.body
+    );
+    let now = node.call("GET", &path, None).body;
+    assert_eq!(now["protocol"], "http", "{now}");
+    assert_eq!(now["host_rewrite"], false, "{now}");
 }

@@ -73,6 +73,7 @@ pub struct DestinationView {
     pub max_connections_per_source: u32,
     /// `"off"`, `"v1"` or `"v2"`.
     pub proxy_protocol: crate::state::ProxySetting,
+    pub host_rewrite: bool,
     pub cloud_tls: CloudTlsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_tls: Option<ResourceTlsView>,
@@ -137,6 +138,7 @@ impl DestinationView {
             idle_timeout_secs: d.idle_timeout_secs,
             max_connections_per_source: d.max_connections_per_source,
             proxy_protocol: crate::state::ProxySetting::of(d.proxy_protocol),
+            host_rewrite: d.host_rewrite,
             cloud_tls: d.cloud_tls.view(),
             resource_tls: d.resource_tls.as_ref().map(resource_tls_view),
         }

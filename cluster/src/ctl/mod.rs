@@ -155,6 +155,9 @@ pub struct DestinationFields {
     /// Most connections one source address may hold open at once (0 = no cap).
     #[arg(long, value_name = "N")]
     max_per_source: Option<u32>,
+    /// HTTP destinations: replace each request's Host with the private host (true/false).
+    #[arg(long, value_name = "BOOL")]
+    host_rewrite: Option<bool>,
     /// Send the private service a PROXY protocol header first: v1, v2 or off.
     #[arg(long, value_name = "VERSION", value_parser = ["v1", "v2", "off"])]
     proxy_protocol: Option<String>,
@@ -375,6 +378,9 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
     }
     if let Some(p) = &f.proxy_protocol {
         m.insert("proxy_protocol".into(), json!(p));
+    }
+    if let Some(h) = f.host_rewrite {
+        m.insert("host_rewrite".into(), json!(h));
     }
     bool_fields(&mut m, f.active, f.enabled);
     if f.no_ip_rules {

@@ -402,6 +402,7 @@ mod tests {
             idle_timeout_secs: 0,
             max_connections_per_source: 0,
             proxy_protocol: None,
+            host_rewrite: false,
         }
     }
 
