@@ -200,6 +200,48 @@ fn self_signed_service(dir: &Path, name: &str) -> (TlsService, String) {
     (TlsService::start(&d, &[]), text)
 }
 
+/// A service on an X.509 v1 certificate (`openssl x509 -req -signkey`, no extensions).
+fn v1_service(dir: &Path) -> (TlsService, String) {
+    let d = dir.join("v1");
+    std::fs::create_dir_all(&d).unwrap();
+    run_cmd(
+        &d,
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    run_cmd(
+        &d,
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-signkey",
+            "server.key",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+        ],
+    );
+    let text = std::fs::read_to_string(d.join("server.pem")).unwrap();
+    (TlsService::start(&d, &[]), text)
+}
+
 #[test]
 fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one_by_the_system_store(
 ) {
@@ -245,6 +287,12 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
         "among-six",
         service.port,
         json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": six }),
+    );
+    let (v1, v1_pem) = v1_service(pki.path());
+    let v1_port = dest(
+        "v1",
+        v1.port,
+        json!({ "enabled": true, "reject_unauthorized": true, "ca_pem": v1_pem }),
     );
     let system = dest(
         "system-store",
@@ -292,6 +340,15 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
                 && e["message"].as_str().is_some_and(|m| m.contains(reason)))),
         "and so does the node's event: {:?}",
         node.events(&gw)
+    );
+
+    // An X.509 v1 certificate is refused, and the refusal says so.
+    let (status, _) = http_get(v1_port, "/");
+    assert!(status.is_empty(), "a v1 certificate is not accepted");
+    assert!(
+        client.wait_log("X.509 v1 certificate", Duration::from_secs(5)),
+        "the reason names the v1 certificate: {}",
+        client.log()
     );
 
     // A seventh certificate is one too many: a 400 naming the field, nothing stored.
