@@ -149,11 +149,7 @@ pub struct ServerAddr {
 
 impl std::fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        f.write_str(&sg_proto::hostport::host_port(&self.host, self.port))
     }
 }
 

@@ -237,15 +237,10 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
 fn private_authority(dest: &DestinationSpec) -> String {
     let tls = dest.resource_tls.as_ref().is_some_and(|t| t.enabled);
     let default = if tls { 443 } else { 80 };
-    let host = if dest.resource_host.contains(':') {
-        format!("[{}]", dest.resource_host)
-    } else {
-        dest.resource_host.clone()
-    };
     if dest.resource_port == default {
-        host
+        sg_proto::hostport::bracketed(&dest.resource_host).into_owned()
     } else {
-        format!("{host}:{}", dest.resource_port)
+        sg_proto::hostport::host_port(&dest.resource_host, dest.resource_port)
     }
 }
 
@@ -323,11 +318,7 @@ fn decide(
 /// What a gated request's Host may name: the private service as configured, and the
 /// cloud addresses the node says the application could have used.
 fn authorities(dest: &DestinationSpec, open: &OpenStream) -> Authorities {
-    let own = if dest.resource_host.contains(':') && !dest.resource_host.starts_with('[') {
-        format!("[{}]:{}", dest.resource_host, dest.resource_port)
-    } else {
-        format!("{}:{}", dest.resource_host, dest.resource_port)
-    };
+    let own = sg_proto::hostport::host_port(&dest.resource_host, dest.resource_port);
     Authorities::new(
         std::iter::once(own.as_str()).chain(open.authorities.iter().map(String::as_str)),
     )

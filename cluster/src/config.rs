@@ -445,11 +445,7 @@ fn advertised(listen: SocketAddr, cloud_host: &str) -> String {
     } else {
         listen.ip().to_string()
     };
-    if host.contains(':') {
-        format!("[{host}]:{}", listen.port())
-    } else {
-        format!("{host}:{}", listen.port())
-    }
+    sg_proto::hostport::host_port(&host, listen.port())
 }
 
 /// This machine's host name, if it has a usable one.

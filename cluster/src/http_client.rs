@@ -174,11 +174,7 @@ impl ApiClient {
         path: &str,
         payload: &[u8],
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        let host_header = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let host_header = sg_proto::hostport::host_port(&self.host, self.port);
         let mut head = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\nAccept: application/json\r\n",
             self.prefix

@@ -101,13 +101,7 @@ impl NodeShared {
     /// The `host:port` names a cloud application may use for a cloud port of this node:
     /// `--cloud-host`, and the address the port listens on when that is another.
     pub fn cloud_authorities(&self, port: u16) -> Vec<String> {
-        let with_port = |host: &str| {
-            if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        };
+        let with_port = |host: &str| sg_proto::hostport::host_port(host, port);
         let mut names = vec![with_port(&self.cloud_host)];
         let bind = self.cloud_bind.to_string();
         if !self.cloud_bind.is_unspecified() && bind != self.cloud_host {
