@@ -174,34 +174,26 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
             "connection from {} to {} ({target}) refused by the ACL: {reason}",
             open.peer, dest.name
         );
-        sg_proto::throttled_warn!(CLOUD_CAUSED, "ACL refusal", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
-        ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
-        stream.reset(ResetCode::AclRefused, message);
-        return;
+        return refuse_acl(&ctx, stream, dest, n, message);
     };
-    if path_rules.iter().any(|set| !set.is_empty()) && dest.protocol != AppProtocol::Http {
+    let has_path_rules = path_rules.iter().any(|set| !set.is_empty());
+    if has_path_rules && dest.protocol != AppProtocol::Http {
         // Path rules cannot be checked on a plain TCP destination: refuse rather than open
         // the whole service.
         let message = format!(
             "connection to {} ({target}) refused: ACL path rules apply to it but it is not an HTTP destination (set \"protocol\": \"http\")",
             dest.name
         );
-        sg_proto::throttled_warn!(CLOUD_CAUSED, "ACL refusal", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
-        ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
-        stream.reset(ResetCode::AclRefused, message);
-        return;
+        return refuse_acl(&ctx, stream, dest, n, message);
     }
     // The gate reads HTTP requests where path rules apply or the Host is rewritten.
     let rewrite_host =
         (dest.host_rewrite && dest.protocol == AppProtocol::Http).then(|| private_authority(dest));
-    let gate =
-        (path_rules.iter().any(|set| !set.is_empty()) || rewrite_host.is_some()).then(|| {
-            GatePolicy {
-                rules: path_rules,
-                authorities: authorities(dest, &open),
-                rewrite_host,
-            }
-        });
+    let gate = (has_path_rules || rewrite_host.is_some()).then(|| GatePolicy {
+        rules: path_rules,
+        authorities: authorities(dest, &open),
+        rewrite_host,
+    });
 
     let connect = TcpStream::connect(addr);
     let socket = match tokio::time::timeout(ctx.connect_timeout, connect).await {
@@ -230,6 +222,20 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         // Boxed: TLS state is a few KiB that plain connections must not reserve.
         Some(t) => Box::pin(serve_tls(ctx, stream, socket, gate, dest, &target, n, t)).await,
     }
+}
+
+/// Refuses a stream the ACL does not allow: a (throttled) log line, a report the node
+/// records as an `acl_refused` event, and the stream reset with the reason.
+fn refuse_acl(
+    ctx: &ServeContext,
+    stream: StreamHandle,
+    dest: &DestinationSpec,
+    n: u64,
+    message: String,
+) {
+    sg_proto::throttled_warn!(CLOUD_CAUSED, "ACL refusal", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
+    ctx.report(ReportKind::AclRefused, &dest.id, message.clone());
+    stream.reset(ResetCode::AclRefused, message);
 }
 
 /// The private service as a Host header names it: its host, and its port unless that is

@@ -133,8 +133,8 @@ fn the_web_ui_logs_in_shows_live_figures_and_edits_the_acl() {
         .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
         .body;
     assert_eq!(
-        stored,
-        json!({ "rules": [rule] }),
+        stored["rules"],
+        json!([rule]),
         "the ACL edited in the UI is stored on the node"
     );
     assert!(client
@@ -219,8 +219,8 @@ fn the_ui_api_shows_sessions_sets_the_log_level_and_names_a_bad_acl_line() {
     assert_eq!(
         t.node
             .call("GET", &format!("/v1/gateways/{}/acl", t.gw), None)
-            .body,
-        json!({ "rules": [] }),
+            .body["rules"],
+        json!([]),
         "nothing reached the node"
     );
 }

@@ -429,7 +429,7 @@ async fn list_nodes(_: Admin, api: Api) -> Reply {
     Ok(HttpResponse::Ok().json(views))
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AclBody {
     rules: Vec<String>,
@@ -445,30 +445,36 @@ struct AclView {
     unnamed_targets_text: &'static str,
 }
 
+impl AclView {
+    fn of(rules: Vec<String>) -> Self {
+        let has_rules = !rules.is_empty();
+        AclView {
+            unnamed_targets: if has_rules {
+                "denied"
+            } else {
+                "configured_destinations"
+            },
+            unnamed_targets_text: sg_proto::acl::unnamed_targets(
+                has_rules,
+                sg_proto::acl::DefaultPolicy::Destinations,
+            ),
+            rules,
+        }
+    }
+}
+
 async fn show_acl(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let rules = api
         .read(move |s| s.gateway(&id).map(|g| g.acl.clone()))
         .await??;
-    let has_rules = !rules.is_empty();
-    Ok(HttpResponse::Ok().json(AclView {
-        unnamed_targets: if has_rules {
-            "denied"
-        } else {
-            "configured_destinations"
-        },
-        unnamed_targets_text: sg_proto::acl::unnamed_targets(
-            has_rules,
-            sg_proto::acl::DefaultPolicy::Destinations,
-        ),
-        rules,
-    }))
+    Ok(HttpResponse::Ok().json(AclView::of(rules)))
 }
 
 async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclBody>) -> Reply {
     let (id, rules) = (id.into_inner(), body.0.rules);
     let g = api.mutate(move |s| s.set_acl(&id, &rules)).await?;
-    Ok(HttpResponse::Ok().json(AclBody { rules: g.acl }))
+    Ok(HttpResponse::Ok().json(AclView::of(g.acl)))
 }
 
 async fn show_plan(_: Admin, api: Api) -> Reply {

@@ -262,11 +262,15 @@ impl Printer {
             return;
         }
         let rules = v["rules"].as_array().cloned().unwrap_or_default();
-        if rules.is_empty() {
-            println!("(no rules: clients allow exactly the gateway's destinations)");
+        for r in &rules {
+            println!("{}", text(r));
         }
-        for r in rules {
-            println!("{}", text(&r));
+        match v["unnamed_targets_text"].as_str() {
+            Some(words) => println!("({})", printable(words)),
+            None if rules.is_empty() => {
+                println!("(no rules: clients allow exactly the gateway's destinations)")
+            }
+            None => {}
         }
     }
 
