@@ -12,9 +12,13 @@ fn a_change_that_would_not_fit_in_one_config_frame_is_refused_and_clients_keep_w
     let (gw, token) = node.create_gateway("big");
     let dir = tempfile::tempdir().expect("temp dir");
     openssl_ca(dir.path(), "bundle", "a CA for a large bundle");
+    openssl_cert(dir.path(), "client", "bundle", CertUse::Client);
     let one = std::fs::read_to_string(dir.path().join("bundle.pem")).expect("ca pem");
-    // A CA bundle just under the 64 KiB a PEM may have.
-    let bundle = one.repeat(60 * 1024 / one.len());
+    let cert = std::fs::read_to_string(dir.path().join("client.pem")).expect("client pem");
+    let key = std::fs::read_to_string(dir.path().join("client.key")).expect("client key");
+    // A client certificate chain just under the 64 KiB a PEM may have (uploaded CAs are
+    // capped at 6 certificates; a chain is not).
+    let chain = format!("{cert}{}", one.repeat((60 * 1024 - cert.len()) / one.len()));
     let path = format!("/v1/gateways/{gw}/destinations");
     let mut created = 0;
     let refused = loop {
@@ -25,7 +29,8 @@ fn a_change_that_would_not_fit_in_one_config_frame_is_refused_and_clients_keep_w
                 "name": format!("d{created}"),
                 "resource_host": "127.0.0.1",
                 "resource_port": echo.addr.port(),
-                "resource_tls": {"enabled": true, "reject_unauthorized": true, "ca_pem": bundle},
+                "resource_tls": {"enabled": true, "reject_unauthorized": false,
+                                 "client_cert_pem": chain, "client_key_pem": key},
             })),
         );
         if r.status != 201 {
