@@ -12,11 +12,11 @@
 //! signature is checked against the presented certificate as always.
 
 use crate::tls::TlsError;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, RootCertStore};
 use std::sync::Arc;
 
 /// Most certificates one destination may upload (the replaced product took up to 6 CA
@@ -24,17 +24,17 @@ use std::sync::Arc;
 pub const MAX_UPLOADED_CERTIFICATES: usize = 6;
 
 /// Trusts a service that presents one of the uploaded certificates, or one that chains to
-/// an uploaded CA for the name dialled.
+/// an uploaded CA for the name dialled. It is one `Check` of `tls`'s verifier, which
+/// checks the handshake signature for every kind of trust.
 #[derive(Debug)]
-pub struct UploadedVerifier {
+pub struct UploadedTrust {
     pins: Vec<CertificateDer<'static>>,
     /// `None` when no uploaded certificate can serve as a trust anchor (a v1 certificate,
     /// say): then only the pins trust anything.
     chain: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
 }
 
-impl UploadedVerifier {
+impl UploadedTrust {
     pub fn new(
         certs: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
@@ -57,11 +57,7 @@ impl UploadedVerifier {
         // A certificate that cannot be an anchor still works as a pin.
         let _ = roots.add_parsable_certificates(certs.iter().cloned());
         let chain = chain_verifier(roots, &provider)?;
-        Ok(UploadedVerifier {
-            pins: certs,
-            chain,
-            provider,
-        })
+        Ok(UploadedTrust { pins: certs, chain })
     }
 }
 
@@ -97,8 +93,10 @@ fn chain_verifier(
         })
 }
 
-impl ServerCertVerifier for UploadedVerifier {
-    fn verify_server_cert(
+impl UploadedTrust {
+    /// Whether the presented certificate is trusted (the handshake signature is checked
+    /// by the verifier this trust sits in, as for every sg verifier).
+    pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -116,40 +114,6 @@ impl ServerCertVerifier for UploadedVerifier {
             }
             None => Err(CertificateError::UnknownIssuer.into()),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -206,16 +170,15 @@ mod tests {
         params.self_signed(&key).unwrap().der().clone()
     }
 
-    fn verify(v: &UploadedVerifier, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    fn verify(v: &UploadedTrust, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let name = ServerName::try_from("some.other.name").unwrap();
-        v.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
-            .map(|_| ())
+        v.verify(cert, &[], &name, &[], UnixTime::now()).map(|_| ())
     }
 
     #[test]
     fn the_uploaded_certificate_itself_is_trusted_even_as_a_ca_and_for_any_name() {
         let (own, other) = (self_signed("localhost"), self_signed("localhost"));
-        let v = UploadedVerifier::new(vec![own.clone()], crate::tls::provider()).unwrap();
+        let v = UploadedTrust::new(vec![own.clone()], crate::tls::provider()).unwrap();
         assert!(verify(&v, &own).is_ok());
         let refused = verify(&v, &other).unwrap_err();
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
@@ -229,12 +192,12 @@ mod tests {
     #[test]
     fn at_most_six_certificates_and_at_least_one() {
         let six: Vec<_> = (0..6).map(|_| self_signed("x")).collect();
-        assert!(UploadedVerifier::new(six.clone(), crate::tls::provider()).is_ok());
+        assert!(UploadedTrust::new(six.clone(), crate::tls::provider()).is_ok());
         let mut seven = six;
         seven.push(self_signed("x"));
-        let e = UploadedVerifier::new(seven, crate::tls::provider()).unwrap_err();
+        let e = UploadedTrust::new(seven, crate::tls::provider()).unwrap_err();
         assert!(e.to_string().contains("at most 6"), "{e}");
-        assert!(UploadedVerifier::new(Vec::new(), crate::tls::provider()).is_err());
+        assert!(UploadedTrust::new(Vec::new(), crate::tls::provider()).is_err());
     }
 
     #[test]

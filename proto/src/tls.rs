@@ -164,9 +164,14 @@ pub fn client_config(
         ServerTrust::Uploaded(certs) => {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(
-                    crate::service_trust::UploadedVerifier::new(certs, provider())?,
-                ))
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    fingerprint: [0; 32],
+                    provider: provider(),
+                    check: Check::Uploaded(crate::service_trust::UploadedTrust::new(
+                        certs,
+                        provider(),
+                    )?),
+                }))
         }
         ServerTrust::System => {
             builder.with_webpki_verifier(crate::service_trust::system_verifier(provider())?)
@@ -300,9 +305,12 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
 enum Check {
     Pinned,
     Nothing,
+    /// A private service's uploaded certificates (see [`crate::service_trust`]).
+    Uploaded(crate::service_trust::UploadedTrust),
 }
 
-/// Trusts one certificate by fingerprint (or, for `AcceptAny`, any certificate), while
+/// Trusts one certificate by fingerprint, a private service's uploaded certificates, or
+/// (for `AcceptAny`) any certificate, while
 /// still checking that the server holds the certificate's key.
 #[derive(Debug)]
 struct PinnedVerifier {
@@ -315,13 +323,16 @@ impl ServerCertVerifier for PinnedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.check {
+        match &self.check {
             Check::Nothing => Ok(ServerCertVerified::assertion()),
+            Check::Uploaded(trust) => {
+                trust.verify(end_entity, intermediates, server_name, ocsp_response, now)
+            }
             Check::Pinned => {
                 if pin_matches(&self.fingerprint, end_entity) {
                     Ok(ServerCertVerified::assertion())
