@@ -46,7 +46,9 @@ pub struct ClientArgs {
     /// Connect only to the --server addresses, not to the other nodes of the cluster.
     #[arg(long)]
     pub no_discover: bool,
-    /// Source address for connections to nodes (a host with several addresses).
+    /// This client's own address: where the client ports of cloud destinations listen
+    /// (default 127.0.0.1, so only this host reaches them), and the source address of its
+    /// connections to nodes (default: the system's choice).
     #[arg(long, value_name = "ADDR")]
     pub client_bind: Option<IpAddr>,
     /// CA certificate the node's certificate chains to (the node's ca.pem).
@@ -191,6 +193,7 @@ pub struct ClientConfig {
     pub servers: Vec<ServerAddr>,
     /// Whether to connect to every live node the cluster names.
     pub discover: bool,
+    /// `--client-bind`: see [`ClientConfig::listen_ip`] and the tunnels' source address.
     pub client_bind: Option<IpAddr>,
     pub trust: ServerTrust,
     pub reconnect: Reconnect,
@@ -402,6 +405,12 @@ impl ClientConfig {
 }
 
 impl ClientConfig {
+    /// Where client ports listen: `--client-bind`, else loopback only.
+    pub fn listen_ip(&self) -> IpAddr {
+        self.client_bind
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+
     /// The running configuration as the console's `C` shows it. Tokens, the UI password
     /// and key material are never shown: only whether they are set.
     pub fn describe(&self) -> String {
@@ -448,9 +457,10 @@ impl ClientConfig {
             ),
             format!("node certificate trusted by: {trust}"),
             format!(
-                "client bind: {}",
+                "client bind: {} (client ports on {})",
                 self.client_bind
-                    .map_or_else(|| "any".to_string(), |ip| ip.to_string())
+                    .map_or_else(|| "any".to_string(), |ip| ip.to_string()),
+                self.listen_ip()
             ),
             format!("sessions per node: {}", self.sessions),
             format!("reconnect: {reconnect}"),

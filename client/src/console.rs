@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! s                      figures: bytes transmitted and received, total and active connections
+//! r                      client ports: the listeners of cloud destinations, and their state
 //! l LEVEL                log level: ERROR, WARN, INFO, DEBUG or TRACE
 //! g [GATEWAY]            show or choose the gateway the ACL commands apply to
 //! show acl               the gateway's ACL
@@ -26,6 +27,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub const HELP: &str = "\
 commands:
   s                      bytes transmitted and received, total and active connections
+  r                      client ports (cloud destinations): where they listen, what they reach
   l LEVEL                set the log level (ERROR, WARN, INFO, DEBUG, TRACE)
   g [GATEWAY]            show or choose the gateway ACL commands apply to
   show acl               show the gateway's ACL
@@ -104,6 +106,7 @@ impl Console {
                 lines.push(figures_line("total", self.registry.totals()));
                 lines.join("\n")
             }
+            "r" => self.client_ports(),
             "l" => match words.next().map(str::parse::<LogLevel>) {
                 Some(Ok(level)) => match self.registry.log.set_level(level) {
                     Ok(()) => format!("log level is now {level}"),
@@ -201,6 +204,19 @@ impl Console {
             ),
             Err(e) => e,
         }
+    }
+
+    /// `r`: every gateway's client ports, listening or not (and why not).
+    fn client_ports(&self) -> String {
+        let mut lines = Vec::new();
+        for g in &self.registry.gateways {
+            let ports = g.listeners();
+            if ports.is_empty() {
+                lines.push(format!("gateway {}: no cloud destinations", g.id()));
+            }
+            lines.extend(ports.iter().map(|p| format!("gateway {}: {p}", g.id())));
+        }
+        lines.join("\n")
     }
 
     /// `C`: the settings this client runs with, and what each gateway serves now.

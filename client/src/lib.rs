@@ -10,11 +10,13 @@
 //! - [`workers`]: the threads tunnels run on;
 //! - [`serve`]: one incoming stream → one connection to a private service;
 //! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
+//! - [`client_ports`]: the listeners of cloud destinations, whose streams the client opens;
 //! - [`registry`], [`console`], [`ui`], [`logging`]: what operators see and change;
 //! - [`service`]: the `--service` supervisor;
 //! - [`backoff`], [`stats`]: small helpers with one job each.
 
 pub mod backoff;
+pub mod client_ports;
 pub mod config;
 pub mod console;
 pub mod fleet;

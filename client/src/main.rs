@@ -10,7 +10,7 @@ use sg_client::fleet::{Fleet, FleetOutcome};
 use sg_client::registry::{GatewayRuntime, Registry};
 use sg_client::tunnel::ClientContext;
 use sg_client::workers::WorkerPool;
-use sg_client::{console, logging, service, ui};
+use sg_client::{client_ports, console, logging, service, ui};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -119,6 +119,11 @@ fn main() -> ExitCode {
             }
             let mut fleets = tokio::task::JoinSet::new();
             for gw in &gateways {
+                tokio::spawn(client_ports::run(
+                    gw.clone(),
+                    config.listen_ip(),
+                    stop_rx.clone(),
+                ));
                 fleets.spawn(
                     Fleet::new(ctx.clone(), gw.clone(), pool.clone(), stop_rx.clone()).run(),
                 );

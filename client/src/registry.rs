@@ -10,7 +10,7 @@ use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{AclUpdate, Frame, GatewayConfig, ACL_UPDATE_EVERY};
 use sg_proto::version::ACL_UPDATE_SINCE;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One live session, as the console and UI list it.
@@ -25,13 +25,43 @@ pub struct SessionInfo {
     pub handle: SessionHandle,
 }
 
+/// One client port (a cloud destination's listener), as the console and UI list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerView {
+    pub destination_id: String,
+    pub name: String,
+    /// `ip:port` the client listens on.
+    pub address: String,
+    /// The cloud resource behind it, as the node dials it.
+    pub resource: String,
+    /// `None` while listening; else why the port could not be bound (retried).
+    pub error: Option<String>,
+}
+
+impl std::fmt::Display for ListenerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {} (cloud destination {}, {})",
+            self.address, self.resource, self.destination_id, self.name
+        )?;
+        match &self.error {
+            None => write!(f, ": listening"),
+            Some(why) => write!(f, ": NOT listening: {why}"),
+        }
+    }
+}
+
 /// One gateway served by this process.
 pub struct GatewayRuntime {
     pub creds: GatewayCredentials,
     pub stats: Arc<GatewayStats>,
     pub acl_default: DefaultPolicy,
     sessions: Mutex<Vec<SessionInfo>>,
-    latest: RwLock<Option<Arc<GatewayConfig>>>,
+    /// The latest configuration a node sent; the client ports follow it.
+    latest: tokio::sync::watch::Sender<Option<Arc<GatewayConfig>>>,
+    /// The client ports of the gateway's cloud destinations, as they stand.
+    listeners: Mutex<Vec<ListenerView>>,
     /// Rules from `--acl-file`, sent to the node once, on the first session.
     acl_file: Mutex<Option<Vec<String>>>,
     /// `--acl-file` with `--acl-lock`: rules every stream must also pass, whatever ACL the
@@ -57,7 +87,8 @@ impl GatewayRuntime {
             stats: Arc::new(GatewayStats::default()),
             acl_default,
             sessions: Mutex::new(Vec::new()),
-            latest: RwLock::new(None),
+            latest: tokio::sync::watch::Sender::new(None),
+            listeners: Mutex::new(Vec::new()),
             acl_file: Mutex::new(acl_file),
             ceiling,
             said_default: AtomicBool::new(false),
@@ -109,14 +140,32 @@ impl GatewayRuntime {
                 ),
             }
         }
-        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+        self.latest.send_if_modified(|latest| {
+            let changed = latest.as_deref() != Some(&*config);
+            *latest = Some(config);
+            changed
+        });
     }
 
     pub fn config(&self) -> Option<Arc<GatewayConfig>> {
-        self.latest
-            .read()
+        self.latest.borrow().clone()
+    }
+
+    /// Wakes on every new configuration.
+    pub fn watch_config(&self) -> tokio::sync::watch::Receiver<Option<Arc<GatewayConfig>>> {
+        self.latest.subscribe()
+    }
+
+    /// The client ports as they stand now (console `r`, the UI).
+    pub fn listeners(&self) -> Vec<ListenerView> {
+        self.listeners
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    pub fn set_listeners(&self, views: Vec<ListenerView>) {
+        *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = views;
     }
 
     pub fn acl(&self) -> Acl {

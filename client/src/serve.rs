@@ -11,7 +11,7 @@ use rustls::ClientConfig;
 use sg_proto::acl::{canonical, parse_ip_loose, Acl, Decision, Rule};
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    AppProtocol, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
+    AppProtocol, DestinationKind, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
     ResourceTls,
 };
 use sg_proto::proxy_header::{self, ProxyProtocol};
@@ -143,6 +143,14 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     };
     if !current.config.enabled {
         stream.reset(ResetCode::UnknownDestination, "the gateway is disabled");
+        return;
+    }
+    if dest.kind == DestinationKind::Cloud {
+        // A cloud destination's resource is the node's to dial, never this client's.
+        stream.reset(
+            ResetCode::UnknownDestination,
+            format!("{} is a cloud destination: the client does not dial it", dest.id),
+        );
         return;
     }
     let target = format!("{}:{}", dest.resource_host, dest.resource_port);

@@ -12,6 +12,10 @@ pub struct GatewayStats {
     /// [F16]'s words), `received` is written to it (from the cloud application,
     /// *transmitted*).
     pub bytes: Arc<PumpCounters>,
+    /// Bytes of cloud destinations' connections, counted by the pump whose local socket is
+    /// the requesting application: `sent` is read from it (*transmitted*), `received`
+    /// written to it (*received*).
+    pub cloud_bytes: Arc<PumpCounters>,
     pub total_connections: AtomicU64,
     pub active_connections: AtomicU64,
     pub refused_connections: AtomicU64,
@@ -20,9 +24,10 @@ pub struct GatewayStats {
 /// A snapshot for display.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
-    /// Bytes sent by cloud applications to the private services.
+    /// Bytes sent by the requesting applications (cloud applications, or private ones
+    /// using a cloud destination) towards the destinations.
     pub transmitted: u64,
-    /// Bytes sent by the private services back to cloud applications.
+    /// Bytes the destinations sent back.
     pub received: u64,
     pub total_connections: u64,
     pub active_connections: u64,
@@ -33,8 +38,10 @@ impl GatewayStats {
         Figures {
             // [F16]: transmitted is what the cloud application sent, received is what the
             // destination sent.
-            transmitted: self.bytes.received.load(Ordering::Relaxed),
-            received: self.bytes.sent.load(Ordering::Relaxed),
+            transmitted: self.bytes.received.load(Ordering::Relaxed)
+                + self.cloud_bytes.sent.load(Ordering::Relaxed),
+            received: self.bytes.sent.load(Ordering::Relaxed)
+                + self.cloud_bytes.received.load(Ordering::Relaxed),
             total_connections: self.total_connections.load(Ordering::Relaxed),
             active_connections: self.active_connections.load(Ordering::Relaxed),
         }

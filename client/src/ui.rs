@@ -173,8 +173,13 @@ async fn status(state: State, req: HttpRequest) -> HttpResponse {
                 "name": config.as_ref().map(|c| c.name.clone()),
                 "enabled": config.as_ref().map(|c| c.enabled),
                 "destinations": config.as_ref().map(|c| c.destinations.iter().map(|d| json!({
-                    "id": d.id, "name": d.name, "resource": format!("{}:{}", d.resource_host, d.resource_port),
+                    "id": d.id, "name": d.name, "type": d.kind.as_str(),
+                    "resource": sg_proto::hostport::host_port(&d.resource_host, d.resource_port),
                 })).collect::<Vec<_>>()).unwrap_or_default(),
+                "client_ports": g.listeners().iter().map(|l| json!({
+                    "destination_id": l.destination_id, "name": l.name, "address": l.address,
+                    "resource": l.resource, "listening": l.error.is_none(), "error": l.error,
+                })).collect::<Vec<_>>(),
                 "acl": g.acl().to_strings(),
                 "acl_unnamed": sg_proto::acl::unnamed_targets(!g.acl().is_empty(), g.acl_default),
                 "figures": { "transmitted": f.transmitted, "received": f.received,
@@ -355,7 +360,7 @@ async function refresh() {
     if (!el) {
       el = document.createElement('section'); el.id = 'gw-' + g.id;
       el.innerHTML = `<h3>Gateway <span class="gid"></span> <span class="muted gname"></span></h3>
-        <p class="figs muted"></p><table class="sessions"></table><h4>Destinations</h4><table class="dests"></table>
+        <p class="figs muted"></p><table class="sessions"></table><h4>Destinations</h4><table class="dests"></table><h4>Client ports (cloud destinations)</h4><table class="ports"></table>
         <h4>ACL</h4><p class="acl-unnamed muted"></p><textarea class="acl"></textarea><br><button class="save-acl">Save ACL</button> <span class="acl-msg muted"></span>`;
       box.appendChild(el);
       el.querySelector('.save-acl').onclick = async () => {
@@ -371,8 +376,10 @@ async function refresh() {
     el.querySelector('.figs').textContent = `transmitted ${fmt(g.figures.transmitted)}, received ${fmt(g.figures.received)}, ${g.figures.total_connections} connections, ${g.figures.active_connections} active`;
     table(el.querySelector('.sessions'), ['node', 'region', 'server', 'since'],
       g.sessions.map(x => [x.node_id, x.region, x.server, x.connected_at]));
-    table(el.querySelector('.dests'), ['name', 'private service'],
-      g.destinations.map(d => [d.name, d.resource]));
+    table(el.querySelector('.dests'), ['name', 'type', 'resource'],
+      g.destinations.map(d => [d.name, d.type, d.resource]));
+    table(el.querySelector('.ports'), ['listening on', 'cloud resource', 'destination', 'state'],
+      g.client_ports.map(p => [p.address, p.resource, p.name, p.listening ? 'listening' : 'not listening: ' + p.error]));
     el.querySelector('.acl-unnamed').textContent = g.acl_unnamed;
     const acl = g.acl.join('\n');
     const ta = el.querySelector('.acl');

@@ -27,6 +27,8 @@ pub fn client_config<'a>(
             resource_tls: d.resource_tls.clone().filter(|t| t.enabled),
             proxy_protocol: d.proxy_protocol,
             host_rewrite: d.host_rewrite,
+            kind: d.kind,
+            client_port: d.client_port,
         })
         .collect();
     destinations.sort_by(|a, b| a.id.cmp(&b.id));

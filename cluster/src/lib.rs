@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod api;
 pub mod client_config;
+pub mod cloud_dest;
 pub mod config;
 pub mod controls;
 pub mod ctl;

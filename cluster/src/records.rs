@@ -3,7 +3,7 @@
 
 use crate::controls::{CloudTls, IpRule};
 use serde::{Deserialize, Serialize};
-use sg_proto::frame::{AppProtocol, ResourceTls};
+use sg_proto::frame::{AppProtocol, DestinationKind, ResourceTls};
 use sg_proto::proxy_header::ProxyProtocol;
 
 /// Current format version of every record.
@@ -46,7 +46,8 @@ pub struct DestinationRecord {
     pub resource_port: u16,
     #[serde(default)]
     pub protocol: AppProtocol,
-    /// The provisioned cloud port; `Some` exactly while the destination is active.
+    /// The provisioned cloud port; `Some` exactly while an on-premises destination is
+    /// active (a cloud destination never has one).
     pub cloud_port: Option<u16>,
     /// The port it had before it was last deactivated; preferred when it comes back.
     #[serde(default)]
@@ -81,6 +82,21 @@ pub struct DestinationRecord {
     /// HTTP destinations: the client rewrites every request's Host to the private host.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_rewrite: bool,
+    /// On-premises (a cloud port, the client dials the resource) or cloud (a client port,
+    /// the node dials the resource, F29).
+    #[serde(default, skip_serializing_if = "DestinationKind::is_on_premises")]
+    pub kind: DestinationKind,
+    /// Cloud destinations: the port the clients listen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
+}
+
+impl DestinationRecord {
+    /// Whether the destination has a cloud port on the nodes while it is active (a cloud
+    /// destination is reached through the clients' port instead).
+    pub fn has_cloud_port(&self) -> bool {
+        self.kind == DestinationKind::OnPremises
+    }
 }
 
 /// The limits of this installation.
@@ -142,6 +158,9 @@ pub enum EventKind {
     TlsRefused,
     AclChanged,
     PortBindFailed,
+    /// A client asked for a connection the node would not make (not a cloud destination,
+    /// or its resource could not be reached).
+    StreamRefused,
     #[serde(other)]
     Other,
 }

@@ -195,6 +195,7 @@ pub async fn run_until(
         Issuer {
             cloud_host: config.cloud_host.clone(),
             ca: ca.map(Arc::new),
+            node: node_endpoints(&config),
         },
     )
     .map_err(store_err)?;
@@ -216,6 +217,7 @@ pub async fn run_until(
             cloud_host: config.cloud_host.clone(),
             cloud_bind: config.cloud_bind,
             max_sessions_per_gateway: config.max_sessions_per_gateway,
+            endpoints: node_endpoints(&config),
         },
         workers,
         state_addr.clone(),
@@ -369,6 +371,15 @@ pub async fn run_until(
 }
 
 /// An advertised address whose port was left to the kernel (`:0`) gets the real one.
+/// The node's own listeners, which cloud destinations may not point at.
+fn node_endpoints(config: &NodeConfig) -> crate::cloud_dest::NodeEndpoints {
+    crate::cloud_dest::NodeEndpoints {
+        tunnel: config.tunnel_listen,
+        api: config.api_listen,
+        cloud_host: config.cloud_host.clone(),
+    }
+}
+
 fn with_port(advertised: &str, port: u16) -> String {
     match advertised.strip_suffix(":0") {
         Some(host) => format!("{host}:{port}"),

@@ -7,6 +7,7 @@
 //! the rules are unit-tested directly (see the tests below).
 
 use crate::client_config::{client_config, encoded_len, MAX_CLIENT_CONFIG};
+use crate::cloud_dest::{self, NodeEndpoints};
 use crate::controls::{
     validate_resource_tls, CloudTls, CloudTlsInput, FieldError, IpRule, IpRules,
 };
@@ -17,7 +18,7 @@ use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD
 use crate::store::{Op, Replicated, Snapshot, Store, StoreError};
 use crate::time::now_secs;
 use serde::Deserialize;
-use sg_proto::frame::{AppProtocol, ResourceTls};
+use sg_proto::frame::{AppProtocol, DestinationKind, ResourceTls};
 use sg_proto::proxy_header::ProxyProtocol;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,12 +72,14 @@ impl From<FieldError> for StateError {
     }
 }
 
-/// What the state needs to issue certificates for TLS cloud ports.
+/// What the state knows of its node: how to issue certificates for TLS cloud ports, and
+/// which ports of its own no cloud destination may point at.
 #[derive(Clone)]
 pub struct Issuer {
     pub cloud_host: String,
     /// The node's own CA; `None` when it serves an operator certificate.
     pub ca: Option<Arc<CertificateAuthority>>,
+    pub node: NodeEndpoints,
 }
 
 /// What the actors must do after a committed change.
@@ -159,6 +162,12 @@ pub struct NewDestination {
     /// HTTP destinations: rewrite every request's Host to the private host.
     #[serde(default)]
     pub host_rewrite: Option<bool>,
+    /// `"on_premises"` (default) or `"cloud"` (F29).
+    #[serde(default, rename = "type")]
+    pub kind: Option<DestinationKind>,
+    /// Cloud destinations: the port clients listen on.
+    #[serde(default)]
+    pub client_port: Option<u32>,
 }
 
 /// Host rewriting reads HTTP requests: only an HTTP destination can have it.
@@ -231,6 +240,11 @@ pub struct DestinationPatch {
     pub proxy_protocol: Option<ProxySetting>,
     #[serde(default)]
     pub host_rewrite: Option<bool>,
+    /// A destination's type is fixed when it is created; naming another one is an error.
+    #[serde(default, rename = "type")]
+    pub kind: Option<DestinationKind>,
+    #[serde(default)]
+    pub client_port: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -783,6 +797,13 @@ impl State {
                     if !d.suspended || room == 0 {
                         continue;
                     }
+                    if !d.has_cloud_port() {
+                        d.active = true;
+                        d.suspended = false;
+                        room -= 1;
+                        ops.push(Op::PutDestination(d));
+                        continue;
+                    }
                     let preferred = d.last_cloud_port.filter(|p| !taken.contains(p));
                     // Without room or a port it stays suspended, for the next activation.
                     if let Some(port) = self.ports.pick_excluding(preferred, &taken) {
@@ -890,6 +911,17 @@ impl State {
             .cloud_port
             .map(|p| validate_port("cloud_port", p))
             .transpose()?;
+        let kind = req.kind.unwrap_or_default();
+        if kind == DestinationKind::Cloud && requested.is_some() {
+            return Err(StateError::invalid(
+                "cloud_port",
+                "a cloud destination has no cloud port: its clients listen on client_port",
+            ));
+        }
+        let client_port = req
+            .client_port
+            .map(|p| validate_port("client_port", p))
+            .transpose()?;
         let want_active = req.active.unwrap_or(true);
         let (active, suspended) = match (want_active, gw.active) {
             (true, true) => (true, false),
@@ -915,7 +947,7 @@ impl State {
             Some(t) => Some(validate_resource_tls(t, &resource_host)?),
             None => None,
         };
-        let cloud_port = if active {
+        let cloud_port = if active && kind == DestinationKind::OnPremises {
             Some(self.allocate(requested)?)
         } else {
             None
@@ -942,10 +974,23 @@ impl State {
             max_connections_per_source: req.max_connections_per_source.unwrap_or(0),
             proxy_protocol: req.proxy_protocol.and_then(ProxySetting::stored),
             host_rewrite: req.host_rewrite.unwrap_or(false),
+            kind,
+            client_port,
         };
-        check_host_rewrite(&d)?;
+        self.check_destination(&d)?;
         let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
         Ok((d, changes))
+    }
+
+    /// The rules a destination's fields must keep together, whatever changed them.
+    fn check_destination(&self, d: &DestinationRecord) -> Result<(), StateError> {
+        check_host_rewrite(d)?;
+        let siblings = self
+            .destinations
+            .values()
+            .filter(|o| o.gateway_id == d.gateway_id);
+        cloud_dest::check_kind(d, siblings, &self.issuer.node)?;
+        Ok(())
     }
 
     /// A port for a destination: the requested one if free, else any free one.
@@ -1011,7 +1056,20 @@ impl State {
         if let Some(h) = patch.host_rewrite {
             d.host_rewrite = h;
         }
-        check_host_rewrite(&d)?;
+        if let Some(kind) = patch.kind.filter(|k| *k != d.kind) {
+            return Err(StateError::invalid(
+                "type",
+                format!(
+                    "a destination's type is fixed when it is created ({} here, not {}); \
+                     create a new destination instead",
+                    d.kind.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
+        if let Some(p) = patch.client_port {
+            d.client_port = Some(validate_port("client_port", p)?);
+        }
         if let Some(rules) = &patch.ip_rules {
             d.ip_rules = IpRules::parse(rules)?.1;
         }
@@ -1027,6 +1085,7 @@ impl State {
                 d.resource_tls = Some(validate_resource_tls(t, &d.resource_host)?);
             }
         }
+        self.check_destination(&d)?;
         match (old.active, patch.active) {
             (false, Some(true)) => {
                 if !gw.active {
@@ -1044,14 +1103,16 @@ impl State {
                         max: self.plan.max_destinations,
                     });
                 }
-                let port = self
-                    .ports
-                    .pick(old.last_cloud_port)
-                    .ok_or_else(|| self.no_free_port())?;
+                if d.has_cloud_port() {
+                    let port = self
+                        .ports
+                        .pick(old.last_cloud_port)
+                        .ok_or_else(|| self.no_free_port())?;
+                    d.cloud_port = Some(port);
+                    d.last_cloud_port = Some(port);
+                }
                 d.active = true;
                 d.suspended = false;
-                d.cloud_port = Some(port);
-                d.last_cloud_port = Some(port);
             }
             (true, Some(false)) => {
                 d.active = false;
@@ -1161,6 +1222,11 @@ mod tests {
         Issuer {
             cloud_host: "127.0.0.1".into(),
             ca: None,
+            node: NodeEndpoints {
+                tunnel: "127.0.0.1:9000".parse().unwrap(),
+                api: "127.0.0.1:9090".parse().unwrap(),
+                cloud_host: "127.0.0.1".into(),
+            },
         }
     }
 

@@ -180,8 +180,8 @@ impl fmt::Debug for SessionHandle {
 }
 
 impl SessionHandle {
-    /// Opens a stream to the peer (node side). Data written before the peer answers is
-    /// carried optimistically within the initial window.
+    /// Opens a stream to the peer (odd ids from the node, even ones from the client). Data
+    /// written before the peer answers is carried optimistically within the initial window.
     pub fn open_stream(&self, open: OpenStream) -> Result<StreamHandle, SessionClosed> {
         let (tx, rx) = mpsc::unbounded_channel();
         // Allocation and send happen under one small lock so ids reach the driver in

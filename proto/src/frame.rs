@@ -223,6 +223,40 @@ pub struct DestinationSpec {
     /// private host (and port) (F28).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub host_rewrite: bool,
+    /// A cloud destination (F29) runs the other way: the client listens on `client_port`
+    /// and the node connects to the resource, which is then a cloud address the client
+    /// never dials itself.
+    #[serde(default, skip_serializing_if = "DestinationKind::is_on_premises")]
+    pub kind: DestinationKind,
+    /// Cloud destinations: the local port the client listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
+}
+
+/// Which way a destination carries connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    /// Cloud applications reach a private service (a cloud port on the node, the client
+    /// dials the service).
+    #[default]
+    OnPremises,
+    /// Private applications reach a cloud resource (a client port on the client, the node
+    /// dials the resource an admin configured).
+    Cloud,
+}
+
+impl DestinationKind {
+    pub fn is_on_premises(&self) -> bool {
+        *self == DestinationKind::OnPremises
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationKind::OnPremises => "on_premises",
+            DestinationKind::Cloud => "cloud",
+        }
+    }
 }
 
 impl fmt::Debug for DestinationSpec {
@@ -241,6 +275,8 @@ impl fmt::Debug for DestinationSpec {
             )
             .field("proxy_protocol", &self.proxy_protocol)
             .field("host_rewrite", &self.host_rewrite)
+            .field("kind", &self.kind)
+            .field("client_port", &self.client_port)
             .finish()
     }
 }
@@ -340,13 +376,15 @@ impl RefuseCode {
     }
 }
 
-/// Node → client: carry a new cloud connection on this stream.
+/// Carry a new connection on this stream: node → client for a cloud connection to a
+/// private service; client → node (protocol 1.9 and later) for a private application's
+/// connection to one of the client's ports, bound for a cloud destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenStream {
     pub destination_id: String,
-    /// The cloud application's address, for logs and ACL reports.
+    /// The requesting application's address, for logs, IP rules and ACL reports.
     pub peer: String,
-    /// The node's connection number, so both ends log the same `Connection #N`.
+    /// The opener's connection number, so both ends log the same `Connection #N`.
     pub connection: u64,
     /// The cloud addresses (`host:port`) the application may have dialled for this
     /// destination, so an HTTP gate can tell its own Host from another virtual host's.
@@ -388,6 +426,9 @@ pub enum ResetCode {
     TooManyStreams,
     /// The session is shutting down.
     Shutdown,
+    /// The node refused a client-opened stream: not a cloud destination of the gateway,
+    /// disabled, outside its IP rules, or over the gateway's limit (the message says which).
+    Refused,
     #[serde(other)]
     Unknown,
 }

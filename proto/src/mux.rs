@@ -20,8 +20,11 @@
 //!   of session window and is cut off (`SessionWindowExceeded`).
 //!
 //! ## Roles
-//! Only the node opens streams (a client can never make the node dial anything); stream ids
-//! opened by the node are odd and strictly increasing.
+//! Either end opens streams: the node opens odd ids (a cloud connection for a private
+//! service), the client even ones (a connection to one of its client ports, for a cloud
+//! destination, protocol 1.9 and later); each end's ids strictly increase. A client-opened
+//! stream names a destination only: the node dials nothing but the resource an admin
+//! configured for it.
 
 use crate::codec::{encode_frame, put_header};
 use crate::frame::{Frame, FrameKind, OpenStream, ResetCode, ResetReason, StreamId};
@@ -46,6 +49,10 @@ impl Role {
             Role::Node => "node",
             Role::Client => "client",
         }
+    }
+    /// The node opens odd stream ids, the client even ones.
+    fn opens_odd(self) -> bool {
+        self == Role::Node
     }
     fn peer(self) -> Role {
         match self {
@@ -109,7 +116,7 @@ pub enum ProtocolError {
     ClosedStream { kind: FrameKind, stream: StreamId },
     #[error("stream {stream} opened out of order (last opened {last})")]
     StreamIdReused { stream: StreamId, last: StreamId },
-    #[error("stream {stream} has an even id; the node opens odd ids only")]
+    #[error("stream {stream} has the wrong parity: the node opens odd ids, the client even ones")]
     BadStreamParity { stream: StreamId },
     #[error("data after FIN on stream {stream}")]
     DataAfterFin { stream: StreamId },
@@ -143,8 +150,6 @@ pub enum MuxError {
     },
     #[error("stream id {stream} is not the next local id (expected at least {next})")]
     BadLocalId { stream: StreamId, next: StreamId },
-    #[error("only the node opens streams")]
-    NotTheOpener,
     #[error("stream ids are exhausted; open a new session")]
     IdsExhausted,
 }
@@ -277,7 +282,7 @@ impl Mux {
 
     // ---- local commands -------------------------------------------------------------
 
-    /// Opens a stream with the next local id. Only the node opens streams.
+    /// Opens a stream with the next local id (odd on the node, even on the client).
     pub fn open(&mut self, open: OpenStream) -> Result<StreamId, MuxError> {
         let id = self.next_local;
         self.open_with_id(id, open)?;
@@ -286,10 +291,7 @@ impl Mux {
 
     /// Opens a stream with an id the caller allocated (it must not go backwards).
     pub fn open_with_id(&mut self, id: StreamId, open: OpenStream) -> Result<(), MuxError> {
-        if self.role != Role::Node {
-            return Err(MuxError::NotTheOpener);
-        }
-        if id < self.next_local || id.is_multiple_of(2) {
+        if id < self.next_local || self.role.opens_odd() != !id.is_multiple_of(2) {
             return Err(MuxError::BadLocalId {
                 stream: id,
                 next: self.next_local,
@@ -437,8 +439,7 @@ impl Mux {
     }
 
     fn on_open(&mut self, id: StreamId, open: OpenStream) -> Result<(), ProtocolError> {
-        self.require_sender(Role::Node, FrameKind::Open)?;
-        if id.is_multiple_of(2) {
+        if self.role.peer().opens_odd() == id.is_multiple_of(2) {
             return Err(ProtocolError::BadStreamParity { stream: id });
         }
         if id <= self.last_remote {
@@ -1063,16 +1064,43 @@ mod tests {
     }
 
     #[test]
-    fn only_the_node_opens_streams() {
+    fn the_client_opens_even_streams_and_both_ends_carry_them() {
         let (mut node, mut client) = pair();
-        assert_eq!(client.open(open_msg("d")), Err(MuxError::NotTheOpener));
+        let id = client.open(open_msg("cloud")).unwrap();
+        assert_eq!(id, 2, "the client's first stream");
+        assert!(matches!(
+            client.open_with_id(5, open_msg("cloud")),
+            Err(MuxError::BadLocalId { .. })
+        ));
+        client.send_data(id, Bytes::from_static(b"hi")).unwrap();
+        deliver(&mut client, &mut node).unwrap();
+        assert_eq!(
+            events(&mut node),
+            vec![
+                MuxEvent::Opened {
+                    stream: 2,
+                    open: open_msg("cloud")
+                },
+                MuxEvent::Data {
+                    stream: 2,
+                    payload: Bytes::from_static(b"hi")
+                },
+            ]
+        );
+        node.send_data(2, Bytes::from_static(b"back")).unwrap();
+        node.send_fin(2).unwrap();
+        deliver(&mut node, &mut client).unwrap();
+        assert!(events(&mut client).contains(&MuxEvent::Fin { stream: 2 }));
+        // The node's own ids stay odd alongside.
+        assert_eq!(node.open(open_msg("d")).unwrap(), 1);
+        // A client may not use the node's parity.
         let err = node
             .handle_frame(Frame::Open {
-                stream: 2,
+                stream: 7,
                 open: open_msg("d"),
             })
             .unwrap_err();
-        assert!(matches!(err, ProtocolError::WrongDirection { .. }));
+        assert!(matches!(err, ProtocolError::BadStreamParity { .. }));
     }
 
     #[test]

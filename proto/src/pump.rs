@@ -123,10 +123,12 @@ pub enum PumpOutcome {
 /// sent from the destination — whichever side of the tunnel the pump runs on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LocalEnd {
-    /// The node's pump: its local socket is the cloud application's connection.
+    /// The local socket is the requesting application's connection: the node's pump for
+    /// an on-premises destination, the client's for a cloud destination (F29).
     #[default]
     CloudApplication,
-    /// The client's pump: its local socket is the connection to the private service.
+    /// The local socket is the connection to the destination's resource: the client's
+    /// pump for an on-premises destination, the node's for a cloud one.
     Destination,
 }
 

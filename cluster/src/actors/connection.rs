@@ -126,7 +126,7 @@ async fn carry_tls(
 
 /// Resolves once the connection has carried nothing, either way, for `limit`. It looks at
 /// the byte counters every quarter of the limit, so the byte path pays nothing for it.
-async fn idle_for(counters: Arc<PumpCounters>, limit: Duration) {
+pub(super) async fn idle_for(counters: Arc<PumpCounters>, limit: Duration) {
     let tick = (limit / 4).max(Duration::from_millis(250));
     let bytes =
         || counters.sent.load(Ordering::Relaxed) + counters.received.load(Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 use super::destination::{self, DestinationActor};
 use super::NodeShared;
+use crate::controls::IpRules;
 use crate::ids::token_matches;
 use crate::records::{DestinationRecord, EventKind, GatewayRecord, Plan};
 use crate::selection::SessionSet;
@@ -14,7 +15,8 @@ use actix::prelude::*;
 use serde::Serialize;
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream, Refusal, RefuseCode,
+    DestinationKind, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
+    Refusal, RefuseCode,
 };
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
@@ -89,6 +91,19 @@ impl Refused {
             Refused::NoClient => "no_client",
             Refused::Tls => "tls",
             Refused::SourceLimit => "source_limit",
+        }
+    }
+
+    /// The reason in words, for a client told why its connection was refused.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Refused::IpRule => "not allowed by its IP rules",
+            Refused::DestinationDisabled => "the destination is disabled",
+            Refused::GatewayDisabled => "the gateway is disabled",
+            Refused::Limit => "the gateway reached its concurrency limit",
+            Refused::NoClient => "no client is connected",
+            Refused::Tls => "the TLS handshake failed",
+            Refused::SourceLimit => "its source address holds its share of connections",
         }
     }
 }
@@ -718,6 +733,8 @@ pub struct ConnectionGuard {
     holds_slot: std::sync::atomic::AtomicBool,
     /// The slots this node may fill for the gateway (its limit less the other nodes' use).
     limit: u32,
+    /// A cloud destination's connection: its pump's writes go towards the resource.
+    reversed: bool,
     /// Counts the connection in the node's total, which a drain waits on.
     _tracked: Tracked,
 }
@@ -760,14 +777,19 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.live.to_resources.fetch_add(
+        let (read, written) = (
             self.counters.sent.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        self.live.to_cloud.fetch_add(
             self.counters.received.load(Ordering::Relaxed),
-            Ordering::Relaxed,
         );
+        let (to_resources, to_cloud) = if self.reversed {
+            (written, read)
+        } else {
+            (read, written)
+        };
+        self.live
+            .to_resources
+            .fetch_add(to_resources, Ordering::Relaxed);
+        self.live.to_cloud.fetch_add(to_cloud, Ordering::Relaxed);
         if self.holds_slot.load(Ordering::Acquire) {
             self.live.active.fetch_sub(1, Ordering::Release);
         }
@@ -798,25 +820,20 @@ impl Gateway {
     }
 }
 
-impl Handler<OpenConnection> for Gateway {
-    type Result = Result<Ticket, Refused>;
-    fn handle(&mut self, msg: OpenConnection, ctx: &mut Self::Context) -> Self::Result {
-        let dest = msg.destination_id.as_str();
-        let peer = msg.peer;
+impl Gateway {
+    /// The checks every connection passes, whichever way it goes: the destination and its
+    /// gateway are enabled, and the gateway is under its concurrency limit. `from` names
+    /// the requesting application in the refusal's event.
+    fn admit(&mut self, dest: &str, from: &str, ctx: &mut Context<Self>) -> Result<(), Refused> {
         let Some(slot) = self.destinations.get(dest) else {
             return Err(Refused::DestinationDisabled);
         };
-        let authorities = slot
-            .record
-            .cloud_port
-            .map(|port| self.shared.cloud_authorities(port))
-            .unwrap_or_default();
         if !slot.record.active || !slot.record.enabled {
             return Err(self.refuse(
                 Refused::DestinationDisabled,
                 EventKind::DestinationDisabled,
                 dest,
-                format!("refused a connection from {peer} to disabled destination {dest}"),
+                format!("refused a connection from {from} to disabled destination {dest}"),
             ));
         }
         if !self.record.enabled {
@@ -824,7 +841,7 @@ impl Handler<OpenConnection> for Gateway {
                 Refused::GatewayDisabled,
                 EventKind::GatewayDisabled,
                 dest,
-                format!("refused a connection from {peer} to destination {dest}: gateway disabled"),
+                format!("refused a connection from {from} to destination {dest}: gateway disabled"),
             ));
         }
         let limit = self.plan.max_connections_per_gateway;
@@ -834,12 +851,44 @@ impl Handler<OpenConnection> for Gateway {
                 EventKind::LimitReached,
                 dest,
                 format!(
-                    "refused a connection from {peer} to destination {dest}: {limit} concurrent connections is the limit"
+                    "refused a connection from {from} to destination {dest}: {limit} concurrent connections is the limit"
                 ),
             );
             self.refuse_over_limit(ctx);
             return Err(why);
         }
+        Ok(())
+    }
+
+    /// The guard of an admitted connection; `reversed` for a cloud destination's, whose
+    /// bytes towards the resource are the ones its pump writes.
+    fn guard(&self, reversed: bool) -> ConnectionGuard {
+        ConnectionGuard {
+            live: self.live.clone(),
+            counters: Arc::new(PumpCounters::default()),
+            holds_slot: false.into(),
+            limit: self
+                .plan
+                .max_connections_per_gateway
+                .saturating_sub(self.remote_active),
+            reversed,
+            _tracked: self.shared.connections.enter(),
+        }
+    }
+}
+
+impl Handler<OpenConnection> for Gateway {
+    type Result = Result<Ticket, Refused>;
+    fn handle(&mut self, msg: OpenConnection, ctx: &mut Self::Context) -> Self::Result {
+        let dest = msg.destination_id.as_str();
+        let peer = msg.peer;
+        self.admit(dest, &peer.to_string(), ctx)?;
+        let authorities = self
+            .destinations
+            .get(dest)
+            .and_then(|slot| slot.record.cloud_port)
+            .map(|port| self.shared.cloud_authorities(port))
+            .unwrap_or_default();
         // A session that has gone silent (a partitioned client) is passed over while a
         // lively one exists; if none is lively, a silent one is still better than a refusal.
         let picked = self
@@ -853,13 +902,7 @@ impl Handler<OpenConnection> for Gateway {
                 format!("refused a connection from {peer} to destination {dest}: no client is connected"),
             ));
         };
-        let guard = ConnectionGuard {
-            live: self.live.clone(),
-            counters: Arc::new(PumpCounters::default()),
-            holds_slot: false.into(),
-            limit: limit.saturating_sub(self.remote_active),
-            _tracked: self.shared.connections.enter(),
-        };
+        let guard = self.guard(false);
         if !msg.defer_slot && !guard.take_slot() {
             return Err(Refused::Limit);
         }
@@ -874,6 +917,70 @@ impl Handler<OpenConnection> for Gateway {
             },
             worker,
             gateway_id: self.record.id.clone(),
+            guard: Arc::new(guard),
+        })
+    }
+}
+
+/// A client asks the node to carry a private application's connection to a cloud
+/// destination (a stream the client opened, F29).
+#[derive(Message)]
+#[rtype(result = "Result<CloudTicket, String>")]
+pub struct OpenCloudConnection {
+    pub destination_id: String,
+    /// The application's address as the client saw it.
+    pub peer: String,
+    pub client_id: String,
+}
+
+/// Permission to dial a cloud destination's resource: only what the admin configured.
+pub struct CloudTicket {
+    pub resource_host: String,
+    pub resource_port: u16,
+    pub idle_timeout: Option<Duration>,
+    pub connection: u64,
+    pub guard: Arc<ConnectionGuard>,
+}
+
+impl Handler<OpenCloudConnection> for Gateway {
+    /// The error is the reason the client is told (and the event says).
+    type Result = Result<CloudTicket, String>;
+    fn handle(&mut self, msg: OpenCloudConnection, ctx: &mut Self::Context) -> Self::Result {
+        let dest = msg.destination_id.as_str();
+        let from = format!("{} (client {})", msg.peer, msg.client_id);
+        let Some(record) = self
+            .destinations
+            .get(dest)
+            .map(|slot| slot.record.clone())
+            .filter(|d| d.kind == DestinationKind::Cloud)
+        else {
+            let why = format!(
+                "refused a connection from {from}: {dest:?} is not a cloud destination of this gateway"
+            );
+            self.refuse(Refused::DestinationDisabled, EventKind::StreamRefused, dest, why.clone());
+            return Err(why);
+        };
+        let refusal = |what: &str| format!("refused a connection from {from} to cloud destination {dest}: {what}");
+        self.admit(dest, &from, ctx).map_err(|why| refusal(why.describe()))?;
+        let allowed = msg
+            .peer
+            .parse::<SocketAddr>()
+            .is_ok_and(|peer| IpRules::from_stored(&record.ip_rules).allows(peer));
+        if !allowed {
+            let why = refusal("not allowed by its IP rules");
+            self.refuse(Refused::IpRule, EventKind::IpRefused, dest, why.clone());
+            return Err(why);
+        }
+        let guard = self.guard(true);
+        if !guard.take_slot() {
+            return Err(refusal(Refused::Limit.describe()));
+        }
+        Ok(CloudTicket {
+            resource_host: record.resource_host,
+            resource_port: record.resource_port,
+            idle_timeout: (record.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(u64::from(record.idle_timeout_secs))),
+            connection: self.shared.next_connection(),
             guard: Arc::new(guard),
         })
     }

@@ -4,13 +4,16 @@
 //! Node ─┬─ Gateway (one per gateway) ── Destination (one per active cloud port)
 //!       │        ▲ sessions register, connections are admitted here
 //!       ├─ Session (one per client tunnel, on a worker arbiter)
-//!       │        └─ Connection (one per carried connection, same arbiter)
+//!       │        ├─ Connection (one per carried connection, same arbiter)
+//!       │        └─ cloud connection (a client-opened stream to a cloud destination:
+//!       │           admitted by the Gateway, dialled and pumped on the session's arbiter)
 //!       └─ StateActor (sync thread: the single writer of sled)
 //! ```
 //!
 //! Control travels as messages; bytes travel in each Connection's pump, never through a
 //! mailbox.
 
+pub mod cloud_connection;
 pub mod connection;
 pub mod destination;
 pub mod gateway;
@@ -52,6 +55,8 @@ pub struct NodeShared {
     pub sessions: Arc<Tracker>,
     /// In a cluster: how far the local copy has caught up with etcd.
     pub replication: Option<Arc<Replication>>,
+    /// The node's own listeners, which a cloud destination's dial must never reach.
+    pub endpoints: crate::cloud_dest::NodeEndpoints,
     next_connection: AtomicU64,
 }
 
@@ -62,6 +67,7 @@ pub struct NodeIdentity {
     pub cloud_host: String,
     pub cloud_bind: IpAddr,
     pub max_sessions_per_gateway: usize,
+    pub endpoints: crate::cloud_dest::NodeEndpoints,
 }
 
 impl NodeShared {
@@ -78,6 +84,7 @@ impl NodeShared {
             cloud_host,
             cloud_bind,
             max_sessions_per_gateway,
+            endpoints,
         } = identity;
         NodeShared {
             node_id,
@@ -94,6 +101,7 @@ impl NodeShared {
             connections: Arc::new(Tracker::default()),
             sessions: Arc::new(Tracker::default()),
             replication,
+            endpoints,
             next_connection: AtomicU64::new(1),
         }
     }

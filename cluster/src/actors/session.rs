@@ -1,8 +1,10 @@
 //! The Session actor: one per authenticated client tunnel, living on a worker arbiter. It
-//! runs the session's driver, registers the session with its Gateway while it lives, and
-//! records what the client reports (ACL refusals) in the gateway's event log.
+//! runs the session's driver, registers the session with its Gateway while it lives,
+//! records what the client reports (ACL refusals) in the gateway's event log, and carries
+//! the streams the client opens for cloud destinations.
 
-use super::gateway::{Gateway, SessionDown, SessionEntry, SessionUp};
+use super::cloud_connection;
+use super::gateway::{Gateway, OpenCloudConnection, SessionDown, SessionEntry, SessionUp};
 use super::state::mutate;
 use super::NodeShared;
 use crate::records::EventKind;
@@ -10,7 +12,7 @@ use crate::state::State;
 use crate::tracker::Tracked;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
-use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind, ACL_UPDATE_EVERY};
+use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind, ResetCode, ACL_UPDATE_EVERY};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -178,9 +180,33 @@ where
                 .spawn(ctx);
             }
             SessionEvent::Control(_) => {}
-            SessionEvent::Incoming { stream, .. } => {
-                // The mux never lets a client open streams; defensive only.
-                drop(stream);
+            SessionEvent::Incoming { stream, open } => {
+                // A private application's connection to a client port (F29): the gateway
+                // decides, then this arbiter dials the configured resource.
+                let ask = OpenCloudConnection {
+                    destination_id: open.destination_id.clone(),
+                    peer: open.peer.clone(),
+                    client_id: self.client_id.clone(),
+                };
+                let (shared, gateway_id, client_id) = (
+                    self.shared.clone(),
+                    self.gateway_id.clone(),
+                    self.client_id.clone(),
+                );
+                self.gateway
+                    .send(ask)
+                    .into_actor(self)
+                    .map(move |answer, act, ctx| match answer {
+                        Ok(Ok(ticket)) => {
+                            let work = cloud_connection::carry(
+                                shared, gateway_id, client_id, open, stream, ticket,
+                            );
+                            ctx.spawn(work.into_actor(act));
+                        }
+                        Ok(Err(why)) => stream.reset(ResetCode::Refused, why),
+                        Err(_) => stream.reset(ResetCode::Shutdown, "the gateway is going away"),
+                    })
+                    .spawn(ctx);
             }
         }
     }

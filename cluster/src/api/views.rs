@@ -7,7 +7,7 @@ use crate::listening::Listen;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};
 use serde::{Deserialize, Serialize};
-use sg_proto::frame::AppProtocol;
+use sg_proto::frame::{AppProtocol, DestinationKind};
 
 #[derive(Debug, Serialize)]
 pub struct GatewayView {
@@ -49,6 +49,13 @@ pub struct DestinationView {
     pub id: String,
     pub gateway_id: String,
     pub name: String,
+    /// `"on_premises"` (a cloud port, the client dials the resource) or `"cloud"` (a
+    /// client port, the node dials the resource).
+    #[serde(rename = "type")]
+    pub kind: DestinationKind,
+    /// Cloud destinations: the port every client of the gateway listens on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_port: Option<u16>,
     pub resource_host: String,
     pub resource_port: u16,
     pub protocol: AppProtocol,
@@ -126,6 +133,8 @@ impl DestinationView {
             id: d.id.clone(),
             gateway_id: d.gateway_id.clone(),
             name: d.name.clone(),
+            kind: d.kind,
+            client_port: d.client_port,
             resource_host: d.resource_host.clone(),
             resource_port: d.resource_port,
             protocol: d.protocol,

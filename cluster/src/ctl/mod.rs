@@ -133,9 +133,16 @@ pub enum GatewayCmd {
 pub struct DestinationFields {
     #[arg(long)]
     name: Option<String>,
-    /// The private service, HOST:PORT.
+    /// The private service, HOST:PORT (for --type cloud: the cloud resource the node dials).
     #[arg(long, value_name = "HOST:PORT")]
     resource: Option<String>,
+    /// on_premises (default: cloud applications reach a private service) or cloud
+    /// (private applications reach a cloud resource through the clients' --client-port).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["on_premises", "cloud"])]
+    kind: Option<String>,
+    /// Cloud destinations: the port every client of the gateway listens on.
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u32>,
     /// tcp or http.
     #[arg(long)]
     protocol: Option<String>,
@@ -381,6 +388,12 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
     }
     if let Some(h) = f.host_rewrite {
         m.insert("host_rewrite".into(), json!(h));
+    }
+    if let Some(k) = &f.kind {
+        m.insert("type".into(), json!(k));
+    }
+    if let Some(p) = f.client_port {
+        m.insert("client_port".into(), json!(p));
     }
     bool_fields(&mut m, f.active, f.enabled);
     if f.no_ip_rules {

@@ -139,11 +139,13 @@ impl Printer {
                 "id",
                 "gateway_id",
                 "name",
+                "type",
                 "resource_host",
                 "resource_port",
                 "protocol",
                 "cloud_host",
                 "cloud_port",
+                "client_port",
                 "active",
                 "enabled",
             ],
@@ -198,9 +200,10 @@ impl Printer {
                                 text(&d["resource_host"]),
                                 text(&d["resource_port"])
                             ),
-                            match &d["cloud_port"] {
-                                Value::Null => "-".into(),
-                                p => format!("{}:{}", text(&d["cloud_host"]), text(p)),
+                            match (&d["cloud_port"], &d["client_port"]) {
+                                (Value::Null, Value::Null) => "-".into(),
+                                (Value::Null, p) => format!("client port {}", text(p)),
+                                (p, _) => format!("{}:{}", text(&d["cloud_host"]), text(p)),
                             },
                             text(&d["active"]),
                             text(&d["enabled"]),

@@ -403,6 +403,8 @@ mod tests {
             max_connections_per_source: 0,
             proxy_protocol: None,
             host_rewrite: false,
+            kind: Default::default(),
+            client_port: None,
         }
     }
 
