@@ -11,8 +11,8 @@ use rustls::ClientConfig;
 use sg_proto::acl::{canonical, parse_ip_loose, Acl, Decision, Rule};
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
-    AppProtocol, DestinationKind, DestinationSpec, Frame, GatewayConfig, OpenStream, Report, ReportKind, ResetCode,
-    ResourceTls,
+    AppProtocol, DestinationKind, DestinationSpec, Frame, GatewayConfig, OpenStream, Report,
+    ReportKind, ResetCode, ResourceTls,
 };
 use sg_proto::proxy_header::{self, ProxyProtocol};
 use sg_proto::pump::{LocalEnd, Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
@@ -149,7 +149,10 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         // A cloud destination's resource is the node's to dial, never this client's.
         stream.reset(
             ResetCode::UnknownDestination,
-            format!("{} is a cloud destination: the client does not dial it", dest.id),
+            format!(
+                "{} is a cloud destination: the client does not dial it",
+                dest.id
+            ),
         );
         return;
     }

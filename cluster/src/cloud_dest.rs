@@ -160,7 +160,10 @@ pub enum DialError {
         source: std::io::Error,
     },
     #[error("{addr} is this node's own {which} port")]
-    OwnPort { addr: SocketAddr, which: &'static str },
+    OwnPort {
+        addr: SocketAddr,
+        which: &'static str,
+    },
     #[error("cannot connect to {target}: {source}")]
     Connect {
         target: String,

@@ -957,11 +957,19 @@ impl Handler<OpenCloudConnection> for Gateway {
             let why = format!(
                 "refused a connection from {from}: {dest:?} is not a cloud destination of this gateway"
             );
-            self.refuse(Refused::DestinationDisabled, EventKind::StreamRefused, dest, why.clone());
+            self.refuse(
+                Refused::DestinationDisabled,
+                EventKind::StreamRefused,
+                dest,
+                why.clone(),
+            );
             return Err(why);
         };
-        let refusal = |what: &str| format!("refused a connection from {from} to cloud destination {dest}: {what}");
-        self.admit(dest, &from, ctx).map_err(|why| refusal(why.describe()))?;
+        let refusal = |what: &str| {
+            format!("refused a connection from {from} to cloud destination {dest}: {what}")
+        };
+        self.admit(dest, &from, ctx)
+            .map_err(|why| refusal(why.describe()))?;
         let allowed = msg
             .peer
             .parse::<SocketAddr>()
