@@ -291,7 +291,7 @@ impl Mux {
 
     /// Opens a stream with an id the caller allocated (it must not go backwards).
     pub fn open_with_id(&mut self, id: StreamId, open: OpenStream) -> Result<(), MuxError> {
-        if id < self.next_local || self.role.opens_odd() != !id.is_multiple_of(2) {
+        if id < self.next_local || self.role.opens_odd() == id.is_multiple_of(2) {
             return Err(MuxError::BadLocalId {
                 stream: id,
                 next: self.next_local,
