@@ -77,6 +77,10 @@ fn malformed(why: impl Into<String>) -> HeadError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Authorities {
     names: Vec<(String, u16)>,
+    /// The gate replaces the Host header (`host_rewrite`), so the service never sees the
+    /// one sent and it may name anything; an absolute-form target, which servers prefer
+    /// to Host, must still name the destination.
+    host_replaced: bool,
 }
 
 impl Authorities {
@@ -87,7 +91,18 @@ impl Authorities {
             .filter_map(|a| split_authority(a).ok())
             .filter_map(|(h, p)| Some((h.to_ascii_lowercase(), p?)))
             .collect();
-        Authorities { names }
+        Authorities {
+            names,
+            host_replaced: false,
+        }
+    }
+
+    /// The same names, for a gate that replaces the Host header: see `host_replaced`.
+    pub fn host_replaced(self) -> Self {
+        Authorities {
+            host_replaced: true,
+            ..self
+        }
     }
 
     /// Whether `host[:port]` is one of the names (the port, when given, must be its port;
@@ -245,7 +260,12 @@ pub fn read_head_with(
             )));
         }
     }
-    if let Some(named) = authority.or(host) {
+    let checked = if destination.host_replaced {
+        authority
+    } else {
+        authority.or(host)
+    };
+    if let Some(named) = checked {
         let (h, p) = split_authority(named).map_err(malformed)?;
         if !destination.admits(h, p) {
             return Err(HeadError::WrongHost(format!(
@@ -488,6 +508,19 @@ mod tests {
             read("GET http://admin/x HTTP/1.0\r\n\r\n"),
             Err(HeadError::WrongHost(_))
         ));
+    }
+
+    #[test]
+    fn a_host_that_is_replaced_may_name_anything_but_an_absolute_target_may_not() {
+        let replaced = api().host_replaced();
+        let read = |h: &str| read_head(h.as_bytes(), &replaced);
+        assert!(read("GET / HTTP/1.1\r\nHost: sg-load\r\n\r\n").is_ok());
+        assert!(read("GET / HTTP/1.1\r\nHost: admin.internal\r\n\r\n").is_ok());
+        assert!(matches!(
+            read("GET http://admin.internal/ HTTP/1.1\r\nHost: admin.internal\r\n\r\n"),
+            Err(HeadError::WrongHost(_))
+        ));
+        assert!(read("GET http://api:8080/ HTTP/1.1\r\nHost: api:8080\r\n\r\n").is_ok());
     }
 
     #[test]

@@ -202,7 +202,10 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         (dest.host_rewrite && dest.protocol == AppProtocol::Http).then(|| private_authority(dest));
     let gate = (has_path_rules || rewrite_host.is_some()).then(|| GatePolicy {
         rules: path_rules,
-        authorities: authorities(dest, &open),
+        authorities: match rewrite_host {
+            Some(_) => authorities(dest, &open).host_replaced(),
+            None => authorities(dest, &open),
+        },
         rewrite_host,
     });
 

@@ -236,6 +236,20 @@ fn host_rewrite_gives_the_private_service_its_own_host_on_every_keep_alive_reque
         client.log()
     );
 
+    // Any Host the application sends is replaced, not judged: it never reaches the service.
+    let s = connect(port);
+    let mut reader = std::io::BufReader::new(s.try_clone().expect("clone"));
+    let mut writer = s;
+    writer
+        .write_all(b"GET / HTTP/1.1\r\nHost: load-generator.example\r\n\r\n")
+        .expect("request");
+    assert_eq!(
+        read_response(&mut reader).trim(),
+        private,
+        "{}",
+        client.log()
+    );
+
     // Off again: the application's own Host goes through.
     let r = node.call("PATCH", &path, Some(json!({ "host_rewrite": false })));
     assert_eq!(r.status, 200, "{}", r.body);
