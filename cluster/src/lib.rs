@@ -25,6 +25,7 @@ pub mod http_client;
 pub mod ids;
 pub mod limiter;
 pub mod listening;
+pub mod memory;
 pub mod panics;
 pub mod pki;
 pub mod ports;

@@ -55,12 +55,26 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, below the ephemeral range (4000-9999) and beside
+/// [`free_block`]'s: a port the kernel hands out as an ephemeral one may become some
+/// outgoing connection's source port before the process it was meant for binds it (the
+/// suite makes thousands of connections), which failed a node's start now and then.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::AtomicU16;
+    const LOW: u16 = 4000;
+    const COUNT: u16 = 6000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(40_503);
+    for _ in 0..COUNT {
+        let p = LOW + NEXT.fetch_add(1, Ordering::Relaxed).wrapping_add(seed) % COUNT;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok() {
+            return p;
+        }
+    }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("an ephemeral port")
+        .expect("a free port")
 }
 
 /// A block of `n` ports below the ephemeral range, free right now, for cloud ports.

@@ -67,6 +67,7 @@ impl Actor for Node {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(GATEWAY_WATCH, |act, _| act.watch_gateways());
+        ctx.run_interval(crate::memory::TRIM_EVERY, |_, _| crate::memory::trim());
     }
 }
 
