@@ -9,7 +9,7 @@ command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolch
 # Debian packages the build and the end-to-end tests use: protoc (see packages.sh), a real
 # etcd (3 members on loopback) with etcdctl, nftables (partitions), a real Redis server and
 # client, openssl (s_client and s_server as real TLS peers), nginx (a PROXY protocol
-# server), and Chromium for the web UI.
+# server), tinyproxy and Dante (the client's egress proxies), and Chromium for the web UI.
 . scripts/lib/packages.sh
 need_build_tools
 need_command etcd etcd-server
@@ -20,6 +20,8 @@ need_command redis-cli redis-tools
 need_command openssl openssl
 need_command curl curl
 need_file /usr/sbin/nginx nginx
+need_command tinyproxy tinyproxy
+need_file /usr/sbin/danted dante-server
 need_command python3 python3
 need_command chromium chromium
 need_command node nodejs

@@ -188,7 +188,7 @@ async fn carry(gw: Arc<GatewayRuntime>, dest: String, socket: TcpStream, peer: S
         .min_by_key(|s| s.handle.active_streams());
     let Some(session) = session else {
         gw.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-        sg_proto::throttled_warn!(APP_CAUSED, "no session", gateway = %gw.id(), "Connection #{n} from {peer} to cloud destination {dest} closed: no session to a node that carries cloud destinations (sg 0.6 or later)");
+        sg_proto::throttled_warn!(APP_CAUSED, "no session", gateway = %gw.id(), "Connection #{n} from {peer} to cloud destination {dest} closed: no session to a node that carries cloud destinations (protocol 1.9 or later)");
         return;
     };
     let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(

@@ -1,6 +1,7 @@
 //! sg-client's configuration: command-line flags over an optional TOML file over defaults,
 //! parsed and validated here once.
 
+use crate::egress::ProxySettings;
 use clap::Parser;
 use serde::Deserialize;
 use sg_proto::acl::DefaultPolicy;
@@ -51,6 +52,11 @@ pub struct ClientArgs {
     /// connections to nodes (default: the system's choice).
     #[arg(long, value_name = "ADDR")]
     pub client_bind: Option<IpAddr>,
+    /// Reach the nodes through this proxy: http://[USER:PASS@]HOST:PORT (CONNECT),
+    /// socks5://... or socks5h://... (the proxy resolves names). Default: HTTPS_PROXY
+    /// (NO_PROXY exempts nodes).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// CA certificate the node's certificate chains to (the node's ca.pem).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -114,6 +120,7 @@ struct FileConfig {
     servers: Option<Vec<String>>,
     no_discover: Option<bool>,
     client_bind: Option<IpAddr>,
+    proxy: Option<String>,
     ca: Option<PathBuf>,
     fingerprint: Option<String>,
     reconnect: Option<i64>,
@@ -195,6 +202,8 @@ pub struct ClientConfig {
     pub discover: bool,
     /// `--client-bind`: see [`ClientConfig::listen_ip`] and the tunnels' source address.
     pub client_bind: Option<IpAddr>,
+    /// The egress proxy to the nodes, if any (F25).
+    pub proxy: ProxySettings,
     pub trust: ServerTrust,
     pub reconnect: Reconnect,
     pub sessions: usize,
@@ -380,6 +389,10 @@ impl ClientConfig {
             ),
             password,
         });
+        let proxy = ProxySettings::resolve(args.proxy.or(file.proxy).as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(invalid)?;
         // A pinned fingerprint verifies one node's certificate, not its peers'.
         let pinned = matches!(trust, ServerTrust::Fingerprint(_));
         let discover = !(args.no_discover || file.no_discover.unwrap_or(false) || pinned);
@@ -388,6 +401,7 @@ impl ClientConfig {
             servers,
             discover,
             client_bind: args.client_bind.or(file.client_bind),
+            proxy,
             trust,
             reconnect,
             sessions,
@@ -465,6 +479,13 @@ impl ClientConfig {
             format!("sessions per node: {}", self.sessions),
             format!("reconnect: {reconnect}"),
             format!("connect timeout: {}s", self.connect_timeout.as_secs()),
+            format!(
+                "proxy: {}",
+                self.proxy
+                    .proxy
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), ToString::to_string)
+            ),
             format!(
                 "log file: {}",
                 self.log_file

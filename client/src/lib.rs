@@ -7,6 +7,7 @@
 //! - [`config`]: flags and TOML, parsed once;
 //! - [`fleet`]: one gateway's sessions across the cluster's nodes (seeds, then discovered);
 //! - [`tunnel`]: one session per gateway per node, with reconnects (backoff and jitter);
+//! - [`egress`]: the way to the nodes through an HTTP CONNECT or SOCKS5 proxy;
 //! - [`workers`]: the threads tunnels run on;
 //! - [`serve`]: one incoming stream → one connection to a private service;
 //! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
@@ -19,6 +20,7 @@ pub mod backoff;
 pub mod client_ports;
 pub mod config;
 pub mod console;
+pub mod egress;
 pub mod fleet;
 pub mod http_gate;
 pub mod http_head;

@@ -8,6 +8,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::{ClientConfig, Reconnect, ServerAddr};
+use crate::egress::{self, ProxyError};
 use crate::fleet::{FleetEvent, NodeBook, Target};
 use crate::registry::{GatewayRuntime, SessionInfo};
 use crate::serve::{self, Current, ServeContext};
@@ -75,6 +76,8 @@ impl TunnelSpec {
 enum DialError {
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     #[error("timed out")]
     Timeout,
     #[error("TLS handshake failed: {0}")]
@@ -117,9 +120,14 @@ async fn dial(
     gw: &GatewayRuntime,
     server: &ServerAddr,
 ) -> Result<(Welcome, Established<Tunnel>), DialError> {
-    let tcp = connect(server, ctx.config.client_bind)
-        .await
-        .map_err(DialError::Connect)?;
+    let tcp = match ctx.config.proxy.for_host(&server.host) {
+        Some(proxy) => {
+            egress::connect(proxy, &server.host, server.port, ctx.config.client_bind).await?
+        }
+        None => connect(server, ctx.config.client_bind)
+            .await
+            .map_err(DialError::Connect)?,
+    };
     let _ = tcp.set_nodelay(true);
     let name = tls::server_name(&server.host).map_err(|e| {
         DialError::Tls(std::io::Error::new(

@@ -1295,6 +1295,42 @@ mod tests {
     }
 
     #[test]
+    fn a_cloud_destination_never_takes_a_cloud_port_through_its_gateways_ups_and_downs() {
+        let (mut s, _dir) = state();
+        let g = gw(&mut s, "g");
+        let (d, _) = s
+            .create_destination(
+                &g.id,
+                NewDestination {
+                    name: "cloud-db".into(),
+                    resource_host: "db.cloud.example".into(),
+                    resource_port: 5432,
+                    kind: Some(DestinationKind::Cloud),
+                    client_port: Some(15432),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(d.active && d.cloud_port.is_none(), "{d:?}");
+        let down = GatewayPatch {
+            active: Some(false),
+            ..Default::default()
+        };
+        s.update_gateway(&g.id, down).unwrap();
+        let up = GatewayPatch {
+            active: Some(true),
+            ..Default::default()
+        };
+        s.update_gateway(&g.id, up).unwrap();
+        let back = s.destination(&g.id, &d.id).unwrap();
+        assert!(back.active && back.cloud_port.is_none(), "{back:?}");
+        // Every cloud port of the range is still free for on-premises destinations.
+        for _ in 0..8 {
+            assert!(dest(&mut s, &g.id).unwrap().cloud_port.is_some());
+        }
+    }
+
+    #[test]
     fn invalid_input_names_the_field_and_stores_nothing() {
         let (mut s, _dir) = state();
         let err = s

@@ -309,9 +309,27 @@ fn cloud_destinations_refuse_fields_that_do_not_apply_and_a_busy_client_port_is_
 
     // On the client's host another program holds one client port: the client says why
     // and serves the other one.
+    // The second cloud destination comes from the command line.
     let free = free_port();
-    let r = cloud_destination(&node, &gw, base(free));
-    assert_eq!(r.status, 201, "{}", r.body);
+    let created: serde_json::Value = serde_json::from_str(&node.sgctl_ok(&[
+        "--json",
+        "destination",
+        "create",
+        &gw,
+        "--name",
+        "from-sgctl",
+        "--type",
+        "cloud",
+        "--resource",
+        &format!("127.0.0.1:{}", resource.addr.port()),
+        "--client-port",
+        &free.to_string(),
+    ]))
+    .expect("sgctl --json prints the destination");
+    assert_eq!(created["type"], "cloud", "{created}");
+    assert_eq!(created["client_port"], free, "{created}");
+    let table = node.sgctl_ok(&["destination", "list", &gw]);
+    assert!(table.contains(&format!("client port {free}")), "{table}");
     let squatter = std::net::TcpListener::bind(("127.0.0.1", used)).expect("hold the port");
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));

@@ -32,16 +32,28 @@ use std::time::{Duration, Instant};
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of `/proc/PID/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The RSS split: anonymous memory (the heap, where a leak would show) and file pages
+/// (the binary's and libraries' code, paged in as code paths first run, bounded by
+/// their size). The table records both so a slope can be told apart.
+fn split_kib(pid: u32) -> (u64, u64) {
+    (status_kib(pid, "RssAnon:"), status_kib(pid, "RssFile:"))
 }
 
 fn fds(pid: u32) -> u64 {
@@ -216,11 +228,13 @@ fn a_soak_with_reconnect_churn_keeps_memory_flat_and_gives_back_every_descriptor
 
     let start = Instant::now();
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+    let mut split: Vec<(u64, u64)> = Vec::new();
     let (mut next_sample, mut next_churn, mut churns) = (Duration::ZERO, churn_every, 0);
     while start.elapsed() < length {
         let now = start.elapsed();
         if now >= next_sample {
             samples.push((now.as_secs_f64(), rss_kib(pid), fds(pid)));
+            split.push(split_kib(pid));
             next_sample += SAMPLE_EVERY;
         }
         if now >= next_churn {
@@ -232,6 +246,7 @@ fn a_soak_with_reconnect_churn_keeps_memory_flat_and_gives_back_every_descriptor
         std::thread::sleep(Duration::from_millis(100));
     }
     samples.push((start.elapsed().as_secs_f64(), rss_kib(pid), fds(pid)));
+    split.push(split_kib(pid));
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().expect("loader");
@@ -242,9 +257,9 @@ fn a_soak_with_reconnect_churn_keeps_memory_flat_and_gives_back_every_descriptor
     let end_fds = fds(pid);
 
     let dir = artifacts_dir();
-    let mut table = String::from("seconds\trss_kib\tfds\n");
-    for (t, r, f) in &samples {
-        table.push_str(&format!("{t:.0}\t{r}\t{f}\n"));
+    let mut table = String::from("seconds\trss_kib\tanon_kib\tfile_kib\tfds\n");
+    for ((t, r, f), (anon, file)) in samples.iter().zip(&split) {
+        table.push_str(&format!("{t:.0}\t{r}\t{anon}\t{file}\t{f}\n"));
     }
     let _ = std::fs::write(dir.join("soak.tsv"), &table);
     let _ = std::fs::write(dir.join("soak.svg"), svg(&samples));
@@ -253,7 +268,18 @@ fn a_soak_with_reconnect_churn_keeps_memory_flat_and_gives_back_every_descriptor
     let run_secs = samples.last().map_or(0.0, |s| s.0);
     let after_minute = slope_per_hour(&samples, 60.0);
     let second_half = slope_per_hour(&samples, run_secs / 2.0);
+    let anon: Vec<(f64, u64, u64)> = samples
+        .iter()
+        .zip(&split)
+        .map(|(s, (a, _))| (s.0, *a, s.2))
+        .collect();
+    let anon_second_half = slope_per_hour(&anon, run_secs / 2.0);
     let streams = ok.load(Ordering::Relaxed);
+    eprintln!(
+        "soak: anonymous memory {} → {} KiB (slope over the second half {anon_second_half:+.2} %/h)",
+        split.first().map_or(0, |s| s.0),
+        split.last().map_or(0, |s| s.0),
+    );
     eprintln!(
         "soak: {minutes} min, {streams} streams ({} failed, during {churns} client restarts), \
          node RSS {} → {} KiB (slope over the second half {second_half:+.2} %/h; after the first \

@@ -525,6 +525,11 @@ impl Client {
             .args(extra)
             .env_remove("SG_TOKENS")
             .env_remove("SG_UI_PASSWORD")
+            // A proxy of the machine running the tests is not the test's.
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
             .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file);

@@ -25,6 +25,8 @@ pub async fn carry(
 ) {
     let n = ticket.connection;
     let dest = open.destination_id.as_str();
+    // The client reports the application's address: bounded before logs and events.
+    let peer: String = open.peer.chars().take(64).collect();
     let socket = match cloud_dest::dial(
         &ticket.resource_host,
         ticket.resource_port,
@@ -35,8 +37,7 @@ pub async fn carry(
         Ok(s) => s,
         Err(e) => {
             let message = format!(
-                "Connection #{n} from {} (client {client_id}) to cloud destination {dest}: {e}",
-                open.peer
+                "Connection #{n} from {peer} (client {client_id}) to cloud destination {dest}: {e}"
             );
             shared.event(
                 &gateway_id,
@@ -57,8 +58,9 @@ pub async fn carry(
     );
     tracing::debug!(
         gateway = %gateway_id,
-        "Connection #{n} from {} (client {client_id}) to cloud destination {dest} ({}:{}) opened",
-        open.peer,
+        "Connection #{n} (the client's #{}) from {} (client {client_id}) to cloud destination {dest} ({}:{}) opened",
+        open.connection,
+        peer,
         ticket.resource_host,
         ticket.resource_port
     );

@@ -933,6 +933,9 @@ pub struct OpenCloudConnection {
     pub client_id: String,
 }
 
+/// How much of an id or address a client names is repeated in an event.
+const MAX_NAMED_ID: usize = 64;
+
 /// Permission to dial a cloud destination's resource: only what the admin configured.
 pub struct CloudTicket {
     pub resource_host: String,
@@ -947,21 +950,27 @@ impl Handler<OpenCloudConnection> for Gateway {
     type Result = Result<CloudTicket, String>;
     fn handle(&mut self, msg: OpenCloudConnection, ctx: &mut Self::Context) -> Self::Result {
         let dest = msg.destination_id.as_str();
-        let from = format!("{} (client {})", msg.peer, msg.client_id);
+        // The peer and the id come from the client: shortened where events repeat them.
+        let peer: String = msg.peer.chars().take(MAX_NAMED_ID).collect();
+        let from = format!("{peer} (client {})", msg.client_id);
         let Some(record) = self
             .destinations
             .get(dest)
             .map(|slot| slot.record.clone())
             .filter(|d| d.kind == DestinationKind::Cloud)
         else {
+            let shown: String = dest.chars().take(MAX_NAMED_ID).collect();
             let why = format!(
-                "refused a connection from {from}: {dest:?} is not a cloud destination of this gateway"
+                "refused a connection from {from}: {shown:?} is not a cloud destination of this gateway"
             );
-            self.refuse(
-                Refused::DestinationDisabled,
+            // Not filed under a destination: the id may name none.
+            self.live.refuse(Refused::DestinationDisabled);
+            self.shared.event(
+                &self.record.id,
                 EventKind::StreamRefused,
-                dest,
                 why.clone(),
+                None,
+                Some(&msg.client_id),
             );
             return Err(why);
         };

@@ -1,0 +1,356 @@
+//! The client in a locked-down network (F25): its only way out is a proxy. Real proxies
+//! from Debian — tinyproxy (HTTP CONNECT, basic authentication) and Dante (SOCKS5) — allow
+//! the node's tunnel port and nothing else.
+
+use sg_e2e::*;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A proxy server process in its own temp dir (readable by the unprivileged user the
+/// servers switch to).
+struct ProxyServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ProxyServer {
+    fn private_dir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        dir
+    }
+
+    fn wait_listening(mut self, log: &str) -> ProxyServer {
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        if !up {
+            let _ = self.child.kill();
+            panic!(
+                "the proxy did not start: {}",
+                read(&self.dir.path().join(log))
+            );
+        }
+        self
+    }
+
+    /// tinyproxy allowing CONNECT to `allowed` only; `auth`: required credentials.
+    fn tinyproxy(allowed: u16, auth: Option<(&str, &str)>) -> ProxyServer {
+        let dir = Self::private_dir();
+        let port = free_port();
+        let d = dir.path().display();
+        let mut conf = format!(
+            "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 30\n\
+             Allow 127.0.0.1\nConnectPort {allowed}\nLogFile \"{d}/tinyproxy.log\"\n\
+             LogLevel Info\nMaxClients 50\n"
+        );
+        if let Some((user, pass)) = auth {
+            conf.push_str(&format!("BasicAuth {user} {pass}\n"));
+        }
+        let path = dir.path().join("tinyproxy.conf");
+        std::fs::write(&path, conf).expect("tinyproxy.conf");
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tinyproxy (Debian package tinyproxy)");
+        ProxyServer { child, port, dir }.wait_listening("tinyproxy.log")
+    }
+
+    /// Dante allowing SOCKS5 connections to 127.0.0.1:`allowed` only; `username`: require
+    /// a system user's name and password (RFC 1929).
+    fn dante(allowed: u16, username: bool) -> ProxyServer {
+        let dir = Self::private_dir();
+        let port = free_port();
+        let d = dir.path().display();
+        let method = if username { "username" } else { "none" };
+        let conf = format!(
+            "logoutput: {d}/danted.log\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
+             socksmethod: {method}\nclientmethod: none\nuser.privileged: root\n\
+             user.unprivileged: nobody\n\
+             client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
+             socks pass {{ from: 127.0.0.0/8 to: 127.0.0.1/32 port = {allowed} log: connect }}\n\
+             socks block {{ from: 0.0.0.0/0 to: 0.0.0.0/0 }}\n"
+        );
+        let path = dir.path().join("danted.conf");
+        std::fs::write(&path, conf).expect("danted.conf");
+        let child = Command::new("/usr/sbin/danted")
+            .arg("-f")
+            .arg(&path)
+            .arg("-N")
+            .arg("1")
+            .arg("-p")
+            .arg(dir.path().join("danted.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start danted (Debian package dante-server)");
+        ProxyServer { child, port, dir }.wait_listening("danted.log")
+    }
+
+    fn log(&self, name: &str) -> String {
+        read(&self.dir.path().join(name))
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn tunnel_port(node: &Node) -> u16 {
+    node.tunnel()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("tunnel port")
+}
+
+/// A system user for Dante's username method, removed when dropped.
+struct SystemUser {
+    name: String,
+}
+
+impl SystemUser {
+    fn create(password: &str) -> SystemUser {
+        let name = format!("sgsocks{}", std::process::id() % 100_000);
+        let status = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .expect("useradd (the SOCKS5 authentication test runs as root)");
+        assert!(status.success(), "useradd {name}");
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        chpasswd
+            .stdin
+            .as_mut()
+            .expect("stdin")
+            .write_all(format!("{name}:{password}\n").as_bytes())
+            .expect("password");
+        assert!(chpasswd.wait().expect("chpasswd").success());
+        SystemUser { name }
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// A node, an echo service and a gateway; the client is the test's.
+fn setup(name: &str) -> (Node, EchoServer, String, String, u16) {
+    let node = Node::start();
+    let echo = EchoServer::start();
+    let (gw, token) = node.create_gateway(name);
+    let (_, port) = node.create_destination(&gw, "echo", echo.addr);
+    (node, echo, gw, token, port)
+}
+
+#[test]
+fn the_client_serves_through_tinyproxy_with_and_without_basic_authentication() {
+    let (node, _echo, gw, token, port) = setup("through-tinyproxy");
+    let proxy = ProxyServer::tinyproxy(tunnel_port(&node), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+    assert!(
+        wait_echo(port),
+        "{}\n{}",
+        client.log(),
+        proxy.log("tinyproxy.log")
+    );
+    assert!(
+        proxy.log("tinyproxy.log").contains("CONNECT"),
+        "the session went through the proxy: {}",
+        proxy.log("tinyproxy.log")
+    );
+    drop(client);
+
+    // Authentication required: given, it serves; not given, a clear refusal.
+    let proxy = ProxyServer::tinyproxy(tunnel_port(&node), Some(("alice", "s3cret")));
+    let with = format!("http://alice:s3cret@127.0.0.1:{}", proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &with],
+    );
+    assert!(wait_echo(port), "{}", client.log());
+    assert!(
+        !client.log().contains("s3cret"),
+        "the password never reaches the log"
+    );
+    drop(client);
+    let without = format!("http://127.0.0.1:{}", proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &without],
+    );
+    assert!(
+        client.wait_log("asks for authentication (407)", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    assert!(client.wait_log("reconnecting", Duration::from_secs(5)));
+    drop(client);
+    let wrong = format!("http://alice:nope@127.0.0.1:{}", proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &wrong],
+    );
+    assert!(
+        client.wait_log(
+            "did not accept the credentials given for \"alice\"",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        client.log()
+    );
+}
+
+#[test]
+fn a_proxy_that_refuses_is_down_or_talks_nonsense_gives_one_clear_line_per_attempt() {
+    let (node, _echo, gw, token, _) = setup("bad-proxies");
+    // tinyproxy allows another port only: the node's is refused.
+    let proxy = ProxyServer::tinyproxy(free_port(), None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+    assert!(
+        client.wait_log("refused to connect to 127.0.0.1:", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    drop(client);
+    // Nobody listens.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &dead],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || client
+            .log()
+            .matches("cannot reach the proxy")
+            .count()
+            >= 2),
+        "one line per attempt: {}",
+        client.log()
+    );
+    drop(client);
+    // Something that answers garbage.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gport = garbage.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in garbage.incoming().take(3) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
+        }
+    });
+    let url = format!("http://127.0.0.1:{gport}");
+    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+    assert!(
+        client.wait_log(
+            "answered something that is not HTTP",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        client.log()
+    );
+    drop(client);
+    // A malformed URL stops the client at once, naming the flag.
+    let mut bad = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--proxy", "http://user:pw@proxy-without-port"],
+    );
+    let status = bad.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(2), "{}", bad.log());
+    assert!(bad.log().contains("--proxy"), "{}", bad.log());
+    assert!(!bad.log().contains("pw@"), "{}", bad.log());
+}
+
+#[test]
+fn the_client_serves_through_dante_socks5_with_local_or_proxy_resolution_and_with_a_login() {
+    let (node, _echo, gw, token, port) = setup("through-dante");
+    let proxy = ProxyServer::dante(tunnel_port(&node), false);
+    for scheme in ["socks5", "socks5h"] {
+        let url = format!("{scheme}://127.0.0.1:{}", proxy.port);
+        let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+        assert!(
+            wait_echo(port),
+            "{scheme}: {}\n{}",
+            client.log(),
+            proxy.log("danted.log")
+        );
+        drop(client);
+        assert!(node.wait_clients(&gw, 0));
+    }
+    assert!(
+        proxy.log("danted.log").contains("connect"),
+        "{}",
+        proxy.log("danted.log")
+    );
+    drop(proxy);
+
+    // A login required: given, it serves; not given or wrong, a clear refusal.
+    let user = SystemUser::create("socks-pass");
+    let proxy = ProxyServer::dante(tunnel_port(&node), true);
+    let with = format!("socks5://{}:socks-pass@127.0.0.1:{}", user.name, proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &with],
+    );
+    assert!(
+        wait_echo(port),
+        "{}\n{}",
+        client.log(),
+        proxy.log("danted.log")
+    );
+    drop(client);
+    let without = format!("socks5://127.0.0.1:{}", proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &without],
+    );
+    assert!(
+        client.wait_log("asks for authentication", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+    drop(client);
+    let wrong = format!("socks5://{}:nope@127.0.0.1:{}", user.name, proxy.port);
+    let client = Client::start(
+        &node,
+        &[(&gw, &token)],
+        &["--no-discover", "--proxy", &wrong],
+    );
+    assert!(
+        client.wait_log("did not accept the credentials", Duration::from_secs(10)),
+        "{}",
+        client.log()
+    );
+}
