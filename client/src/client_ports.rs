@@ -191,11 +191,7 @@ async fn carry(gw: Arc<GatewayRuntime>, dest: String, socket: TcpStream, peer: S
         sg_proto::throttled_warn!(APP_CAUSED, "no session", gateway = %gw.id(), "Connection #{n} from {peer} to cloud destination {dest} closed: no session to a node that carries cloud destinations (protocol 1.9 or later)");
         return;
     };
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(
-        &socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(60))
-            .with_interval(Duration::from_secs(10)),
-    );
+    sg_proto::limits::set_keepalive(&socket);
     let open = OpenStream {
         destination_id: dest.clone(),
         peer: peer.to_string(),

@@ -219,11 +219,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         }
     };
     let _ = socket.set_nodelay(true);
-    // A service host that dies without a word is noticed even on an idle connection.
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(60))
-        .with_interval(std::time::Duration::from_secs(10));
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive);
+    sg_proto::limits::set_keepalive(&socket);
     let mut socket = socket;
     if let Some(version) = dest.proxy_protocol {
         // Before any byte (and before a TLS handshake): the cloud application's address.

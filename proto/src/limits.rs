@@ -102,3 +102,13 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
     Some(limit.rlim_cur)
 }
+
+/// TCP keepalive on every carried connection's socket, both sides of the tunnel: probes
+/// after a minute of silence, then every 10 s, so a peer that vanished without a word (a
+/// crashed host, a NAT that forgot the flow) is found even on an idle connection.
+pub fn set_keepalive(socket: &tokio::net::TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(60))
+        .with_interval(std::time::Duration::from_secs(10));
+    let _ = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive);
+}

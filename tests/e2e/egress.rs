@@ -156,6 +156,20 @@ impl Drop for SystemUser {
     }
 }
 
+/// A client serving `gw` through the proxy at `url` (seeds only).
+fn through(node: &Node, gw: &str, token: &str, url: &str) -> Client {
+    Client::start(node, &[(gw, token)], &["--no-discover", "--proxy", url])
+}
+
+/// The client logs `needle` within 10 s.
+fn says(client: &Client, needle: &str) {
+    assert!(
+        client.wait_log(needle, Duration::from_secs(10)),
+        "expected {needle:?} in the client log:\n{}",
+        client.log()
+    );
+}
+
 /// A node, an echo service and a gateway; the client is the test's.
 fn setup(name: &str) -> (Node, EchoServer, String, String, u16) {
     let node = Node::start();
@@ -170,7 +184,7 @@ fn the_client_serves_through_tinyproxy_with_and_without_basic_authentication() {
     let (node, _echo, gw, token, port) = setup("through-tinyproxy");
     let proxy = ProxyServer::tinyproxy(tunnel_port(&node), None);
     let url = format!("http://127.0.0.1:{}", proxy.port);
-    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+    let client = through(&node, &gw, &token, &url);
     assert!(
         wait_echo(port),
         "{}\n{}",
@@ -187,11 +201,7 @@ fn the_client_serves_through_tinyproxy_with_and_without_basic_authentication() {
     // Authentication required: given, it serves; not given, a clear refusal.
     let proxy = ProxyServer::tinyproxy(tunnel_port(&node), Some(("alice", "s3cret")));
     let with = format!("http://alice:s3cret@127.0.0.1:{}", proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &with],
-    );
+    let client = through(&node, &gw, &token, &with);
     assert!(wait_echo(port), "{}", client.log());
     assert!(
         !client.log().contains("s3cret"),
@@ -199,31 +209,15 @@ fn the_client_serves_through_tinyproxy_with_and_without_basic_authentication() {
     );
     drop(client);
     let without = format!("http://127.0.0.1:{}", proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &without],
-    );
-    assert!(
-        client.wait_log("asks for authentication (407)", Duration::from_secs(10)),
-        "{}",
-        client.log()
-    );
+    let client = through(&node, &gw, &token, &without);
+    says(&client, "asks for authentication (407)");
     assert!(client.wait_log("reconnecting", Duration::from_secs(5)));
     drop(client);
     let wrong = format!("http://alice:nope@127.0.0.1:{}", proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &wrong],
-    );
-    assert!(
-        client.wait_log(
-            "did not accept the credentials given for \"alice\"",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        client.log()
+    let client = through(&node, &gw, &token, &wrong);
+    says(
+        &client,
+        "did not accept the credentials given for \"alice\"",
     );
 }
 
@@ -233,20 +227,12 @@ fn a_proxy_that_refuses_is_down_or_talks_nonsense_gives_one_clear_line_per_attem
     // tinyproxy allows another port only: the node's is refused.
     let proxy = ProxyServer::tinyproxy(free_port(), None);
     let url = format!("http://127.0.0.1:{}", proxy.port);
-    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
-    assert!(
-        client.wait_log("refused to connect to 127.0.0.1:", Duration::from_secs(10)),
-        "{}",
-        client.log()
-    );
+    let client = through(&node, &gw, &token, &url);
+    says(&client, "refused to connect to 127.0.0.1:");
     drop(client);
     // Nobody listens.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &dead],
-    );
+    let client = through(&node, &gw, &token, &dead);
     assert!(
         wait_until(Duration::from_secs(10), || client
             .log()
@@ -269,15 +255,8 @@ fn a_proxy_that_refuses_is_down_or_talks_nonsense_gives_one_clear_line_per_attem
         }
     });
     let url = format!("http://127.0.0.1:{gport}");
-    let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
-    assert!(
-        client.wait_log(
-            "answered something that is not HTTP",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        client.log()
-    );
+    let client = through(&node, &gw, &token, &url);
+    says(&client, "answered something that is not HTTP");
     drop(client);
     // A malformed URL stops the client at once, naming the flag.
     let mut bad = Client::start(
@@ -297,7 +276,7 @@ fn the_client_serves_through_dante_socks5_with_local_or_proxy_resolution_and_wit
     let proxy = ProxyServer::dante(tunnel_port(&node), false);
     for scheme in ["socks5", "socks5h"] {
         let url = format!("{scheme}://127.0.0.1:{}", proxy.port);
-        let client = Client::start(&node, &[(&gw, &token)], &["--no-discover", "--proxy", &url]);
+        let client = through(&node, &gw, &token, &url);
         assert!(
             wait_echo(port),
             "{scheme}: {}\n{}",
@@ -318,11 +297,7 @@ fn the_client_serves_through_dante_socks5_with_local_or_proxy_resolution_and_wit
     let user = SystemUser::create("socks-pass");
     let proxy = ProxyServer::dante(tunnel_port(&node), true);
     let with = format!("socks5://{}:socks-pass@127.0.0.1:{}", user.name, proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &with],
-    );
+    let client = through(&node, &gw, &token, &with);
     assert!(
         wait_echo(port),
         "{}\n{}",
@@ -331,26 +306,10 @@ fn the_client_serves_through_dante_socks5_with_local_or_proxy_resolution_and_wit
     );
     drop(client);
     let without = format!("socks5://127.0.0.1:{}", proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &without],
-    );
-    assert!(
-        client.wait_log("asks for authentication", Duration::from_secs(10)),
-        "{}",
-        client.log()
-    );
+    let client = through(&node, &gw, &token, &without);
+    says(&client, "asks for authentication");
     drop(client);
     let wrong = format!("socks5://{}:nope@127.0.0.1:{}", user.name, proxy.port);
-    let client = Client::start(
-        &node,
-        &[(&gw, &token)],
-        &["--no-discover", "--proxy", &wrong],
-    );
-    assert!(
-        client.wait_log("did not accept the credentials", Duration::from_secs(10)),
-        "{}",
-        client.log()
-    );
+    let client = through(&node, &gw, &token, &wrong);
+    says(&client, "did not accept the credentials");
 }

@@ -51,11 +51,7 @@ pub async fn carry(
         }
     };
     let _ = socket.set_nodelay(true);
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(
-        &socket2::TcpKeepalive::new()
-            .with_time(std::time::Duration::from_secs(60))
-            .with_interval(std::time::Duration::from_secs(10)),
-    );
+    sg_proto::limits::set_keepalive(&socket);
     tracing::debug!(
         gateway = %gateway_id,
         "Connection #{n} (the client's #{}) from {} (client {client_id}) to cloud destination {dest} ({}:{}) opened",

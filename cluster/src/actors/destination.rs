@@ -18,13 +18,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-/// TCP keepalive on cloud connections: probes after a minute of silence, every 10 s.
-fn keepalive() -> socket2::TcpKeepalive {
-    socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(60))
-        .with_interval(Duration::from_secs(10))
-}
-
 /// Connections open now from each source address of one destination.
 #[derive(Debug, Default)]
 pub struct SourceCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, u32>>);
@@ -209,7 +202,7 @@ impl DestinationActor {
 
     fn admit(&mut self, sock: TcpStream, peer: SocketAddr, ctx: &mut Context<Self>) {
         // Dead peers behind a NAT or a crashed host are found even on an idle connection.
-        let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(&keepalive());
+        sg_proto::limits::set_keepalive(&sock);
         if !self.rules.allows(peer) {
             // Closed before a single byte is read or forwarded.
             drop(sock);
