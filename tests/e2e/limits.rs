@@ -356,9 +356,15 @@ fn a_client_replaces_the_acl_at_most_once_a_second() {
         ignored, 19,
         "every change past the first is refused, and the client told"
     );
-    let acl = node
-        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-        .body;
+    // The accepted change is a durable write that may finish after the notices arrive.
+    let acl = || {
+        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
+            .body
+    };
+    wait_until(Duration::from_secs(5), || {
+        !acl()["rules"].as_array().is_none_or(Vec::is_empty)
+    });
+    let acl = acl();
     assert_eq!(acl["rules"], json!(["acl allow host0:80"]), "{acl}");
 }
 
