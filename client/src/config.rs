@@ -106,6 +106,10 @@ pub struct ClientArgs {
     /// Run under a supervisor that restarts the client whenever it exits.
     #[arg(long)]
     pub service: bool,
+    /// With --service: start a fresh client also after an operator ended this one
+    /// (`sgctl gateway clients kill`); without it the service stops then.
+    #[arg(long)]
+    pub restart_after_kill: bool,
     /// TOML file with any of these settings (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -137,6 +141,7 @@ struct FileConfig {
     ui_password: Option<String>,
     no_ui: Option<bool>,
     service: Option<bool>,
+    restart_after_kill: Option<bool>,
 }
 
 /// Where the web UI listens and whether it asks for a password.
@@ -218,6 +223,8 @@ pub struct ClientConfig {
     pub console: bool,
     pub ui: Option<UiConfig>,
     pub service: bool,
+    /// `--service` starts a fresh client after an operator ended one.
+    pub restart_after_kill: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -414,6 +421,7 @@ impl ClientConfig {
             console: args.console || file.console.unwrap_or(false),
             ui,
             service: args.service || file.service.unwrap_or(false),
+            restart_after_kill: args.restart_after_kill || file.restart_after_kill.unwrap_or(false),
         })
     }
 }
@@ -501,7 +509,14 @@ impl ClientConfig {
                 }
             ),
             format!("web UI: {ui}"),
-            format!("service mode: {}", if self.service { "on" } else { "off" }),
+            format!(
+                "service mode: {}",
+                match (self.service, self.restart_after_kill) {
+                    (false, _) => "off",
+                    (true, false) => "on (stops when an operator ends the client)",
+                    (true, true) => "on (restarts even when an operator ends the client)",
+                }
+            ),
         ]
         .join("\n")
     }

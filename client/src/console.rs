@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! s                      figures: bytes transmitted and received, total and active connections
-//! r                      client ports: the listeners of cloud destinations, and their state
+//! r                      client ports: the listeners of cloud destinations, and their state;
+//!                        destinations this client cannot reach
 //! l LEVEL                log level: ERROR, WARN, INFO, DEBUG or TRACE
 //! g [GATEWAY]            show or choose the gateway the ACL commands apply to
 //! show acl               the gateway's ACL
@@ -27,7 +28,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub const HELP: &str = "\
 commands:
   s                      bytes transmitted and received, total and active connections
-  r                      client ports (cloud destinations): where they listen, what they reach
+  r                      client ports (cloud destinations): where they listen, what they reach;
+                         destinations this client cannot reach (health checks)
   l LEVEL                set the log level (ERROR, WARN, INFO, DEBUG, TRACE)
   g [GATEWAY]            show or choose the gateway ACL commands apply to
   show acl               show the gateway's ACL
@@ -206,10 +208,20 @@ impl Console {
         }
     }
 
-    /// `r`: every gateway's client ports, listening or not (and why not).
+    /// `r`: every gateway's client ports, listening or not (and why not), and the
+    /// destinations this client cannot reach (F31).
     fn client_ports(&self) -> String {
         let mut lines = Vec::new();
         for g in &self.registry.gateways {
+            for h in g.health.views().iter().filter(|h| !h.healthy) {
+                lines.push(format!(
+                    "gateway {}: destination {} ({}) UNHEALTHY from this client: {}",
+                    g.id(),
+                    h.destination_id,
+                    h.name,
+                    h.reason
+                ));
+            }
             let ports = g.listeners();
             if ports.is_empty() {
                 lines.push(format!("gateway {}: no cloud destinations", g.id()));

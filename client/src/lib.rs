@@ -10,6 +10,9 @@
 //! - [`egress`]: the way to the nodes through an HTTP CONNECT or SOCKS5 proxy;
 //! - [`workers`]: the threads tunnels run on;
 //! - [`serve`]: one incoming stream → one connection to a private service;
+//! - [`health`]: whether this client reaches each destination's service (probes and
+//!   carried connections), told to the node so it steers connections (F31);
+//! - [`resource_tls`]: TLS to private services, shared by streams and health checks;
 //! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
 //! - [`client_ports`]: the listeners of cloud destinations, whose streams the client opens;
 //! - [`registry`], [`console`], [`ui`], [`logging`]: what operators see and change;
@@ -22,10 +25,12 @@ pub mod config;
 pub mod console;
 pub mod egress;
 pub mod fleet;
+pub mod health;
 pub mod http_gate;
 pub mod http_head;
 pub mod logging;
 pub mod registry;
+pub mod resource_tls;
 pub mod serve;
 pub mod service;
 pub mod stats;

@@ -10,7 +10,7 @@ use sg_client::fleet::{Fleet, FleetOutcome};
 use sg_client::registry::{GatewayRuntime, Registry};
 use sg_client::tunnel::ClientContext;
 use sg_client::workers::WorkerPool;
-use sg_client::{client_ports, console, logging, service, ui};
+use sg_client::{client_ports, console, health, logging, service, ui};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         tracing::debug!("open-file limit {n}");
     }
     if config.service && !service::is_worker() {
-        return service::supervise();
+        return service::supervise(config.restart_after_kill);
     }
     let tls = match sg_proto::tls::client_config(config.trust.clone(), None) {
         Ok(c) => tokio_rustls::TlsConnector::from(Arc::new(c)),
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         tls,
         config: config.clone(),
+        killed: watch::Sender::new(None),
     });
     tracing::info!(
         client = %ctx.client_id,
@@ -124,11 +125,12 @@ fn main() -> ExitCode {
                     config.listen_ip(),
                     stop_rx.clone(),
                 ));
+                tokio::spawn(health::run(gw.clone(), stop_rx.clone()));
                 fleets.spawn(
                     Fleet::new(ctx.clone(), gw.clone(), pool.clone(), stop_rx.clone()).run(),
                 );
             }
-            supervise(fleets, stop_tx, quit_rx).await
+            supervise(fleets, stop_tx, quit_rx, ctx.killed.subscribe()).await
         }),
         Err(e) => {
             eprintln!("sg-client: cannot start: {e}");
@@ -145,6 +147,7 @@ async fn supervise(
     mut fleets: tokio::task::JoinSet<FleetOutcome>,
     stop: watch::Sender<bool>,
     mut quit: watch::Receiver<bool>,
+    mut killed: watch::Receiver<Option<String>>,
 ) -> ExitCode {
     let (mut tunnels, mut refused) = (0usize, 0usize);
     loop {
@@ -162,6 +165,16 @@ async fn supervise(
                 let _ = stop.send(true);
                 while fleets.join_next().await.is_some() {}
                 return ExitCode::SUCCESS;
+            }
+            Ok(()) = killed.changed() => {
+                let _ = stop.send(true);
+                while fleets.join_next().await.is_some() {}
+                tracing::error!(
+                    "an operator ended this client ({}); exiting with status {}",
+                    killed.borrow().clone().unwrap_or_default(),
+                    service::EXIT_KILLED
+                );
+                return ExitCode::from(service::EXIT_KILLED);
             }
             _ = quit.changed() => {
                 tracing::info!("quitting at the console's request");

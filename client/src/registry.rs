@@ -3,7 +3,9 @@
 //! node sent. Tunnels keep it current; nothing on the byte path touches it.
 
 use crate::config::GatewayCredentials;
+use crate::health::HealthBook;
 use crate::logging::LogControl;
+use crate::resource_tls::ResourceTlsCache;
 use crate::stats::{Figures, GatewayStats};
 use sg_proto::acl::{Acl, DefaultPolicy};
 use sg_proto::driver::SessionHandle;
@@ -57,6 +59,10 @@ pub struct GatewayRuntime {
     pub creds: GatewayCredentials,
     pub stats: Arc<GatewayStats>,
     pub acl_default: DefaultPolicy,
+    /// Whether this client reaches each destination's service (F31).
+    pub health: HealthBook,
+    /// TLS client configurations for the destinations' resource-side TLS.
+    pub resource_tls: ResourceTlsCache,
     sessions: Mutex<Vec<SessionInfo>>,
     /// The latest configuration a node sent; the client ports follow it.
     latest: tokio::sync::watch::Sender<Option<Arc<GatewayConfig>>>,
@@ -83,6 +89,8 @@ impl GatewayRuntime {
         ceiling: Option<Acl>,
     ) -> Self {
         GatewayRuntime {
+            health: HealthBook::new(&creds.id),
+            resource_tls: ResourceTlsCache::default(),
             creds,
             stats: Arc::new(GatewayStats::default()),
             acl_default,

@@ -7,7 +7,6 @@ use crate::http_gate::{GatePolicy, HttpGate};
 use crate::http_head::Authorities;
 use crate::registry::GatewayRuntime;
 use crate::stats::ActiveGuard;
-use rustls::ClientConfig;
 use sg_proto::acl::{canonical, parse_ip_loose, Acl, Decision, Rule};
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
@@ -16,10 +15,8 @@ use sg_proto::frame::{
 };
 use sg_proto::proxy_header::{self, ProxyProtocol};
 use sg_proto::pump::{LocalEnd, Pump, PumpOptions, PumpOutcome, ReadReady, StreamHandle};
-use sg_proto::tls::{self, ServerTrust};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Warnings that any cloud application can cause, one per connection (refusals, a
@@ -48,8 +45,6 @@ pub struct ServeContext {
     pub session: SessionHandle,
     pub current: Arc<RwLock<Arc<Current>>>,
     pub connect_timeout: Duration,
-    /// TLS client configurations per destination, rebuilt when the settings change.
-    tls_cache: Mutex<HashMap<String, (ResourceTls, Arc<ClientConfig>)>>,
 }
 
 impl ServeContext {
@@ -64,7 +59,6 @@ impl ServeContext {
             session,
             current,
             connect_timeout,
-            tls_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,40 +79,6 @@ impl ServeContext {
 
     fn gateway_id(&self) -> &str {
         self.gateway.id()
-    }
-
-    /// The TLS client configuration for a destination's resource-side TLS.
-    fn tls_config(
-        &self,
-        dest: &DestinationSpec,
-        t: &ResourceTls,
-    ) -> Result<Arc<ClientConfig>, String> {
-        let mut cache = self.tls_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((spec, config)) = cache.get(&dest.id) {
-            if spec == t {
-                return Ok(config.clone());
-            }
-        }
-        // An uploaded certificate is always checked: uploading one says which services to
-        // trust (the service's own certificate, or the CA that signed it). Without one,
-        // `reject_unauthorized` means the system's trust store, and its absence anything.
-        let trust = match (&t.ca_pem, t.reject_unauthorized) {
-            (Some(ca), _) => {
-                ServerTrust::Uploaded(tls::certs_from_pem("ca_pem", ca).map_err(|e| e.to_string())?)
-            }
-            (None, true) => ServerTrust::System,
-            (None, false) => ServerTrust::AcceptAny,
-        };
-        let identity = match (&t.client_cert_pem, &t.client_key_pem) {
-            (Some(c), Some(k)) => Some((
-                tls::certs_from_pem("client_cert_pem", c).map_err(|e| e.to_string())?,
-                tls::key_from_pem("client_key_pem", k).map_err(|e| e.to_string())?,
-            )),
-            _ => None,
-        };
-        let config = Arc::new(tls::client_config(trust, identity).map_err(|e| e.to_string())?);
-        cache.insert(dest.id.clone(), (t.clone(), config.clone()));
-        Ok(config)
     }
 }
 
@@ -169,7 +129,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     let mut refusal = None;
     let mut chosen = None;
     for addr in addresses {
-        match decide(&ctx, &current, dest, addr) {
+        match decide(&ctx.gateway, &current.acl, dest, addr) {
             Ok(path_rules) => {
                 chosen = Some((addr, path_rules));
                 break;
@@ -218,6 +178,8 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
             return refuse_connect(&ctx, stream, dest, &target, n, why);
         }
     };
+    // Passive health checking (F31): a connection that reaches the service counts.
+    ctx.gateway.health.connected(dest);
     let _ = socket.set_nodelay(true);
     sg_proto::limits::set_keepalive(&socket);
     let mut socket = socket;
@@ -292,7 +254,11 @@ async fn send_proxy_header(
 
 /// The addresses a destination's host stands for: itself when it is an address in any
 /// form, else what it resolves to.
-async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+pub(crate) async fn resolve(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<Vec<SocketAddr>, String> {
     if let Some(ip) = parse_ip_loose(host) {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -307,20 +273,20 @@ async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<SocketAdd
 
 /// The gateway's ACL, and the client's locked ACL file when there is one, on a stream to
 /// `dest` dialled at `addr`: the HTTP path rules of each (every set must pass), or why not.
-fn decide(
-    ctx: &ServeContext,
-    current: &Current,
+pub(crate) fn decide(
+    gateway: &GatewayRuntime,
+    acl: &Acl,
     dest: &DestinationSpec,
     addr: SocketAddr,
 ) -> Result<Vec<Vec<Rule>>, String> {
     let (host, ip, port) = (dest.resource_host.as_str(), Some(addr.ip()), addr.port());
-    let default = ctx.gateway.acl_default;
+    let default = gateway.acl_default;
     let mut sets = Vec::new();
-    match current.acl.decide_at(host, ip, port, true, default) {
+    match acl.decide_at(host, ip, port, true, default) {
         Decision::Allow { path_rules } => sets.push(path_rules),
         Decision::Deny { reason } => return Err(reason),
     }
-    if let Some(ceiling) = ctx.gateway.ceiling() {
+    if let Some(ceiling) = gateway.ceiling() {
         match ceiling.decide_at(host, ip, port, true, default) {
             Decision::Allow { path_rules } => sets.push(path_rules),
             Decision::Deny { reason } => {
@@ -352,49 +318,13 @@ async fn serve_tls(
     n: u64,
     t: &ResourceTls,
 ) {
-    let config = match ctx.tls_config(dest, t) {
-        Ok(c) => c,
-        Err(why) => {
-            return refuse_connect(
-                &ctx,
-                stream,
-                dest,
-                target,
-                n,
-                format!("TLS settings: {why}"),
-            )
-        }
-    };
-    let name = t
-        .server_name
-        .clone()
-        .unwrap_or_else(|| dest.resource_host.clone());
-    let server_name = match tls::server_name(&name) {
-        Ok(s) => s,
-        Err(e) => return refuse_connect(&ctx, stream, dest, target, n, e.to_string()),
-    };
-    let handshake = tokio_rustls::TlsConnector::from(config).connect(server_name, socket);
-    match tokio::time::timeout(ctx.connect_timeout, handshake).await {
-        Ok(Ok(tls_stream)) => carry(ctx, stream, tls_stream, gate, dest, target, n).await,
-        Ok(Err(e)) => refuse_connect(
-            &ctx,
-            stream,
-            dest,
-            target,
-            n,
-            format!(
-                "TLS handshake failed: {}",
-                sg_proto::service_trust::explain_handshake_error(&e)
-            ),
-        ),
-        Err(_) => refuse_connect(
-            &ctx,
-            stream,
-            dest,
-            target,
-            n,
-            "no TLS handshake within the timeout".into(),
-        ),
+    let tls = ctx
+        .gateway
+        .resource_tls
+        .connect(dest, t, socket, ctx.connect_timeout);
+    match tls.await {
+        Ok(tls_stream) => carry(ctx, stream, tls_stream, gate, dest, target, n).await,
+        Err(why) => refuse_connect(&ctx, stream, dest, target, n, why),
     }
 }
 
@@ -462,6 +392,8 @@ fn refuse_connect(
         .refused_connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let message = format!("cannot reach {} at {target}: {why}", dest.name);
+    // Passive health checking (F31): so does one that cannot.
+    ctx.gateway.health.connect_failed(dest, &why);
     sg_proto::throttled_warn!(CLOUD_CAUSED, "private service unreachable", gateway = %ctx.gateway_id(), "Connection #{n}: {message}");
     ctx.report(ReportKind::ConnectFailed, &dest.id, message.clone());
     stream.reset(ResetCode::ConnectFailed, message);

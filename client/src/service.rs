@@ -5,12 +5,16 @@
 //! failing fast, never more than 60 s (F15). SIGTERM and SIGINT are passed on to the worker
 //! for a clean stop, and then the supervisor exits too. A worker that exits because its
 //! configuration is wrong (status 2) is not restarted: it would fail the same way forever.
+//! Nor is one an operator ended (status [`EXIT_KILLED`]), unless `--restart-after-kill`.
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 /// Tells a process it runs as the service's worker.
 pub const WORKER_ENV: &str = "SG_CLIENT_SERVICE_WORKER";
+/// The client's exit status when an operator ended it (`sgctl gateway clients kill`).
+pub const EXIT_KILLED: u8 = 4;
+
 /// Longest wait before a restart.
 pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 /// A worker that ran this long was healthy: the next restart is quick again.
@@ -21,7 +25,7 @@ pub fn is_worker() -> bool {
 }
 
 /// Runs the supervisor until a signal stops it.
-pub fn supervise() -> ExitCode {
+pub fn supervise(restart_after_kill: bool) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
@@ -69,6 +73,14 @@ pub fn supervise() -> ExitCode {
                     if status == Some(2) {
                         tracing::error!("service: the worker refused its configuration (exit 2); not restarting");
                         return ExitCode::from(2);
+                    }
+                    if status == Some(i32::from(EXIT_KILLED)) {
+                        if !restart_after_kill {
+                            tracing::warn!("service: an operator ended the worker (exit {EXIT_KILLED}); not restarting (--restart-after-kill would)");
+                            return ExitCode::from(EXIT_KILLED);
+                        }
+                        tracing::warn!("service: an operator ended the worker (exit {EXIT_KILLED}); starting a fresh one (--restart-after-kill)");
+                        delay = Duration::from_secs(1);
                     }
                     if status == Some(0) {
                         // `q` at the console or a clean stop: the operator meant it.

@@ -18,7 +18,7 @@ use sg_proto::handshake::{self, Established, HandshakeError};
 use sg_proto::limits::HANDSHAKE_TIMEOUT;
 use sg_proto::mux::Role;
 use sg_proto::tls;
-use sg_proto::version::{ProtocolVersion, PRODUCT_VERSION};
+use sg_proto::version::{ProtocolVersion, HEALTH_REPORTS_SINCE, PRODUCT_VERSION};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -36,6 +36,15 @@ pub struct ClientContext {
     pub hostname: String,
     pub tls: TlsConnector,
     pub config: ClientConfig,
+    /// Set (with the operator's reason) when a node says an operator ended this client
+    /// (F30): every tunnel stops and the process exits with its own status.
+    pub killed: watch::Sender<Option<String>>,
+}
+
+impl ClientContext {
+    pub fn is_killed(&self) -> bool {
+        self.killed.borrow().is_some()
+    }
 }
 
 /// Why a tunnel stopped for good.
@@ -160,6 +169,9 @@ pub async fn run(
     let mut backoff = Backoff::default();
     let mut failures: u64 = 0;
     loop {
+        if ctx.is_killed() {
+            return TunnelEnd::Shutdown;
+        }
         if !spec.may_dial() {
             return TunnelEnd::Retired;
         }
@@ -282,14 +294,23 @@ async fn serve_session(
         ctx.config.connect_timeout,
     ));
     let session_id = welcome.session_id.clone();
+    // Nodes from protocol 1.10 steer connections by what the client reaches (F31).
+    let health_reports = welcome.protocol.minor >= HEALTH_REPORTS_SINCE;
+    let mut health = gw.health.subscribe();
+    if health_reports {
+        health.mark_changed();
+    }
     loop {
         tokio::select! {
+            Ok(()) = health.changed(), if health_reports => {
+                let _ = handle.send_control(Frame::Health(gw.health.report()));
+            }
             event = events.recv() => match event {
                 Some(SessionEvent::Incoming { stream, open }) => {
                     tokio::spawn(serve::serve_stream(serve_ctx.clone(), stream, open));
                 }
                 Some(SessionEvent::Control(frame)) => {
-                    on_control(gw, &current, frame, &spec.events, &welcome.node_id)
+                    on_control(ctx, gw, &current, frame, &spec.events, &welcome.node_id)
                 }
                 None => break,
             },
@@ -309,6 +330,7 @@ async fn serve_session(
 }
 
 fn on_control(
+    ctx: &ClientContext,
     gw: &GatewayRuntime,
     current: &RwLock<Arc<Current>>,
     frame: Frame,
@@ -336,6 +358,16 @@ fn on_control(
             }
             NoticeKind::SessionClosed => {
                 tracing::warn!(gateway = %id, "the node closed the session: {}", n.message)
+            }
+            NoticeKind::ClientKilled => {
+                tracing::error!(gateway = %id, "{}; exiting", n.message);
+                ctx.killed.send_if_modified(|k| {
+                    let first = k.is_none();
+                    if first {
+                        *k = Some(n.message.clone());
+                    }
+                    first
+                });
             }
             NoticeKind::Unknown => {
                 tracing::info!(gateway = %id, "notice from the node: {}", n.message)

@@ -168,6 +168,8 @@ async fn status(state: State, req: HttpRequest) -> HttpResponse {
         .map(|g| {
             let f = g.figures();
             let config = g.config();
+            let health = g.health.views();
+            let health_of = |id: &str| health.iter().find(|h| h.destination_id == id);
             json!({
                 "id": g.id(),
                 "name": config.as_ref().map(|c| c.name.clone()),
@@ -175,6 +177,9 @@ async fn status(state: State, req: HttpRequest) -> HttpResponse {
                 "destinations": config.as_ref().map(|c| c.destinations.iter().map(|d| json!({
                     "id": d.id, "name": d.name, "type": d.kind.as_str(),
                     "resource": sg_proto::hostport::host_port(&d.resource_host, d.resource_port),
+                    // F31: cloud destinations are the node's to reach, so not judged here.
+                    "healthy": (d.kind.is_on_premises()).then(|| health_of(&d.id).is_none_or(|h| h.healthy)),
+                    "health_reason": health_of(&d.id).map(|h| h.reason.clone()).filter(|r| !r.is_empty()),
                 })).collect::<Vec<_>>()).unwrap_or_default(),
                 "client_ports": g.listeners().iter().map(|l| json!({
                     "destination_id": l.destination_id, "name": l.name, "address": l.address,
@@ -376,8 +381,9 @@ async function refresh() {
     el.querySelector('.figs').textContent = `transmitted ${fmt(g.figures.transmitted)}, received ${fmt(g.figures.received)}, ${g.figures.total_connections} connections, ${g.figures.active_connections} active`;
     table(el.querySelector('.sessions'), ['node', 'region', 'server', 'since'],
       g.sessions.map(x => [x.node_id, x.region, x.server, x.connected_at]));
-    table(el.querySelector('.dests'), ['name', 'type', 'resource'],
-      g.destinations.map(d => [d.name, d.type, d.resource]));
+    table(el.querySelector('.dests'), ['name', 'type', 'resource', 'health'],
+      g.destinations.map(d => [d.name, d.type, d.resource,
+        d.healthy === null ? '–' : d.healthy ? 'healthy' : 'unhealthy: ' + (d.health_reason || '')]));
     table(el.querySelector('.ports'), ['listening on', 'cloud resource', 'destination', 'state'],
       g.client_ports.map(p => [p.address, p.resource, p.name, p.listening ? 'listening' : 'not listening: ' + p.error]));
     el.querySelector('.acl-unnamed').textContent = g.acl_unnamed;

@@ -29,6 +29,7 @@ pub fn client_config<'a>(
             host_rewrite: d.host_rewrite,
             kind: d.kind,
             client_port: d.client_port,
+            health_check: d.health_check.clone(),
         })
         .collect();
     destinations.sort_by(|a, b| a.id.cmp(&b.id));

@@ -105,6 +105,13 @@ pub fn check_kind<'a>(
             ),
         )
     };
+    if d.health_check.is_some() {
+        return Err(invalid(
+            "health_check",
+            "applies to on-premises destinations: the node, not a client, reaches a cloud \
+             destination's resource",
+        ));
+    }
     if d.proxy_protocol.is_some() {
         return Err(not_here("proxy_protocol", "a PROXY protocol header"));
     }

@@ -304,6 +304,19 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, ClientError> {
     }
 }
 
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

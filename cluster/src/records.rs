@@ -4,6 +4,7 @@
 use crate::controls::{CloudTls, IpRule};
 use serde::{Deserialize, Serialize};
 use sg_proto::frame::{AppProtocol, DestinationKind, ResourceTls};
+use sg_proto::health::HealthCheck;
 use sg_proto::proxy_header::ProxyProtocol;
 
 /// Current format version of every record.
@@ -89,6 +90,9 @@ pub struct DestinationRecord {
     /// Cloud destinations: the port the clients listen on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_port: Option<u16>,
+    /// How clients check the private service (F31); `None`: the default TCP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 impl DestinationRecord {
@@ -107,6 +111,9 @@ pub struct Plan {
     pub max_gateways: u32,
     pub max_destinations: u32,
     pub max_connections_per_gateway: u32,
+    /// Client processes a gateway may have at once (0: no limit, F30).
+    #[serde(default)]
+    pub max_clients_per_gateway: u32,
     /// Bumped by a downgrade below usage: what was active under an older epoch is not.
     #[serde(default)]
     pub epoch: u64,
@@ -119,6 +126,7 @@ impl Default for Plan {
             max_gateways: 1000,
             max_destinations: 10_000,
             max_connections_per_gateway: 250,
+            max_clients_per_gateway: 0,
             epoch: 0,
         }
     }
@@ -161,6 +169,10 @@ pub enum EventKind {
     /// A client asked for a connection the node would not make (not a cloud destination,
     /// or its resource could not be reached).
     StreamRefused,
+    /// A client's view of a destination changed: it can reach it, or not (F31).
+    HealthChanged,
+    /// An operator ended a client (F30).
+    ClientKilled,
     #[serde(other)]
     Other,
 }

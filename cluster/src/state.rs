@@ -19,6 +19,7 @@ use crate::store::{Op, Replicated, Snapshot, Store, StoreError};
 use crate::time::now_secs;
 use serde::Deserialize;
 use sg_proto::frame::{AppProtocol, DestinationKind, ResourceTls};
+use sg_proto::health::HealthCheck;
 use sg_proto::proxy_header::ProxyProtocol;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,6 +169,17 @@ pub struct NewDestination {
     /// Cloud destinations: the port clients listen on.
     #[serde(default)]
     pub client_port: Option<u32>,
+    /// How clients check the private service (default: a TCP connect every 10 s).
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A health check's settings, checked; the default check is stored as `None`.
+fn validate_health_check(c: Option<HealthCheck>) -> Result<Option<HealthCheck>, StateError> {
+    let Some(c) = c else { return Ok(None) };
+    c.validate()
+        .map_err(|e| StateError::invalid(format!("health_check.{}", e.field), e.reason.clone()))?;
+    Ok((c != HealthCheck::default()).then_some(c))
 }
 
 /// Host rewriting reads HTTP requests: only an HTTP destination can have it.
@@ -245,6 +257,9 @@ pub struct DestinationPatch {
     pub kind: Option<DestinationKind>,
     #[serde(default)]
     pub client_port: Option<u32>,
+    /// Replaces the health check.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -256,6 +271,9 @@ pub struct PlanUpdate {
     pub max_destinations: Option<u32>,
     #[serde(default)]
     pub max_connections_per_gateway: Option<u32>,
+    /// 0 removes the limit.
+    #[serde(default)]
+    pub max_clients_per_gateway: Option<u32>,
 }
 
 /// A gateway just created or re-keyed, with the token shown this once.
@@ -976,6 +994,7 @@ impl State {
             host_rewrite: req.host_rewrite.unwrap_or(false),
             kind,
             client_port,
+            health_check: validate_health_check(req.health_check)?,
         };
         self.check_destination(&d)?;
         let changes = self.commit(vec![Op::PutDestination(d.clone())])?;
@@ -1069,6 +1088,9 @@ impl State {
         }
         if let Some(p) = patch.client_port {
             d.client_port = Some(validate_port("client_port", p)?);
+        }
+        if patch.health_check.is_some() {
+            d.health_check = validate_health_check(patch.health_check)?;
         }
         if let Some(rules) = &patch.ip_rules {
             d.ip_rules = IpRules::parse(rules)?.1;
@@ -1164,6 +1186,9 @@ impl State {
             update.max_connections_per_gateway,
             plan.max_connections_per_gateway,
         )?;
+        if let Some(n) = update.max_clients_per_gateway {
+            plan.max_clients_per_gateway = n;
+        }
         let over = self.active_gateways() > plan.max_gateways
             || self.active_destinations() > plan.max_destinations;
         if over {

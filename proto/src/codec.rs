@@ -124,6 +124,7 @@ fn decode_payload(kind: FrameKind, stream: StreamId, payload: Bytes) -> Result<F
         FrameKind::Report => Frame::Report(json(kind, &payload)?),
         FrameKind::AclUpdate => Frame::AclUpdate(json(kind, &payload)?),
         FrameKind::NodeList => Frame::NodeList(json(kind, &payload)?),
+        FrameKind::Health => Frame::Health(json(kind, &payload)?),
     };
     Ok(frame)
 }
@@ -210,6 +211,7 @@ pub fn encode_frame(frame: &Frame, dst: &mut BytesMut) -> Result<(), FrameError>
         Frame::Report(p) => put_json(dst, kind, stream, p)?,
         Frame::AclUpdate(p) => put_json(dst, kind, stream, p)?,
         Frame::NodeList(p) => put_json(dst, kind, stream, p)?,
+        Frame::Health(p) => put_json(dst, kind, stream, p)?,
     }
     Ok(())
 }
@@ -311,6 +313,14 @@ mod tests {
                 region: "eu-de".into(),
                 tunnel: "node1.example:9000".into(),
                 draining: true,
+            }],
+        }));
+        roundtrip(Frame::Health(crate::health::HealthReport {
+            destinations: vec![crate::health::DestinationHealth {
+                destination_id: "ds_1".into(),
+                healthy: false,
+                reason: "connection refused".into(),
+                since: 7,
             }],
         }));
         roundtrip(Frame::Report(Report {

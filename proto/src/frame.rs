@@ -33,6 +33,7 @@ pub enum FrameKind {
     Report = 14,
     AclUpdate = 15,
     NodeList = 16,
+    Health = 17,
 }
 
 impl FrameKind {
@@ -55,6 +56,7 @@ impl FrameKind {
             14 => Report,
             15 => AclUpdate,
             16 => NodeList,
+            17 => Health,
             _ => return None,
         })
     }
@@ -114,6 +116,8 @@ pub enum Frame {
     AclUpdate(AclUpdate),
     /// Node → client: the cluster's live nodes (protocol 1.8 and later).
     NodeList(NodeList),
+    /// Client → node: which destinations the client can reach (protocol 1.10 and later).
+    Health(crate::health::HealthReport),
 }
 
 impl Frame {
@@ -135,6 +139,7 @@ impl Frame {
             Frame::Report(_) => FrameKind::Report,
             Frame::AclUpdate(_) => FrameKind::AclUpdate,
             Frame::NodeList(_) => FrameKind::NodeList,
+            Frame::Health(_) => FrameKind::Health,
         }
     }
 
@@ -231,6 +236,9 @@ pub struct DestinationSpec {
     /// Cloud destinations: the local port the client listens on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_port: Option<u16>,
+    /// How the client checks the private service (F31); `None` is the default TCP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::health::HealthCheck>,
 }
 
 /// Which way a destination carries connections.
@@ -277,6 +285,7 @@ impl fmt::Debug for DestinationSpec {
             .field("host_rewrite", &self.host_rewrite)
             .field("kind", &self.kind)
             .field("client_port", &self.client_port)
+            .field("health_check", &self.health_check)
             .finish()
     }
 }
@@ -337,6 +346,8 @@ pub enum RefuseCode {
     VersionTooOld,
     VersionIncompatible,
     TooManySessions,
+    /// The gateway has as many clients as the plan's `max_clients_per_gateway` allows.
+    LimitReached,
     Draining,
     Malformed,
     Internal,
@@ -368,6 +379,7 @@ impl RefuseCode {
             RefuseCode::VersionTooOld => "version_too_old",
             RefuseCode::VersionIncompatible => "version_incompatible",
             RefuseCode::TooManySessions => "too_many_sessions",
+            RefuseCode::LimitReached => "limit_reached",
             RefuseCode::Draining => "draining",
             RefuseCode::Malformed => "malformed",
             RefuseCode::Internal => "internal",
@@ -457,6 +469,8 @@ pub enum NoticeKind {
     ConnectionLimit,
     /// The session is closed on purpose (token regenerated, gateway deleted, ...).
     SessionClosed,
+    /// An operator ended this client (F30): it stops serving and exits, on every node.
+    ClientKilled,
     #[serde(other)]
     Unknown,
 }

@@ -23,6 +23,7 @@ pub mod config_file;
 pub mod driver;
 pub mod frame;
 pub mod handshake;
+pub mod health;
 pub mod hostport;
 pub mod limits;
 pub mod log_throttle;

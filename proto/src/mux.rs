@@ -419,7 +419,7 @@ impl Mux {
                 self.events.push_back(MuxEvent::Control(frame));
                 Ok(())
             }
-            Frame::Report(_) | Frame::AclUpdate(_) => {
+            Frame::Report(_) | Frame::AclUpdate(_) | Frame::Health(_) => {
                 self.require_sender(Role::Client, kind)?;
                 self.events.push_back(MuxEvent::Control(frame));
                 Ok(())

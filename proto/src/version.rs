@@ -10,8 +10,8 @@ pub const PROTOCOL_MAJOR: u16 = 1;
 
 /// Protocol minor version of this build. Each release that adds to the protocol bumps
 /// it; older clients within [`MAX_MINOR_LAG`] keep working. (7 added AclUpdate, 8 NodeList,
-/// 9 client-opened streams for cloud destinations.)
-pub const PROTOCOL_MINOR: u16 = 9;
+/// 9 client-opened streams for cloud destinations, 10 health reports and client kills.)
+pub const PROTOCOL_MINOR: u16 = 10;
 
 /// The first minor version whose nodes take [`crate::frame::AclUpdate`] from clients.
 pub const ACL_UPDATE_SINCE: u16 = 7;
@@ -23,6 +23,11 @@ pub const NODE_LIST_SINCE: u16 = 8;
 /// The first minor version whose nodes carry client-opened streams (cloud destinations,
 /// F29); a client opens them only on sessions to such a node.
 pub const CLOUD_DESTINATIONS_SINCE: u16 = 9;
+
+/// The first minor version whose nodes take [`crate::frame::Frame::Health`] reports
+/// (older ones would end the session on the unknown frame) and whose clients know
+/// [`crate::frame::NoticeKind::ClientKilled`].
+pub const HEALTH_REPORTS_SINCE: u16 = 10;
 
 /// How many minor versions a client may lag behind the node.
 pub const MAX_MINOR_LAG: u16 = 3;

@@ -415,8 +415,16 @@ impl Node {
         )
     }
 
-    /// Number of client sessions the node has for a gateway.
+    /// The client processes connected for a gateway (one entry per node they are on).
     pub fn clients(&self, gateway: &str) -> Vec<Value> {
+        self.all_clients(gateway)
+            .into_iter()
+            .filter(|c| c["state"] == "connected")
+            .collect()
+    }
+
+    /// `/clients` as it is: the connected clients and the last ones gone (`state`).
+    pub fn all_clients(&self, gateway: &str) -> Vec<Value> {
         let r = self.call("GET", &format!("/v1/gateways/{gateway}/clients"), None);
         r.body.as_array().cloned().unwrap_or_default()
     }

@@ -2,6 +2,7 @@
 //! destinations' listeners, its client sessions and its concurrency count — and makes the
 //! per-connection decision: admit or refuse, and on which session.
 
+use super::client_book::{ClientBook, GoneClient};
 use super::destination::{self, DestinationActor};
 use super::NodeShared;
 use crate::controls::IpRules;
@@ -18,9 +19,10 @@ use sg_proto::frame::{
     DestinationKind, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
     Refusal, RefuseCode,
 };
+use sg_proto::health::{DestinationHealth, HealthReport};
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
-use sg_proto::version::NODE_LIST_SINCE;
+use sg_proto::version::{HEALTH_REPORTS_SINCE, NODE_LIST_SINCE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -50,6 +52,8 @@ pub struct Gateway {
     remote_active: u32,
     /// The cluster's live nodes, as clients are told.
     nodes: Arc<NodeList>,
+    /// Each client's view of the destinations' health, and the clients gone lately.
+    book: ClientBook,
 }
 
 struct Slot {
@@ -195,6 +199,7 @@ impl Gateway {
             pushed: None,
             remote_active: start.remote_active,
             nodes: start.nodes,
+            book: ClientBook::default(),
         }
     }
 
@@ -227,13 +232,33 @@ impl Gateway {
     }
 
     fn close_sessions(&mut self, reason: &str) {
-        for s in self.sessions.drain() {
+        let closed: Vec<SessionEntry> = self.sessions.drain().collect();
+        for s in &closed {
             let _ = s.handle.send_control(Frame::Notice(Notice {
                 kind: NoticeKind::SessionClosed,
                 message: reason.to_string(),
                 count: 0,
             }));
             s.handle.close(reason.to_string());
+        }
+        self.note_gone(closed, reason);
+    }
+
+    /// Remembers the clients among `closed` that have no session left, and why they went.
+    fn note_gone(&mut self, closed: Vec<SessionEntry>, reason: &str) {
+        for s in closed {
+            if self.sessions.iter().any(|o| o.client_id == s.client_id) {
+                continue;
+            }
+            self.book.gone(GoneClient {
+                client_id: s.client_id,
+                version: s.client_version,
+                hostname: s.hostname,
+                address: s.peer.ip().to_string(),
+                connected_at: rfc3339(s.connected_at),
+                disconnected_at: String::new(),
+                reason: reason.to_string(),
+            });
         }
     }
 
@@ -527,6 +552,7 @@ impl Handler<RemoveDestination> for Gateway {
     type Result = ();
     fn handle(&mut self, msg: RemoveDestination, _: &mut Self::Context) {
         if let Some(mut slot) = self.destinations.remove(&msg.0) {
+            self.book.forget_destination(&msg.0);
             if let Some((_, addr)) = slot.listener.take() {
                 addr.do_send(destination::Stop);
                 self.shared.listening.closed(&msg.0);
@@ -633,9 +659,46 @@ impl Handler<Authenticate> for Gateway {
                 ),
             });
         }
+        if let Err(refusal) = self.check_client_limit(&msg.client_id, msg.peer) {
+            return Err(refusal);
+        }
         Ok(Authenticated {
             config: self.client_config(),
             token_hash: self.record.token_hash.clone(),
+        })
+    }
+}
+
+impl Gateway {
+    /// The plan's `max_clients_per_gateway` (F30): a client process not yet connected is
+    /// refused once the gateway has that many. Its further sessions are always welcome.
+    fn check_client_limit(&self, client_id: &str, peer: SocketAddr) -> Result<(), Refusal> {
+        let max = self.plan.max_clients_per_gateway;
+        if max == 0 || self.sessions.iter().any(|s| s.client_id == client_id) {
+            return Ok(());
+        }
+        let clients = self.client_count();
+        if clients < max as usize {
+            return Ok(());
+        }
+        let id = &self.record.id;
+        self.shared.event(
+            id,
+            EventKind::LimitReached,
+            format!(
+                "refused client {client_id} from {peer}: gateway {id} has {clients} client(s), \
+                 the plan's max_clients_per_gateway is {max}"
+            ),
+            None,
+            Some(client_id),
+        );
+        Err(Refusal {
+            code: RefuseCode::LimitReached,
+            message: format!(
+                "gateway {id} already has {clients} client(s) and the plan allows {max} \
+                 (max_clients_per_gateway); stop another client of it, or raise the limit with \
+                 `sgctl plan set --max-clients-per-gateway N`"
+            ),
         })
     }
 }
@@ -658,6 +721,16 @@ impl Handler<SessionUp> for Gateway {
             entry
                 .handle
                 .close("the gateway has as many sessions as it may hold");
+            return;
+        }
+        if let Err(refusal) = self.check_client_limit(&entry.client_id, entry.peer) {
+            // Several new clients authenticated at once, past the plan's limit.
+            let _ = entry.handle.send_control(Frame::Notice(Notice {
+                kind: NoticeKind::SessionClosed,
+                message: refusal.message.clone(),
+                count: 0,
+            }));
+            entry.handle.close(refusal.message);
             return;
         }
         tracing::info!(
@@ -685,14 +758,118 @@ impl Handler<SessionUp> for Gateway {
 #[rtype(result = "()")]
 pub struct SessionDown {
     pub session_id: String,
+    /// How the session ended, for the list of recently disconnected clients.
+    pub reason: String,
 }
 
 impl Handler<SessionDown> for Gateway {
     type Result = ();
     fn handle(&mut self, msg: SessionDown, _: &mut Self::Context) {
-        if self.sessions.remove(&msg.session_id).is_some() {
+        if let Some(entry) = self.sessions.remove(&msg.session_id) {
             tracing::info!(gateway = %self.record.id, session = %msg.session_id, "client session down");
+            self.note_gone(vec![entry], &msg.reason);
         }
+    }
+}
+
+/// A client's view of the destinations' health (F31), from one of its sessions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportHealth {
+    pub client_id: String,
+    pub report: HealthReport,
+}
+
+impl Handler<ReportHealth> for Gateway {
+    type Result = ();
+    fn handle(&mut self, msg: ReportHealth, _: &mut Self::Context) {
+        if !self.sessions.iter().any(|s| s.client_id == msg.client_id) {
+            return;
+        }
+        let destinations = &self.destinations;
+        let changes = self.book.report(&msg.client_id, msg.report, |id| {
+            destinations.contains_key(id)
+        });
+        for c in changes {
+            let name = self
+                .destinations
+                .get(&c.destination_id)
+                .map_or("", |s| s.record.name.as_str());
+            let message = if c.healthy {
+                format!(
+                    "client {} reaches destination {} ({name}) again: it gets new connections",
+                    msg.client_id, c.destination_id
+                )
+            } else {
+                format!(
+                    "client {} cannot reach destination {} ({name}): {}; new connections go to \
+                     the gateway's other clients",
+                    msg.client_id, c.destination_id, c.reason
+                )
+            };
+            self.shared.event(
+                &self.record.id,
+                EventKind::HealthChanged,
+                message,
+                Some(&c.destination_id),
+                Some(&msg.client_id),
+            );
+        }
+    }
+}
+
+/// An operator ends a client (F30): its sessions here close with `reason`, and a client
+/// that understands it exits rather than reconnect.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct KillClient {
+    pub client_id: String,
+    pub reason: String,
+}
+
+impl Handler<KillClient> for Gateway {
+    type Result = usize;
+    fn handle(&mut self, msg: KillClient, _: &mut Self::Context) -> usize {
+        let ids: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.client_id == msg.client_id)
+            .map(|s| s.session_id.clone())
+            .collect();
+        let closed: Vec<SessionEntry> = ids
+            .iter()
+            .filter_map(|id| self.sessions.remove(id))
+            .collect();
+        if closed.is_empty() {
+            return 0;
+        }
+        let said = format!("an operator ended this client: {}", msg.reason);
+        for s in &closed {
+            let kind = if s.protocol_minor >= HEALTH_REPORTS_SINCE {
+                NoticeKind::ClientKilled
+            } else {
+                NoticeKind::SessionClosed
+            };
+            let _ = s.handle.send_control(Frame::Notice(Notice {
+                kind,
+                message: said.clone(),
+                count: 0,
+            }));
+            s.handle.close(said.clone());
+        }
+        let n = closed.len();
+        self.shared.event(
+            &self.record.id,
+            EventKind::ClientKilled,
+            format!(
+                "client {} ended by an operator ({n} session(s) on this node): {}",
+                msg.client_id, msg.reason
+            ),
+            None,
+            Some(&msg.client_id),
+        );
+        self.note_gone(closed, &format!("ended by an operator: {}", msg.reason));
+        n
     }
 }
 
@@ -800,12 +977,13 @@ impl Gateway {
     /// The least-loaded open session that is `eligible`, preferring this gateway's thread.
     fn pick_session(
         &mut self,
-        eligible: impl Fn(&SessionEntry) -> bool,
+        eligible: impl Fn(&SessionEntry, &ClientBook) -> bool,
     ) -> Option<(SessionHandle, Worker)> {
         let here = self.worker;
+        let book = &self.book;
         self.sessions
             .pick(
-                |s| !s.handle.is_closed() && eligible(s),
+                |s| !s.handle.is_closed() && eligible(s, book),
                 |s| s.handle.active_streams(),
                 |s| s.worker.index == here,
             )
@@ -889,11 +1067,16 @@ impl Handler<OpenConnection> for Gateway {
             .and_then(|slot| slot.record.cloud_port)
             .map(|port| self.shared.cloud_authorities(port))
             .unwrap_or_default();
-        // A session that has gone silent (a partitioned client) is passed over while a
-        // lively one exists; if none is lively, a silent one is still better than a refusal.
+        // A client that cannot reach the service (F31), or a session that has gone silent
+        // (a partitioned client), is passed over while a better one exists; with none, any
+        // session is still better than a refusal.
+        let lively = |s: &SessionEntry| s.handle.silent_for() < SESSION_SUSPECT_AFTER;
+        let healthy = |s: &SessionEntry, b: &ClientBook| b.sees_healthy(&s.client_id, dest);
         let picked = self
-            .pick_session(|s| s.handle.silent_for() < SESSION_SUSPECT_AFTER)
-            .or_else(|| self.pick_session(|_| true));
+            .pick_session(|s, b| healthy(s, b) && lively(s))
+            .or_else(|| self.pick_session(healthy))
+            .or_else(|| self.pick_session(|s, _| lively(s)))
+            .or_else(|| self.pick_session(|_, _| true));
         let Some((session, worker)) = picked else {
             return Err(self.refuse(
                 Refused::NoClient,
@@ -1003,10 +1186,13 @@ impl Handler<OpenCloudConnection> for Gateway {
     }
 }
 
-/// One connected client process as the API shows it (F18); a client may hold several
-/// sessions to this node for the gateway (`--sessions`), summed here.
+/// One client process as the API shows it (F18): connected, or among the last ones gone
+/// (F30). A client may hold several sessions to this node for the gateway (`--sessions`),
+/// summed here.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ClientView {
+    /// `connected` or `disconnected`.
+    pub state: String,
     pub client_id: String,
     pub version: String,
     pub hostname: String,
@@ -1018,6 +1204,15 @@ pub struct ClientView {
     pub active_streams: usize,
     pub total_streams: u64,
     pub rtt_ms: f64,
+    /// The destinations this client reported on (F31): healthy or not, why, since when.
+    /// A destination left out counts as healthy.
+    #[serde(default)]
+    pub destinations: Vec<DestinationHealth>,
+    /// Disconnected clients: when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnected_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Message)]
@@ -1042,6 +1237,10 @@ impl Handler<ListClients> for Gateway {
                     }
                 }
                 None => views.push(ClientView {
+                    state: "connected".into(),
+                    destinations: self.book.view_of(&s.client_id),
+                    disconnected_at: None,
+                    reason: None,
                     client_id: s.client_id.clone(),
                     version: s.client_version.clone(),
                     hostname: s.hostname.clone(),
@@ -1056,6 +1255,29 @@ impl Handler<ListClients> for Gateway {
                 }),
             }
         }
+        let gone: Vec<ClientView> = self
+            .book
+            .recent()
+            .filter(|g| !views.iter().any(|v| v.client_id == g.client_id))
+            .map(|g| ClientView {
+                state: "disconnected".into(),
+                client_id: g.client_id.clone(),
+                version: g.version.clone(),
+                hostname: g.hostname.clone(),
+                address: g.address.clone(),
+                region: self.shared.region.clone(),
+                node_id: self.shared.node_id.clone(),
+                connected_at: g.connected_at.clone(),
+                sessions: 0,
+                active_streams: 0,
+                total_streams: 0,
+                rtt_ms: 0.0,
+                destinations: Vec::new(),
+                disconnected_at: Some(g.disconnected_at.clone()),
+                reason: Some(g.reason.clone()),
+            })
+            .collect();
+        views.extend(gone);
         MessageResult(views)
     }
 }
@@ -1085,6 +1307,8 @@ pub struct GatewayMetrics {
     pub bytes_to_resources: u64,
     pub bytes_to_cloud: u64,
     pub idle_closed: u64,
+    /// (client id, destination id, healthy) for every state a client reported.
+    pub health: Vec<(String, String, bool)>,
 }
 
 #[derive(Message)]
@@ -1110,6 +1334,11 @@ impl Handler<GetMetrics> for Gateway {
             bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
             bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
             idle_closed: self.live.idle_closed(),
+            health: self
+                .book
+                .all()
+                .map(|(c, d)| (c.to_string(), d.destination_id.clone(), d.healthy))
+                .collect(),
         })
     }
 }

@@ -4,7 +4,9 @@
 //! the streams the client opens for cloud destinations.
 
 use super::cloud_connection;
-use super::gateway::{Gateway, OpenCloudConnection, SessionDown, SessionEntry, SessionUp};
+use super::gateway::{
+    Gateway, OpenCloudConnection, ReportHealth, SessionDown, SessionEntry, SessionUp,
+};
 use super::state::mutate;
 use super::NodeShared;
 use crate::records::EventKind;
@@ -13,6 +15,7 @@ use crate::tracker::Tracked;
 use actix::prelude::*;
 use sg_proto::driver::{SessionDriver, SessionEvent, SessionHandle};
 use sg_proto::frame::{Frame, Notice, NoticeKind, ReportKind, ResetCode, ACL_UPDATE_EVERY};
+use sg_proto::health::MAX_REPORTED_DESTINATIONS;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -34,6 +37,8 @@ pub struct Session<IO> {
     _tracked: Tracked,
     /// When this session last replaced the ACL.
     last_acl_update: Option<std::time::Instant>,
+    /// How the session ended, once it has.
+    ended: Option<String>,
 }
 
 impl<IO> Session<IO> {
@@ -57,6 +62,7 @@ impl<IO> Session<IO> {
             driver: Some(driver),
             events: Some(events),
             last_acl_update: None,
+            ended: None,
         }
     }
 }
@@ -82,6 +88,7 @@ where
                         session = %act.session_id,
                         "session ended: {end}"
                     );
+                    act.ended = Some(end.to_string());
                     ctx.stop();
                 })
                 .spawn(ctx);
@@ -104,6 +111,10 @@ where
     fn stopped(&mut self, _: &mut Self::Context) {
         self.gateway.do_send(SessionDown {
             session_id: self.session_id.clone(),
+            reason: self
+                .ended
+                .take()
+                .unwrap_or_else(|| "the session ended".to_string()),
         });
     }
 }
@@ -178,6 +189,17 @@ where
                 }
                 .into_actor(self)
                 .spawn(ctx);
+            }
+            SessionEvent::Control(Frame::Health(report)) => {
+                if report.destinations.len() > MAX_REPORTED_DESTINATIONS {
+                    self.handle
+                        .close("a health report listed too many destinations");
+                    return;
+                }
+                self.gateway.do_send(ReportHealth {
+                    client_id: self.client_id.clone(),
+                    report,
+                });
             }
             SessionEvent::Control(_) => {}
             SessionEvent::Incoming { stream, open } => {

@@ -26,6 +26,20 @@ pub async fn gather<T>(api: &ApiState, fleet: &Fleet, token: &str, path: &str) -
 where
     T: DeserializeOwned + Send + 'static,
 {
+    ask(api, fleet, token, "GET", path).await
+}
+
+/// `METHOD path?scope=node` (no body) on every other node of `fleet`, in parallel.
+pub async fn ask<T>(
+    api: &ApiState,
+    fleet: &Fleet,
+    token: &str,
+    method: &'static str,
+    path: &str,
+) -> Gathered<T>
+where
+    T: DeserializeOwned + Send + 'static,
+{
     let peers: Vec<NodeRecord> = fleet
         .nodes
         .iter()
@@ -42,7 +56,9 @@ where
                 let client = ApiClient::new(&url, Some(token), Some(trust))
                     .map_err(|e| e.to_string())?
                     .with_timeout(PEER_TIMEOUT);
-                let resp = client.get(&path).map_err(|e| e.to_string())?;
+                let resp = client
+                    .request(method, &path, None)
+                    .map_err(|e| e.to_string())?;
                 if !resp.is_success() {
                     return Err(format!("answered {}: {}", resp.status, resp.body));
                 }

@@ -221,6 +221,24 @@ pub fn render(s: &Snapshot) -> String {
     }
     family(
         &mut o,
+        "sg_client_destination_healthy",
+        "gauge",
+        "Whether a client reaches a destination's private service (1) or not (0), as it reported; a destination a client did not report on counts as healthy.",
+    );
+    for g in &s.gateways {
+        for (client, destination, healthy) in &g.health {
+            let _ = writeln!(
+                o,
+                "sg_client_destination_healthy{{gateway=\"{}\",client=\"{}\",destination=\"{}\"}} {}",
+                label(&g.gateway_id),
+                label(client),
+                label(destination),
+                u8::from(*healthy)
+            );
+        }
+    }
+    family(
+        &mut o,
         "sg_tunnel_handshakes_refused_total",
         "counter",
         "Tunnel connections closed at once because their network (/24, /64) had too many handshakes pending.",

@@ -2,11 +2,11 @@
 //! actor or a gateway actor, and answers with a view or an [`ApiError`].
 
 use super::error::ApiError;
-use super::fanout::gather;
+use super::fanout::{ask, gather};
 use super::views::*;
 use super::{Admin, ApiState, Body};
 use crate::actors::gateway::{
-    ClientView, GatewayStats, GetMetrics, GetStats, ListClients, NodeStats,
+    ClientView, GatewayStats, GetMetrics, GetStats, KillClient, ListClients, NodeStats,
 };
 use crate::actors::node::{AllGateways, GetFleet};
 use crate::etcd::registry::Fleet;
@@ -56,6 +56,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::delete().to(delete_destination),
                 )
                 .route("/gateways/{id}/clients", web::get().to(list_clients))
+                .route(
+                    "/gateways/{id}/clients/{client_id}",
+                    web::delete().to(kill_client),
+                )
                 .route("/gateways/{id}/stats", web::get().to(gateway_stats))
                 .route("/gateways/{id}/events", web::get().to(gateway_events))
                 .route("/gateways/{id}/acl", web::get().to(show_acl))
@@ -311,6 +315,89 @@ async fn list_clients(
         unreachable_header(&mut reply, &got.unreachable);
     }
     Ok(reply.json(clients))
+}
+
+/// `DELETE /v1/gateways/{id}/clients/{client_id}?reason=TEXT`: ends a client (F30).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillQuery {
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Longest reason an operator may give a client it ends.
+const MAX_KILL_REASON: usize = 200;
+
+/// What ending a client did.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Killed {
+    client_id: String,
+    /// Sessions closed, over every node that answered.
+    sessions_closed: usize,
+    reason: String,
+}
+
+async fn kill_client(
+    admin: Admin,
+    api: Api,
+    path: web::Path<(String, String)>,
+    query: web::Query<KillQuery>,
+) -> Reply {
+    let (id, client_id) = path.into_inner();
+    let reason = match query.reason.as_deref().map(str::trim) {
+        None | Some("") => "no reason given".to_string(),
+        Some(r) if r.chars().count() > MAX_KILL_REASON => {
+            return Err(ApiError::invalid(
+                "reason",
+                format!("must be at most {MAX_KILL_REASON} characters"),
+            ))
+        }
+        Some(r) if r.chars().any(char::is_control) => {
+            return Err(ApiError::invalid(
+                "reason",
+                "must not contain control characters",
+            ))
+        }
+        Some(r) => r.to_string(),
+    };
+    let gateway = api.gateway_actor(id.clone()).await?;
+    let mut killed = Killed {
+        sessions_closed: gateway
+            .send(KillClient {
+                client_id: client_id.clone(),
+                reason: reason.clone(),
+            })
+            .await?,
+        client_id: client_id.clone(),
+        reason: reason.clone(),
+    };
+    let mut reply = HttpResponse::Ok();
+    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+        let path = format!(
+            "/v1/gateways/{id}/clients/{}?reason={}",
+            crate::http_client::query_value(&client_id),
+            crate::http_client::query_value(&reason)
+        );
+        let got = ask::<Killed>(&api, &fleet, &admin.token, "DELETE", &path).await;
+        killed.sessions_closed += got
+            .answers
+            .iter()
+            .map(|(_, k)| k.sessions_closed)
+            .sum::<usize>();
+        unreachable_header(&mut reply, &got.unreachable);
+    } else if killed.sessions_closed == 0 && node_scope(&query.scope)? {
+        // A node asked by another answers for its part, even when that is nothing.
+        return Ok(reply.json(killed));
+    }
+    if killed.sessions_closed == 0 {
+        return Err(ApiError::NotFound {
+            what: "connected client",
+            id: client_id,
+        });
+    }
+    Ok(reply.json(killed))
 }
 
 async fn gateway_stats(

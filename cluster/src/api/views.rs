@@ -81,6 +81,9 @@ pub struct DestinationView {
     /// `"off"`, `"v1"` or `"v2"`.
     pub proxy_protocol: crate::state::ProxySetting,
     pub host_rewrite: bool,
+    /// How clients check the private service (the default TCP check when none was set;
+    /// `null` for a cloud destination).
+    pub health_check: Option<sg_proto::health::HealthCheck>,
     pub cloud_tls: CloudTlsView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_tls: Option<ResourceTlsView>,
@@ -148,6 +151,9 @@ impl DestinationView {
             max_connections_per_source: d.max_connections_per_source,
             proxy_protocol: crate::state::ProxySetting::of(d.proxy_protocol),
             host_rewrite: d.host_rewrite,
+            health_check: d
+                .has_cloud_port()
+                .then(|| d.health_check.clone().unwrap_or_default()),
             cloud_tls: d.cloud_tls.view(),
             resource_tls: d.resource_tls.as_ref().map(resource_tls_view),
         }
@@ -159,6 +165,8 @@ pub struct PlanView {
     pub max_gateways: u32,
     pub max_destinations: u32,
     pub max_connections_per_gateway: u32,
+    /// 0: no limit.
+    pub max_clients_per_gateway: u32,
     pub usage: Usage,
 }
 
@@ -174,6 +182,7 @@ impl PlanView {
             max_gateways: p.max_gateways,
             max_destinations: p.max_destinations,
             max_connections_per_gateway: p.max_connections_per_gateway,
+            max_clients_per_gateway: p.max_clients_per_gateway,
             usage,
         }
     }

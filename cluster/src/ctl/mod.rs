@@ -113,9 +113,14 @@ pub enum GatewayCmd {
         #[arg(long)]
         token_expires_in_days: Option<u32>,
     },
-    /// Clients connected for the gateway.
+    /// Clients of the gateway: connected ones (with what they cannot reach) and the last
+    /// ones gone; `clients kill GW CLIENT` ends one.
+    #[command(args_conflicts_with_subcommands = true)]
     Clients {
-        id: String,
+        #[command(subcommand)]
+        action: Option<ClientsCmd>,
+        /// The gateway whose clients to list.
+        id: Option<String>,
     },
     /// Connection figures summed over the gateway's clients.
     Stats {
@@ -126,6 +131,19 @@ pub enum GatewayCmd {
         id: String,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCmd {
+    /// End a client: its sessions close on every node, it logs the reason and exits
+    /// (status 4; under --service it is started again only with --restart-after-kill).
+    Kill {
+        gateway: String,
+        client: String,
+        /// Why, for the client's log and the gateway's events.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -197,6 +215,26 @@ pub struct DestinationFields {
     /// Name (SNI) the client asks for and verifies (default: the resource host).
     #[arg(long)]
     server_name: Option<String>,
+    /// How clients check the private service: tcp (connect, the default), http (GET
+    /// --health-path, 2xx/3xx is healthy) or off (only carried connections count).
+    /// On update, the health flags given replace the whole check.
+    #[arg(long, value_name = "KIND", value_parser = ["tcp", "http", "off"])]
+    health_check: Option<String>,
+    /// HTTP checks: the path requested (default /).
+    #[arg(long, value_name = "PATH")]
+    health_path: Option<String>,
+    /// Seconds between checks (default 10).
+    #[arg(long, value_name = "SECS")]
+    health_interval: Option<u32>,
+    /// Seconds a check may take (default 3).
+    #[arg(long, value_name = "SECS")]
+    health_timeout: Option<u32>,
+    /// Failures in a row, checks or connections, that make a client unhealthy (default 2).
+    #[arg(long, value_name = "N")]
+    unhealthy_after: Option<u32>,
+    /// Successes in a row that make it healthy again (default 2).
+    #[arg(long, value_name = "N")]
+    healthy_after: Option<u32>,
     /// Client certificate (PEM) for a service that requires mutual TLS.
     #[arg(long, value_name = "FILE", requires = "resource_key")]
     resource_cert: Option<PathBuf>,
@@ -265,6 +303,9 @@ pub enum PlanCmd {
         max_destinations: Option<u32>,
         #[arg(long)]
         max_connections_per_gateway: Option<u32>,
+        /// Client processes a gateway may have at once (0 = no limit).
+        #[arg(long)]
+        max_clients_per_gateway: Option<u32>,
     },
 }
 
@@ -396,6 +437,26 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         m.insert("client_port".into(), json!(p));
     }
     bool_fields(&mut m, f.active, f.enabled);
+    let mut health = Map::new();
+    if let Some(k) = &f.health_check {
+        health.insert("kind".into(), json!(k));
+    }
+    if let Some(p) = &f.health_path {
+        health.insert("path".into(), json!(p));
+    }
+    for (key, v) in [
+        ("interval_secs", f.health_interval),
+        ("timeout_secs", f.health_timeout),
+        ("unhealthy_after", f.unhealthy_after),
+        ("healthy_after", f.healthy_after),
+    ] {
+        if let Some(v) = v {
+            health.insert(key.into(), json!(v));
+        }
+    }
+    if !health.is_empty() {
+        m.insert("health_check".into(), Value::Object(health));
+    }
     if f.no_ip_rules {
         m.insert("ip_rules".into(), json!([]));
     } else if !f.ip_rules.is_empty() {
@@ -549,8 +610,28 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 let v = check(api.post(&format!("/v1/gateways/{id}/token"), &body)?)?;
                 out.token(&id, &v);
             }
-            GatewayCmd::Clients { id } => {
+            GatewayCmd::Clients {
+                action: Some(ClientsCmd::Kill {
+                    gateway,
+                    client,
+                    reason,
+                }),
+                ..
+            } => {
+                let mut path = format!("/v1/gateways/{gateway}/clients/{client}");
+                if let Some(r) = reason {
+                    path.push_str(&format!("?reason={}", crate::http_client::query_value(&r)));
+                }
+                let v = check(api.delete(&path)?)?;
+                out.killed(&v);
+            }
+            GatewayCmd::Clients { id: Some(id), .. } => {
                 out.clients(&check(api.get(&format!("/v1/gateways/{id}/clients"))?)?)
+            }
+            GatewayCmd::Clients { .. } => {
+                return Err(CtlError::Usage(
+                    "name the gateway: `sgctl gateway clients GW`, or `sgctl gateway clients kill GW CLIENT`".into(),
+                ))
             }
             GatewayCmd::Stats { id } => {
                 let v = check(api.get(&format!("/v1/gateways/{id}/stats"))?)?;
@@ -645,12 +726,14 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 max_gateways,
                 max_destinations,
                 max_connections_per_gateway,
+                max_clients_per_gateway,
             } => {
                 let mut body = Map::new();
                 for (k, v) in [
                     ("max_gateways", max_gateways),
                     ("max_destinations", max_destinations),
                     ("max_connections_per_gateway", max_connections_per_gateway),
+                    ("max_clients_per_gateway", max_clients_per_gateway),
                 ] {
                     if let Some(v) = v {
                         body.insert(k.into(), json!(v));

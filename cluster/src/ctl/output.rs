@@ -64,6 +64,34 @@ fn rows(v: &Value, keys: &[&str]) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// What `gateway clients` adds after the columns: the destinations a connected client
+/// cannot reach, or when and why a client went.
+fn client_notes(c: &Value) -> String {
+    if c["state"].as_str() == Some("disconnected") {
+        return format!(
+            "gone {}: {}",
+            text(&c["disconnected_at"]),
+            text(&c["reason"])
+        );
+    }
+    let unhealthy: Vec<String> = c["destinations"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .filter(|d| d["healthy"].as_bool() == Some(false))
+                .map(|d| {
+                    format!(
+                        "{} unhealthy ({})",
+                        text(&d["destination_id"]),
+                        text(&d["reason"])
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    unhealthy.join("; ")
+}
+
 impl Printer {
     fn raw(&self, v: &Value) -> bool {
         if self.json {
@@ -224,15 +252,35 @@ impl Printer {
         }
         let keys = [
             "client_id",
+            "state",
             "version",
             "address",
-            "region",
             "node_id",
             "sessions",
             "active_streams",
             "connected_at",
         ];
-        table(&keys, rows(v, &keys));
+        let mut head: Vec<&str> = keys.to_vec();
+        head.push("notes");
+        let mut lines = rows(v, &keys);
+        if let Some(list) = v.as_array() {
+            for (row, c) in lines.iter_mut().zip(list) {
+                row.push(client_notes(c));
+            }
+        }
+        table(&head, lines);
+    }
+
+    pub fn killed(&self, v: &Value) {
+        if self.raw(v) {
+            return;
+        }
+        println!(
+            "client {} ended ({} session(s) closed): {}",
+            text(&v["client_id"]),
+            text(&v["sessions_closed"]),
+            text(&v["reason"])
+        );
     }
 
     pub fn events(&self, v: &Value) {
@@ -287,6 +335,7 @@ impl Printer {
                 "max_gateways",
                 "max_destinations",
                 "max_connections_per_gateway",
+                "max_clients_per_gateway",
             ],
         );
         println!(

@@ -405,6 +405,7 @@ mod tests {
             host_rewrite: false,
             kind: Default::default(),
             client_port: None,
+            health_check: None,
         }
     }
 
