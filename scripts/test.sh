@@ -15,6 +15,7 @@ need_build_tools
 need_command etcd etcd-server
 need_command etcdctl etcd-client
 need_command nft nftables
+need_command ip iproute2
 need_command redis-server redis-server
 need_command redis-cli redis-tools
 need_command openssl openssl

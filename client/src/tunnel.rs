@@ -203,7 +203,7 @@ pub async fn run(
                     );
                     return TunnelEnd::Refused(refusal);
                 }
-                tracing::warn!(gateway = %id, "the node at {server} refused for now: {}", refusal.message);
+                tracing::warn!(gateway = %id, "the node at {server} refused for now ({}): {}", refusal.code.as_str(), refusal.message);
             }
             Ok(Err(e)) => tracing::warn!(gateway = %id, "cannot open a session to {server}: {e}"),
             Err(_) => {

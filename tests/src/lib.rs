@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod netns;
 
 /// Where the binaries under test live.
 pub fn bin(name: &str) -> PathBuf {
@@ -129,6 +130,8 @@ pub struct NodeOptions {
     pub cloud_ports: Option<String>,
     /// The admin token to use when the node writes none (a node that joined a cluster).
     pub admin_token: Option<String>,
+    /// Address the tunnel port listens on (default 127.0.0.1).
+    pub tunnel_ip: String,
 }
 
 impl Default for NodeOptions {
@@ -140,6 +143,7 @@ impl Default for NodeOptions {
             cloud_ip: "127.0.0.1".into(),
             cloud_ports: None,
             admin_token: None,
+            tunnel_ip: "127.0.0.1".into(),
         }
     }
 }
@@ -163,7 +167,7 @@ impl Node {
             dir.display().to_string(),
             // Fixed ports, so a restarted node comes back where its clients look for it.
             "--tunnel-listen".into(),
-            format!("127.0.0.1:{}", free_port()),
+            format!("{}:{}", opts.tunnel_ip, free_port()),
             "--api-listen".into(),
             format!("127.0.0.1:{}", free_port()),
             "--cloud-host".into(),
@@ -497,14 +501,24 @@ impl Client {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Client {
-        Client::launch(nodes, gateways, extra, env, false)
+        Client::launch(nodes, gateways, extra, env, false, &[])
+    }
+
+    /// Like [`Client::start`], run through `wrapper` (`ip netns exec NS`, say).
+    pub fn start_wrapped(
+        node: &Node,
+        gateways: &[(&str, &str)],
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Client {
+        Client::launch(&[node], gateways, extra, &[], false, wrapper)
     }
 
     /// Like [`Client::start`], with stdin piped for console commands (`--console`).
     pub fn start_console(node: &Node, gateways: &[(&str, &str)], extra: &[&str]) -> Client {
         let mut args = vec!["--console"];
         args.extend_from_slice(extra);
-        Client::launch(&[node], gateways, &args, &[], true)
+        Client::launch(&[node], gateways, &args, &[], true, &[])
     }
 
     fn launch(
@@ -513,13 +527,21 @@ impl Client {
         extra: &[&str],
         env: &[(&str, &str)],
         piped: bool,
+        wrapper: &[&str],
     ) -> Client {
         let temp = tempfile::tempdir().expect("temp dir");
         let log = temp.path().join("client.log");
         let file = std::fs::File::create(&log).expect("client log");
         let ids: Vec<&str> = gateways.iter().map(|(id, _)| *id).collect();
         let tokens: Vec<&str> = gateways.iter().map(|(_, t)| *t).collect();
-        let mut cmd = Command::new(bin("sg-client"));
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin("sg-client")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("sg-client"));
+                c
+            }
+        };
         cmd.args(&ids).arg("-t").arg(tokens.join("--"));
         for n in nodes {
             cmd.arg("--server").arg(n.tunnel());
@@ -612,6 +634,8 @@ impl Drop for Client {
 /// A TCP echo server on loopback, one thread per connection.
 pub struct EchoServer {
     pub addr: SocketAddr,
+    /// The address each connection came from, in order.
+    peers: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
     stop: Arc<AtomicBool>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
     open: Arc<std::sync::atomic::AtomicUsize>,
@@ -620,8 +644,15 @@ pub struct EchoServer {
 
 impl EchoServer {
     pub fn start() -> EchoServer {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind echo");
+        EchoServer::start_at(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// An echo server on `ip` (an ephemeral port).
+    pub fn start_at(ip: std::net::IpAddr) -> EchoServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind echo");
         let addr = listener.local_addr().expect("echo addr");
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = peers.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -632,6 +663,11 @@ impl EchoServer {
                     break;
                 }
                 let Ok(mut conn) = conn else { continue };
+                if let Ok(peer) = conn.peer_addr() {
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(peer.ip());
+                }
                 count.fetch_add(1, Ordering::SeqCst);
                 live.fetch_add(1, Ordering::SeqCst);
                 let live = live.clone();
@@ -654,6 +690,7 @@ impl EchoServer {
         });
         EchoServer {
             addr,
+            peers,
             stop,
             accepted,
             open,
@@ -670,6 +707,11 @@ impl EchoServer {
     /// Connections the private service has seen so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Where the connections came from, in order.
+    pub fn peers(&self) -> Vec<std::net::IpAddr> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
