@@ -659,9 +659,7 @@ impl Handler<Authenticate> for Gateway {
                 ),
             });
         }
-        if let Err(refusal) = self.check_client_limit(&msg.client_id, msg.peer) {
-            return Err(refusal);
-        }
+        self.check_client_limit(&msg.client_id, msg.peer)?;
         Ok(Authenticated {
             config: self.client_config(),
             token_hash: self.record.token_hash.clone(),

@@ -295,6 +295,7 @@ mod tests {
                 bytes_to_resources: 6,
                 bytes_to_cloud: 7,
                 idle_closed: 8,
+                health: vec![("cl_1".into(), "ds_1".into(), false)],
             }],
             handshakes_refused: 0,
             handshakes_evicted: 0,
@@ -305,6 +306,12 @@ mod tests {
             draining: false,
         };
         let text = render(&s);
+        assert!(
+            text.contains(
+                "sg_client_destination_healthy{gateway=\"gw_1\",client=\"cl_1\",destination=\"ds_1\"} 0"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("sg_store_state{state=\"synced\"} 1"),
             "{text}"
