@@ -41,13 +41,22 @@ impl ProxyServer {
 
     /// tinyproxy allowing CONNECT to `allowed` only; `auth`: required credentials.
     fn tinyproxy(allowed: u16, auth: Option<(&str, &str)>) -> ProxyServer {
+        Self::tinyproxy_to(&[allowed], auth)
+    }
+
+    /// tinyproxy allowing CONNECT to the `allowed` ports only.
+    fn tinyproxy_to(allowed: &[u16], auth: Option<(&str, &str)>) -> ProxyServer {
         let dir = Self::private_dir();
         let port = free_port();
         let d = dir.path().display();
         let mut conf = format!(
             "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 30\n\
-             Allow 127.0.0.1\nConnectPort {allowed}\nLogFile \"{d}/tinyproxy.log\"\n\
-             LogLevel Info\nMaxClients 50\n"
+             Allow 127.0.0.1\n{}LogFile \"{d}/tinyproxy.log\"\n\
+             LogLevel Info\nMaxClients 50\n",
+            allowed
+                .iter()
+                .map(|p| format!("ConnectPort {p}\n"))
+                .collect::<String>()
         );
         if let Some((user, pass)) = auth {
             conf.push_str(&format!("BasicAuth {user} {pass}\n"));
@@ -312,4 +321,26 @@ fn the_client_serves_through_dante_socks5_with_local_or_proxy_resolution_and_wit
     let wrong = format!("socks5://{}:nope@127.0.0.1:{}", user.name, proxy.port);
     let client = through(&node, &gw, &token, &wrong);
     says(&client, "did not accept the credentials");
+}
+
+#[test]
+fn discovered_nodes_are_dialled_through_the_same_proxy() {
+    let c = sg_e2e::cluster::Cluster::start(2);
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    let (gw, token) = a.create_gateway("discovery-through-proxy");
+    let proxy = ProxyServer::tinyproxy_to(&[tunnel_port(a), tunnel_port(b)], None);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    // Seeded with node A only: it hears of B from A and dials B through the proxy too.
+    let client = Client::start(a, &[(&gw, &token)], &["--proxy", &url]);
+    assert!(
+        b.wait_clients(&gw, 1),
+        "the client reached the discovered node: {}",
+        client.log()
+    );
+    let log = proxy.log("tinyproxy.log");
+    let to_b = format!("CONNECT {}", b.tunnel());
+    assert!(
+        log.lines().any(|l| l.contains(&to_b)),
+        "the session to B went through the proxy ({to_b}): {log}"
+    );
 }

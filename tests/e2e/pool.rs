@@ -223,6 +223,17 @@ impl HealthzServer {
     }
 }
 
+/// One line through `port` comes back (the service echoes what is not `GET /healthz`).
+fn wait_echo_line(port: u16) -> bool {
+    use std::io::{Read, Write};
+    wait_until(Duration::from_secs(5), || {
+        let mut s = connect(port);
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut got = [0u8; 6];
+        s.write_all(b"hello\n").is_ok() && s.read_exact(&mut got).is_ok() && &got == b"hello\n"
+    })
+}
+
 #[test]
 fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
     let node = Node::start();
@@ -243,36 +254,66 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
     assert_eq!(r.status, 201, "{}", r.body);
     let did = r.body["id"].as_str().expect("id").to_string();
     let port = r.body["cloud_port"].as_u64().expect("port") as u16;
+    // A second service takes connections and never answers: its checks time out, and
+    // neither the other destination's checks nor its traffic wait for it.
+    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let r = node.call(
+        "POST",
+        &format!("/v1/gateways/{gw}/destinations"),
+        Some(json!({
+            "name": "hangs",
+            "resource_host": "127.0.0.1",
+            "resource_port": hang.local_addr().expect("addr").port(),
+            "health_check": {"kind": "http", "interval_secs": 1, "timeout_secs": 1,
+                             "unhealthy_after": 1, "healthy_after": 1},
+        })),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let hung = r.body["id"].as_str().expect("id").to_string();
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1), "{}", client.log());
     let id = node.clients(&gw)[0]["client_id"]
         .as_str()
         .expect("client id")
         .to_string();
-    service.healthy.store(false, Ordering::SeqCst);
     assert!(
         wait_until(Duration::from_secs(10), || unhealthy_for(&node, &gw, &id)
-            == vec![did.clone()]),
+            == vec![hung.clone()]),
         "{:?}",
         node.clients(&gw)
     );
-    let view = node.clients(&gw)[0]["destinations"][0].clone();
+    let view = node.clients(&gw)[0]["destinations"].clone();
+    assert!(view.to_string().contains("no answer within 1s"), "{view}");
     assert!(
-        view["reason"].as_str().is_some_and(|r| r.contains("503")),
-        "the reason names the status: {view}"
+        wait_echo_line(port),
+        "the other destination still carries traffic"
     );
-    // With no healthy client, the node still uses the one it has rather than refuse.
-    let mut s = connect(port);
-    use std::io::{Read, Write};
-    s.write_all(b"hello\n").expect("write");
-    let mut got = [0u8; 6];
-    s.read_exact(&mut got)
-        .expect("the lone client still carries connections");
-    assert_eq!(&got, b"hello\n");
-    service.healthy.store(true, Ordering::SeqCst);
+    service.healthy.store(false, Ordering::SeqCst);
     assert!(
         wait_until(Duration::from_secs(10), || unhealthy_for(&node, &gw, &id)
-            .is_empty()),
+            .contains(&did)),
+        "{:?}",
+        node.clients(&gw)
+    );
+    let views = node.clients(&gw)[0]["destinations"].clone();
+    let view = views
+        .as_array()
+        .and_then(|v| v.iter().find(|d| d["destination_id"] == did.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        view["reason"].as_str().is_some_and(|r| r.contains("503")),
+        "the reason names the status: {views}"
+    );
+    // With no healthy client, the node still uses the one it has rather than refuse.
+    assert!(
+        wait_echo_line(port),
+        "the lone client still carries connections"
+    );
+    service.healthy.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(10), || !unhealthy_for(&node, &gw, &id)
+            .contains(&did)),
         "healthy again: {:?}",
         node.clients(&gw)
     );

@@ -1189,7 +1189,8 @@ impl Handler<OpenCloudConnection> for Gateway {
 /// summed here.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ClientView {
-    /// `connected` or `disconnected`.
+    /// `connected` or `disconnected` (a node of an older release lists connected ones only).
+    #[serde(default = "connected")]
     pub state: String,
     pub client_id: String,
     pub version: String,
@@ -1211,6 +1212,10 @@ pub struct ClientView {
     pub disconnected_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+fn connected() -> String {
+    "connected".into()
 }
 
 #[derive(Message)]
