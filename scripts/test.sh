@@ -7,15 +7,18 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolchain, https://rustup.rs)"; exit 1; }
 
 # Debian packages the build and the end-to-end tests use: protoc (see packages.sh), a real
-# etcd (3 members on loopback) with etcdctl, nftables (partitions), a real Redis server and
-# client, openssl (s_client and s_server as real TLS peers), nginx (a PROXY protocol
-# server), tinyproxy and Dante (the client's egress proxies), and Chromium for the web UI.
+# etcd (3 members on loopback) with etcdctl, nftables (partitions), iproute2 (a network
+# namespace as a second client host), systemd-analyze (the service units), a real Redis
+# server and client, openssl (s_client and s_server as real TLS peers), nginx (a PROXY
+# protocol server), tinyproxy and Dante (the client's egress proxies), and Chromium for the
+# web UI.
 . scripts/lib/packages.sh
 need_build_tools
 need_command etcd etcd-server
 need_command etcdctl etcd-client
 need_command nft nftables
 need_command ip iproute2
+need_command systemd-analyze systemd
 need_command redis-server redis-server
 need_command redis-cli redis-tools
 need_command openssl openssl
