@@ -415,5 +415,8 @@ fn sgctl_drives_every_control() {
     run(&["gateway", "stats", &gw]);
     run(&["gateway", "clients", &gw]);
     let metrics = run(&["metrics"]);
-    assert!(metrics.contains("# TYPE sg_gateway_up gauge"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE sg_gateway_active gauge"),
+        "{metrics}"
+    );
 }

@@ -46,6 +46,19 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
+    family(
+        &mut o,
+        "sg_build_info",
+        "gauge",
+        "Always 1; the build's version and protocol as labels.",
+    );
+    let _ = writeln!(
+        o,
+        "sg_build_info{{version=\"{}\",protocol=\"{}.{}\"}} 1",
+        s.version,
+        sg_proto::version::PROTOCOL_MAJOR,
+        sg_proto::version::PROTOCOL_MINOR
+    );
     family(&mut o, "sg_node_info", "gauge", "The node's identity.");
     let _ = writeln!(
         o,
@@ -69,6 +82,11 @@ pub fn render(s: &Snapshot) -> String {
             "sg_plan_max_connections_per_gateway",
             "Plan limit on concurrent connections per gateway.",
             s.plan.max_connections_per_gateway,
+        ),
+        (
+            "sg_plan_max_clients_per_gateway",
+            "Plan limit on client processes per gateway (0: none).",
+            s.plan.max_clients_per_gateway,
         ),
         ("sg_gateways_active", "Active gateways.", s.active_gateways),
         (
@@ -113,20 +131,43 @@ pub fn render(s: &Snapshot) -> String {
         family(&mut o, name, "gauge", help);
         let _ = writeln!(o, "{name} {v}");
     }
+    // One family per fact, so a query never has to unpick a folded value; the name (which
+    // an operator may change) is an info label alone, joined on `gateway` when wanted.
     family(
         &mut o,
-        "sg_gateway_up",
+        "sg_gateway_info",
         "gauge",
-        "1 when the gateway is active and enabled.",
+        "Always 1; the gateway's name as a label.",
     );
     for g in &s.gateways {
         let _ = writeln!(
             o,
-            "sg_gateway_up{{gateway=\"{}\",name=\"{}\"}} {}",
+            "sg_gateway_info{{gateway=\"{}\",name=\"{}\"}} 1",
             label(&g.gateway_id),
-            label(&g.name),
-            u8::from(g.active && g.enabled)
+            label(&g.name)
         );
+    }
+    for (name, help, get) in [
+        (
+            "sg_gateway_active",
+            "1 when the gateway is active (its destinations have cloud ports).",
+            (|g| g.active) as fn(&GatewayMetrics) -> bool,
+        ),
+        (
+            "sg_gateway_enabled",
+            "1 when the gateway is enabled (it carries connections).",
+            |g| g.enabled,
+        ),
+    ] {
+        family(&mut o, name, "gauge", help);
+        for g in &s.gateways {
+            let _ = writeln!(
+                o,
+                "{name}{{gateway=\"{}\"}} {}",
+                label(&g.gateway_id),
+                u8::from(get(g))
+            );
+        }
     }
     let per_gateway: [PerGateway; 4] = [
         (
@@ -307,6 +348,18 @@ mod tests {
         };
         let text = render(&s);
         assert!(
+            text.contains("sg_gateway_active{gateway=\"gw_1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sg_gateway_enabled{gateway=\"gw_1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sg_build_info{version=\"0.6.0\",protocol=\"1."),
+            "{text}"
+        );
+        assert!(
             text.contains(
                 "sg_client_destination_healthy{gateway=\"gw_1\",client=\"cl_1\",destination=\"ds_1\"} 0"
             ),
@@ -326,7 +379,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("sg_gateway_up{gateway=\"gw_1\",name=\"a \\\"quoted\\\" name\"} 1"),
+            text.contains("sg_gateway_info{gateway=\"gw_1\",name=\"a \\\"quoted\\\" name\"} 1"),
             "{text}"
         );
         assert!(text
