@@ -7,6 +7,7 @@ use serde::Deserialize;
 use sg_proto::acl::DefaultPolicy;
 pub use sg_proto::config_file::ConfigError;
 use sg_proto::config_file::{parse_toml, read_toml};
+use sg_proto::logging::LogFormat;
 use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use sg_proto::tls::{self, ServerTrust};
@@ -78,6 +79,10 @@ pub struct ClientArgs {
     /// Write the log to this file instead of stderr.
     #[arg(short = 'p', long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// text (default) or json (one object per line, for log collectors). RUST_LOG sets
+    /// per-module levels (`info,sg_client::health=debug`).
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
     /// ACL rules (one per line, `#` comments) applied to every gateway at start.
     #[arg(long, value_name = "FILE")]
     pub acl_file: Option<PathBuf>,
@@ -132,6 +137,7 @@ struct FileConfig {
     connect_timeout: Option<u64>,
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
     acl_file: Option<PathBuf>,
     acl_lock: Option<bool>,
     acl_default: Option<String>,
@@ -215,6 +221,7 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
     /// Rules from `--acl-file`, already validated.
     pub acl_rules: Option<Vec<String>>,
     /// The same rules, kept locally as a ceiling (`--acl-lock`).
@@ -415,6 +422,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(connect_timeout),
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             acl_rules,
             acl_ceiling,
             acl_default,

@@ -10,7 +10,7 @@ use sg_client::fleet::{Fleet, FleetOutcome};
 use sg_client::registry::{GatewayRuntime, Registry};
 use sg_client::tunnel::ClientContext;
 use sg_client::workers::WorkerPool;
-use sg_client::{client_ports, console, health, logging, service, ui};
+use sg_client::{client_ports, console, health, service, ui};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = match logging::init(config.log_level, config.log_file.as_deref()) {
+    let log = match sg_proto::logging::init(
+        config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    ) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("sg-client: {e}");

@@ -4,7 +4,6 @@
 
 use crate::config::GatewayCredentials;
 use crate::health::HealthBook;
-use crate::logging::LogControl;
 use crate::resource_tls::ResourceTlsCache;
 use crate::stats::{Figures, GatewayStats};
 use sg_proto::acl::{Acl, DefaultPolicy};
@@ -242,7 +241,7 @@ impl GatewayRuntime {
 pub struct Registry {
     pub client_id: String,
     pub gateways: Vec<Arc<GatewayRuntime>>,
-    pub log: LogControl,
+    pub log: &'static sg_proto::logging::LogControl,
     /// Set when an operator asks the client to quit (console `q`).
     pub quit: tokio::sync::watch::Sender<bool>,
     /// The running configuration in words, secrets redacted (console `C`).

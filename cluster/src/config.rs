@@ -6,6 +6,7 @@ use clap::Parser;
 use serde::Deserialize;
 pub use sg_proto::config_file::ConfigError;
 use sg_proto::config_file::{parse_toml, read_toml};
+pub use sg_proto::logging::LogFormat;
 pub use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -109,6 +110,10 @@ pub struct NodeArgs {
     /// Write the log to this file instead of stderr.
     #[arg(short = 'p', long = "log-file", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// text (default) or json (one object per line, for log collectors). RUST_LOG sets
+    /// per-module levels (`info,sg_cluster::etcd=debug`).
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The same settings in a TOML file, snake_case keys.
@@ -138,6 +143,7 @@ struct FileConfig {
     advertise_api: Option<String>,
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +167,7 @@ pub struct NodeConfig {
     pub advertise_api: String,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
 }
 
 /// Where the cluster's configuration lives.
@@ -409,6 +416,7 @@ impl NodeConfig {
             advertise_api,
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 

@@ -11,8 +11,9 @@
 //! - [`driver`] and [`pump`]: the thin tokio adapter that runs a [`mux::Mux`] over a socket
 //!   and moves bytes between a stream and a TCP/TLS connection;
 //! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider);
-//! - [`loglevel`] and [`config_file`]: the log level words and the TOML config file handling
-//!   both binaries share;
+//! - [`loglevel`], [`logging`] and [`config_file`]: the log level words, the logger set-up
+//!   (text or JSON, `RUST_LOG`, a level that changes at run time) and the TOML config file
+//!   handling both binaries share;
 //! - [`acl`]: the access control list's syntax and decisions (the node validates, clients enforce).
 //!
 //! The crate knows nothing of actors, sled or HTTP.
@@ -27,6 +28,7 @@ pub mod health;
 pub mod hostport;
 pub mod limits;
 pub mod log_throttle;
+pub mod logging;
 pub mod loglevel;
 pub mod mux;
 pub mod proxy_header;

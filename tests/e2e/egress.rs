@@ -333,10 +333,14 @@ fn discovered_nodes_are_dialled_through_the_same_proxy() {
     // Seeded with node A only: it hears of B from A and dials B through the proxy too.
     let client = Client::start(a, &[(&gw, &token)], &["--proxy", &url]);
     let on_b = || {
-        b.call("GET", &format!("/v1/gateways/{gw}/clients?scope=node"), None)
-            .body
-            .as_array()
-            .is_some_and(|l| l.iter().any(|c| c["state"] == "connected"))
+        b.call(
+            "GET",
+            &format!("/v1/gateways/{gw}/clients?scope=node"),
+            None,
+        )
+        .body
+        .as_array()
+        .is_some_and(|l| l.iter().any(|c| c["state"] == "connected"))
     };
     assert!(
         wait_until(Duration::from_secs(20), on_b),

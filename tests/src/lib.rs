@@ -631,7 +631,9 @@ impl Drop for Client {
     }
 }
 
-/// A TCP echo server on loopback, one thread per connection.
+/// A TCP echo server on loopback, one thread per connection. Its counts (`accepted`,
+/// `open`, `peers`) take in the connections that carried at least one byte, so the
+/// clients' health probes do not show up as traffic.
 pub struct EchoServer {
     pub addr: SocketAddr,
     /// The address each connection came from, in order.
@@ -663,20 +665,26 @@ impl EchoServer {
                     break;
                 }
                 let Ok(mut conn) = conn else { continue };
-                if let Ok(peer) = conn.peer_addr() {
-                    seen.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(peer.ip());
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                live.fetch_add(1, Ordering::SeqCst);
-                let live = live.clone();
+                let (count, live, seen) = (count.clone(), live.clone(), seen.clone());
                 std::thread::spawn(move || {
+                    // A connection counts once it carries a byte: the clients' health
+                    // probes (a connect and a close) are not the service's traffic.
+                    let mut counted = false;
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
                         match conn.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
+                                if !counted {
+                                    counted = true;
+                                    if let Ok(peer) = conn.peer_addr() {
+                                        seen.lock()
+                                            .unwrap_or_else(|p| p.into_inner())
+                                            .push(peer.ip());
+                                    }
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                    live.fetch_add(1, Ordering::SeqCst);
+                                }
                                 if conn.write_all(&buf[..n]).is_err() {
                                     break;
                                 }
@@ -684,7 +692,9 @@ impl EchoServer {
                         }
                     }
                     let _ = conn.shutdown(Shutdown::Write);
-                    live.fetch_sub(1, Ordering::SeqCst);
+                    if counted {
+                        live.fetch_sub(1, Ordering::SeqCst);
+                    }
                 });
             }
         });

@@ -64,6 +64,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/gateways/{id}/events", web::get().to(gateway_events))
                 .route("/gateways/{id}/acl", web::get().to(show_acl))
                 .route("/gateways/{id}/acl", web::put().to(set_acl))
+                .route("/log-level", web::get().to(show_log_level))
+                .route("/log-level", web::put().to(set_log_level))
                 .route("/plan", web::get().to(show_plan))
                 .route("/plan", web::put().to(set_plan))
                 .route("/nodes", web::get().to(list_nodes)),
@@ -562,6 +564,39 @@ async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclBody>)
     let (id, rules) = (id.into_inner(), body.0.rules);
     let g = api.mutate(move |s| s.set_acl(&id, &rules)).await?;
     Ok(HttpResponse::Ok().json(AclView::of(g.acl)))
+}
+
+/// `PUT /v1/log-level {"level": "DEBUG"}`: this node's level, from now on, for every module.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelUpdate {
+    level: String,
+}
+
+fn log_level_view() -> Result<serde_json::Value, ApiError> {
+    let log = sg_proto::logging::control().ok_or(ApiError::Unavailable)?;
+    Ok(serde_json::json!({
+        "log_level": log.level().to_string(),
+        "filters": log.filters(),
+    }))
+}
+
+/// `GET /v1/log-level`: the level (and the `RUST_LOG` filters, if the node started with
+/// some and no level was set since). This node only: each node has its own log.
+async fn show_log_level(_: Admin) -> Reply {
+    Ok(HttpResponse::Ok().json(log_level_view()?))
+}
+
+async fn set_log_level(_: Admin, body: Body<LogLevelUpdate>) -> Reply {
+    let level: sg_proto::loglevel::LogLevel = body
+        .0
+        .level
+        .parse()
+        .map_err(|e: String| ApiError::invalid("level", e))?;
+    let log = sg_proto::logging::control().ok_or(ApiError::Unavailable)?;
+    log.set_level(level).map_err(|_| ApiError::Unavailable)?;
+    tracing::info!("log level is now {level}");
+    Ok(HttpResponse::Ok().json(log_level_view()?))
 }
 
 async fn show_plan(_: Admin, api: Api) -> Reply {

@@ -12,7 +12,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config) {
+    let logging = sg_proto::logging::init(
+        config.log_level,
+        config.log_format,
+        config.log_file.as_deref(),
+    );
+    if let Err(e) = logging {
         eprintln!("sg-node: {e}");
         return ExitCode::from(2);
     }
@@ -30,25 +35,4 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging(config: &NodeConfig) -> Result<(), String> {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(config.log_level.filter())
-        .with_target(false);
-    match &config.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
 }

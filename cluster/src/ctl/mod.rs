@@ -69,6 +69,8 @@ pub enum Command {
     Health,
     /// The node's Prometheus metrics.
     Metrics,
+    /// Show this node's log level, or set it (ERROR, WARN, INFO, DEBUG, TRACE) while it runs.
+    LogLevel { level: Option<String> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -540,6 +542,13 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
             }
         }
         Command::Node(NodeCmd::List) => out.nodes(&check(api.get("/v1/nodes")?)?),
+        Command::LogLevel { level } => {
+            let v = match level {
+                None => check(api.get("/v1/log-level")?)?,
+                Some(l) => check(api.put("/v1/log-level", &json!({ "level": l }))?)?,
+            };
+            out.object(&v, &["log_level", "filters"]);
+        }
         Command::Metrics => {
             let (status, text) = api.get_text("/metrics")?;
             if status != 200 {
