@@ -1118,6 +1118,45 @@ fn bytes_are_named_as_the_replaced_product_did_transmitted_from_the_cloud_receiv
 }
 
 #[test]
+fn an_open_connection_shows_its_bytes_before_it_closes() {
+    let t = EchoTunnel::start("open-bytes", &[]);
+    let mut s = connect(t.port);
+    s.write_all(&[b'x'; 4000]).unwrap();
+    let mut back = vec![0u8; 4000];
+    s.read_exact(&mut back).unwrap();
+    let stats = || {
+        t.node
+            .call("GET", &format!("/v1/gateways/{}/stats", t.gw), None)
+            .body
+    };
+    // wait_echo's own probes carried a few bytes too: at least ours, while still open.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let s = stats();
+            s["active_connections"] == 1
+                && s["bytes_to_resources"].as_u64().is_some_and(|b| b >= 4000)
+                && s["bytes_to_cloud"].as_u64().is_some_and(|b| b >= 4000)
+        }),
+        "the figures count the open connection's bytes: {}",
+        stats()
+    );
+    let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
+    let to_resources: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sg_gateway_bytes_total{") && l.contains("to_resources"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the bytes counter");
+    assert!(to_resources >= 4000, "{metrics}");
+    // Closing it does not count it twice.
+    drop(s);
+    let before = stats()["bytes_to_resources"].as_u64().unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(5), || stats()
+        ["active_connections"]
+        == 0));
+    assert_eq!(stats()["bytes_to_resources"].as_u64(), Some(before));
+}
+
+#[test]
 fn a_config_file_holds_the_flags_and_flags_win() {
     let node = Node::start();
     let echo = EchoServer::start();

@@ -29,6 +29,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The list of open connections is swept of finished ones once it is this long (and then
+/// when it doubles), so keeping it costs O(1) per connection.
+const OPEN_SWEEP_MIN: usize = 64;
+
 /// Clients hear about refused connections at most this often (F7).
 pub const LIMIT_NOTICE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -54,6 +58,11 @@ pub struct Gateway {
     nodes: Arc<NodeList>,
     /// Each client's view of the destinations' health, and the clients gone lately.
     book: ClientBook,
+    /// The guards of the connections carried now, whose bytes the figures include before
+    /// they close (a week-long connection shows its bytes as they flow).
+    open: Vec<std::sync::Weak<ConnectionGuard>>,
+    /// When `open` is next swept of finished connections.
+    sweep_at: usize,
 }
 
 struct Slot {
@@ -122,6 +131,10 @@ pub struct LiveCounters {
     refused: [AtomicU64; 7],
     /// Connections closed because they carried nothing for their destination's idle timeout.
     idle_closed: AtomicU64,
+    /// The byte totals last reported (closed connections plus open ones): never less than
+    /// before, so a counter read while a connection is closing cannot step back.
+    reported_to_resources: AtomicU64,
+    reported_to_cloud: AtomicU64,
 }
 
 impl LiveCounters {
@@ -200,6 +213,8 @@ impl Gateway {
             remote_active: start.remote_active,
             nodes: start.nodes,
             book: ClientBook::default(),
+            open: Vec::new(),
+            sweep_at: OPEN_SWEEP_MIN,
         }
     }
 
@@ -950,17 +965,24 @@ impl ConnectionGuard {
     }
 }
 
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
+impl ConnectionGuard {
+    /// Bytes carried so far: (towards the resource, towards the cloud application).
+    fn bytes(&self) -> (u64, u64) {
         let (read, written) = (
             self.counters.sent.load(Ordering::Relaxed),
             self.counters.received.load(Ordering::Relaxed),
         );
-        let (to_resources, to_cloud) = if self.reversed {
+        if self.reversed {
             (written, read)
         } else {
             (read, written)
-        };
+        }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let (to_resources, to_cloud) = self.bytes();
         self.live
             .to_resources
             .fetch_add(to_resources, Ordering::Relaxed);
@@ -1036,9 +1058,45 @@ impl Gateway {
         Ok(())
     }
 
+    /// Bytes carried to the resources and to the cloud: closed connections' and open ones'.
+    fn bytes_now(&mut self) -> (u64, u64) {
+        // Hold every open guard while the totals are read, so none adds itself to them
+        // in between (it would be counted twice); one that finished just before is in
+        // neither sum for a moment, which `reported_*` (never lower) hides.
+        let held: Vec<Arc<ConnectionGuard>> = self
+            .open
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        self.open = held.iter().map(Arc::downgrade).collect();
+        let (mut to_resources, mut to_cloud) = held
+            .iter()
+            .map(|g| g.bytes())
+            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+        to_resources += self.live.to_resources.load(Ordering::Relaxed);
+        to_cloud += self.live.to_cloud.load(Ordering::Relaxed);
+        drop(held);
+        let up =
+            |reported: &AtomicU64, now: u64| reported.fetch_max(now, Ordering::Relaxed).max(now);
+        (
+            up(&self.live.reported_to_resources, to_resources),
+            up(&self.live.reported_to_cloud, to_cloud),
+        )
+    }
+
     /// The guard of an admitted connection; `reversed` for a cloud destination's, whose
     /// bytes towards the resource are the ones its pump writes.
-    fn guard(&self, reversed: bool) -> ConnectionGuard {
+    fn guard(&mut self, reversed: bool) -> Arc<ConnectionGuard> {
+        if self.open.len() >= self.sweep_at {
+            self.open.retain(|g| g.strong_count() > 0);
+            self.sweep_at = (self.open.len() * 2).max(OPEN_SWEEP_MIN);
+        }
+        let guard = Arc::new(self.new_guard(reversed));
+        self.open.push(Arc::downgrade(&guard));
+        guard
+    }
+
+    fn new_guard(&self, reversed: bool) -> ConnectionGuard {
         ConnectionGuard {
             live: self.live.clone(),
             counters: Arc::new(PumpCounters::default()),
@@ -1098,7 +1156,7 @@ impl Handler<OpenConnection> for Gateway {
             },
             worker,
             gateway_id: self.record.id.clone(),
-            guard: Arc::new(guard),
+            guard,
         })
     }
 }
@@ -1179,7 +1237,7 @@ impl Handler<OpenCloudConnection> for Gateway {
             idle_timeout: (record.idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(u64::from(record.idle_timeout_secs))),
             connection: self.shared.next_connection(),
-            guard: Arc::new(guard),
+            guard,
         })
     }
 }
@@ -1321,6 +1379,7 @@ pub struct GetMetrics;
 impl Handler<GetMetrics> for Gateway {
     type Result = MessageResult<GetMetrics>;
     fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        let (bytes_to_resources, bytes_to_cloud) = self.bytes_now();
         MessageResult(GatewayMetrics {
             gateway_id: self.record.id.clone(),
             name: self.record.name.clone(),
@@ -1334,8 +1393,8 @@ impl Handler<GetMetrics> for Gateway {
                 .iter()
                 .map(|r| (*r, self.live.refused(*r)))
                 .collect(),
-            bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
-            bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
+            bytes_to_resources,
+            bytes_to_cloud,
             idle_closed: self.live.idle_closed(),
             health: self
                 .book
@@ -1396,6 +1455,7 @@ pub struct GetStats;
 impl Handler<GetStats> for Gateway {
     type Result = MessageResult<GetStats>;
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let (bytes_to_resources, bytes_to_cloud) = self.bytes_now();
         let mut client_ids: Vec<String> =
             self.sessions.iter().map(|s| s.client_id.clone()).collect();
         client_ids.sort_unstable();
@@ -1407,8 +1467,8 @@ impl Handler<GetStats> for Gateway {
             active_connections: self.live.active.load(Ordering::Acquire),
             total_connections: self.live.total.load(Ordering::Relaxed),
             refused_connections: self.live.refused_total(),
-            bytes_to_resources: self.live.to_resources.load(Ordering::Relaxed),
-            bytes_to_cloud: self.live.to_cloud.load(Ordering::Relaxed),
+            bytes_to_resources,
+            bytes_to_cloud,
             idle_closed_connections: self.live.idle_closed(),
             max_connections: self.plan.max_connections_per_gateway,
             nodes: Vec::new(),

@@ -231,7 +231,7 @@ pub fn render(s: &Snapshot) -> String {
         &mut o,
         "sg_gateway_bytes_total",
         "counter",
-        "Bytes carried by finished connections, by direction: to_resources is data the cloud applications sent (transmitted), to_cloud is data the destinations sent (received).",
+        "Bytes carried, open connections included, by direction: to_resources is data the cloud applications sent (transmitted), to_cloud is data the destinations sent (received).",
     );
     for g in &s.gateways {
         let id = label(&g.gateway_id);
