@@ -114,6 +114,10 @@ pub struct NodeArgs {
     /// per-module levels (`info,sg_cluster::etcd=debug`).
     #[arg(long, value_name = "text|json")]
     pub log_format: Option<LogFormat>,
+    /// Also serve GET /metrics here, in plain HTTP and without the admin token (for a
+    /// scraper): PORT (on 127.0.0.1) or ADDR:PORT.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// The same settings in a TOML file, snake_case keys.
@@ -144,6 +148,7 @@ struct FileConfig {
     log_level: Option<LogLevel>,
     log_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +173,8 @@ pub struct NodeConfig {
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Where `/metrics` is also served without a token (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where the cluster's configuration lives.
@@ -417,6 +424,11 @@ impl NodeConfig {
             log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
             log_file: args.log_file.or(file.log_file),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            metrics_listen: args
+                .metrics_listen
+                .or(file.metrics_listen)
+                .map(|m| metrics_address(&m))
+                .transpose()?,
         })
     }
 
@@ -443,6 +455,19 @@ impl NodeConfig {
         }
         names
     }
+}
+
+/// `--metrics-listen`: a port on loopback, or an address and port.
+fn metrics_address(s: &str) -> Result<SocketAddr, ConfigError> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    s.parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "--metrics-listen {s:?}: expected PORT or ADDR:PORT (e.g. 9100 or 0.0.0.0:9100)"
+        ))
+    })
 }
 
 /// `ip:port` of a listen address as others reach it: the cloud host when it listens on

@@ -285,20 +285,33 @@ pub async fn run_until(
         (None, Some(root)) => vec![root.clone()],
         (None, None) => Vec::new(),
     };
-    let api_server = api::serve(
-        ApiState {
-            state: state_addr.clone(),
-            node: node.clone(),
-            shared: shared.clone(),
-            admin_token_hash,
-            peers: sg_proto::tls::ServerTrust::Roots(peers),
-        },
-        api_listener,
-        api_tls,
-    )
-    .map_err(api_listen_err)?;
+    let api_data = actix_web::web::Data::new(ApiState {
+        state: state_addr.clone(),
+        node: node.clone(),
+        shared: shared.clone(),
+        admin_token_hash,
+        peers: sg_proto::tls::ServerTrust::Roots(peers),
+    });
+    let api_server = api::serve(api_data.clone(), api_listener, api_tls).map_err(api_listen_err)?;
     let api_handle = api_server.handle();
     actix_rt::spawn(api_server);
+    let metrics_handle = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let err = |source| NodeError::Listen {
+                what: "metrics address",
+                addr: addr.to_string(),
+                source,
+            };
+            let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+            let bound = listener.local_addr().map_err(err)?;
+            let server = api::serve_metrics(api_data, listener).map_err(err)?;
+            tracing::info!("metrics on http://{bound}/metrics (no token)");
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Some(handle)
+        }
+    };
 
     // Presence: the fleet is this node, or what the cluster's registry says.
     let me = NodeRecord {
@@ -361,6 +374,9 @@ pub async fn run_until(
     })
     .await;
     api_handle.stop(true).await;
+    if let Some(h) = metrics_handle {
+        h.stop(true).await;
+    }
     if let Some(r) = &registry {
         r.leave().await;
     }

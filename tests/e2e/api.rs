@@ -225,3 +225,57 @@ fn defaults_are_250_connections_per_gateway_and_tokens_for_365_days() {
         short.body
     );
 }
+
+/// A plain-HTTP GET; (status line, body).
+fn plain_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("request");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn a_scraper_reads_metrics_without_the_admin_token_and_nothing_else() {
+    let port = free_port();
+    let node = Node::start_with(NodeOptions {
+        extra: vec!["--metrics-listen".into(), port.to_string()],
+        ..NodeOptions::default()
+    });
+    let addr = format!("127.0.0.1:{port}");
+    let (status, body) = plain_get(&addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(body.contains("sg_build_info{"), "{body}");
+    let (status, _) = plain_get(&addr, "/v1/gateways");
+    assert!(
+        status.contains(" 404 "),
+        "only /metrics is served there: {status}"
+    );
+    // The API itself still wants the token.
+    let (code, _) = node
+        .api
+        .get_text("/metrics")
+        .expect("metrics with the token");
+    assert_eq!(code, 200);
+    let out = std::process::Command::new(bin("sg-node"))
+        .args([
+            "--region",
+            "t",
+            "--metrics-listen",
+            "nonsense",
+            "--data-dir",
+        ])
+        .arg(node.dir.join("other"))
+        .output()
+        .expect("sg-node");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-listen"));
+}

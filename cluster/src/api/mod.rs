@@ -144,11 +144,10 @@ fn query_config() -> web::QueryConfig {
 
 /// Starts the API on an already bound listener.
 pub fn serve(
-    api: ApiState,
+    data: web::Data<ApiState>,
     listener: std::net::TcpListener,
     tls: rustls::ServerConfig,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let data = web::Data::new(api);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -162,6 +161,27 @@ pub fn serve(
     .disable_signals()
     .shutdown_timeout(2)
     .listen_rustls_0_23(listener, tls)?
+    .run();
+    Ok(server)
+}
+
+/// Starts the metrics listener (`--metrics-listen`): `GET /metrics` in plain HTTP without
+/// the admin token, so a scraper holds no credential that could change anything, and
+/// nothing else.
+pub fn serve_metrics(
+    data: web::Data<ApiState>,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(routes::open_metrics))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
     .run();
     Ok(server)
 }

@@ -99,6 +99,15 @@ async fn healthz(api: Api) -> HttpResponse {
 }
 
 async fn metrics(_: Admin, api: Api) -> Reply {
+    render_metrics(&api).await
+}
+
+/// `/metrics` on the `--metrics-listen` address: no token there.
+pub async fn open_metrics(api: Api) -> Reply {
+    render_metrics(&api).await
+}
+
+async fn render_metrics(api: &ApiState) -> Reply {
     let gateways = api.node.send(AllGateways).await?;
     let mut figures = Vec::with_capacity(gateways.len());
     for g in gateways {
