@@ -15,7 +15,7 @@
 //! - [`resource_tls`]: TLS to private services, shared by streams and health checks;
 //! - [`http_gate`]: ACL path rules on HTTP destinations, request by request;
 //! - [`client_ports`]: the listeners of cloud destinations, whose streams the client opens;
-//! - [`registry`], [`console`], [`ui`]: what operators see and change;
+//! - [`registry`], [`console`], [`ui`], [`metrics`]: what operators see and change;
 //! - [`service`]: the `--service` supervisor;
 //! - [`backoff`], [`stats`]: small helpers with one job each.
 
@@ -28,6 +28,7 @@ pub mod fleet;
 pub mod health;
 pub mod http_gate;
 pub mod http_head;
+pub mod metrics;
 pub mod registry;
 pub mod resource_tls;
 pub mod serve;

@@ -157,6 +157,16 @@ async fn login(state: State, req: HttpRequest, form: web::Form<LoginForm>) -> Ht
         .finish()
 }
 
+/// `/metrics` for a scraper: the UI's rules apply (a bearer password when it has one).
+async fn metrics(state: State, req: HttpRequest) -> HttpResponse {
+    if let Some(refused) = refusal(state.verdict(&req)) {
+        return refused;
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&state.registry))
+}
+
 async fn status(state: State, req: HttpRequest) -> HttpResponse {
     if let Some(refused) = refusal(state.verdict(&req)) {
         return refused;
@@ -285,6 +295,7 @@ pub fn start(config: &UiConfig, registry: Arc<Registry>) -> Result<std::net::Soc
                         .route("/login", web::get().to(login_page))
                         .route("/login", web::post().to(login))
                         .route("/api/status", web::get().to(status))
+                        .route("/metrics", web::get().to(metrics))
                         .route("/api/acl", web::put().to(set_acl))
                         .route("/api/log-level", web::put().to(set_level))
                 })

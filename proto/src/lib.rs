@@ -31,6 +31,7 @@ pub mod log_throttle;
 pub mod logging;
 pub mod loglevel;
 pub mod mux;
+pub mod prometheus;
 pub mod proxy_header;
 pub mod pump;
 pub mod secret;

@@ -75,7 +75,27 @@ fn the_web_ui_logs_in_shows_live_figures_and_edits_the_acl() {
     );
     assert!(wait_echo(port));
 
-    // Every API call needs the password.
+    // Every API call needs the password; so does /metrics (a scraper sends it as a bearer).
+    assert!(ui_status(ui_port, "/metrics", "").contains("401"));
+    let host = format!("127.0.0.1:{ui_port}");
+    let (status, metrics) = ui_request(
+        ui_port,
+        &host,
+        "GET",
+        "/metrics",
+        "Authorization: Bearer s3cret-pw\r\n",
+        None,
+    );
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        format!("sg_client_sessions{{gateway=\"{gw}\"}} 2"),
+        format!("sg_client_connections_total{{gateway=\"{gw}\"}} "),
+        format!("sg_client_bytes_total{{gateway=\"{gw}\",direction=\"transmitted\"}} "),
+        format!("sg_client_destination_healthy{{gateway=\"{gw}\",destination=\""),
+        "sg_client_info{client=\"cl_".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
     assert!(ui_status(ui_port, "/api/status", "").contains("401"));
     assert!(ui_status(ui_port, "/api/status", "Authorization: Bearer wrong\r\n").contains("401"));
     assert!(ui_status(

@@ -32,17 +32,7 @@ type PerGateway = (
     fn(&GatewayMetrics) -> u64,
 );
 
-/// Escapes a label value (backslash, quote, newline).
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
+use sg_proto::prometheus::{family, label};
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
