@@ -137,6 +137,7 @@ impl TunnelListener {
         peer: SocketAddr,
         worker: Worker,
     ) -> Result<(), TunnelError> {
+        let started = std::time::Instant::now();
         let sock = TcpStream::from_std(sock).map_err(TunnelError::Socket)?;
         let _ = sock.set_nodelay(true);
         // A client's TLS ClientHello follows its connect at once; a peer that sends nothing
@@ -247,6 +248,7 @@ impl TunnelListener {
             gateway: auth.config,
         };
         let established = pending.welcome(welcome).await?;
+        self.shared.timings.handshake.observe(started.elapsed());
         let (handle, events, driver) = driver::start(
             established.io,
             established.leftover,

@@ -1154,6 +1154,17 @@ fn an_open_connection_shows_its_bytes_before_it_closes() {
         ["active_connections"]
         == 0));
     assert_eq!(stats()["bytes_to_resources"].as_u64(), Some(before));
+    // The histograms saw the client's sessions and the closed connections.
+    let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}_count ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("sg_tunnel_handshake_seconds") >= 2, "{metrics}");
+    assert!(count("sg_connection_duration_seconds") >= 2, "{metrics}");
 }
 
 #[test]

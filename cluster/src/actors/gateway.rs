@@ -927,6 +927,9 @@ pub struct ConnectionGuard {
     reversed: bool,
     /// Counts the connection in the node's total, which a drain waits on.
     _tracked: Tracked,
+    /// When it was admitted, and where its duration goes when it ends.
+    started: Instant,
+    timings: Arc<super::Timings>,
 }
 
 impl ConnectionGuard {
@@ -989,6 +992,7 @@ impl Drop for ConnectionGuard {
         self.live.to_cloud.fetch_add(to_cloud, Ordering::Relaxed);
         if self.holds_slot.load(Ordering::Acquire) {
             self.live.active.fetch_sub(1, Ordering::Release);
+            self.timings.connection.observe(self.started.elapsed());
         }
     }
 }
@@ -1107,6 +1111,8 @@ impl Gateway {
                 .saturating_sub(self.remote_active),
             reversed,
             _tracked: self.shared.connections.enter(),
+            started: Instant::now(),
+            timings: self.shared.timings.clone(),
         }
     }
 }
@@ -1344,6 +1350,24 @@ impl Handler<ListClients> for Gateway {
 }
 
 impl Gateway {
+    /// Each client's shortest session round trip (clients with a measured one).
+    fn shortest_rtts(&self) -> Vec<(String, Duration)> {
+        let mut out: Vec<(String, Duration)> = Vec::new();
+        for s in self.sessions.iter() {
+            let us = s.handle.stats().rtt_us.load(Ordering::Relaxed);
+            if us == 0 {
+                continue;
+            }
+            let rtt = Duration::from_micros(us);
+            match out.iter_mut().find(|(c, _)| *c == s.client_id) {
+                Some((_, best)) => *best = (*best).min(rtt),
+                None => out.push((s.client_id.clone(), rtt)),
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Distinct client processes connected for this gateway.
     fn client_count(&self) -> usize {
         let mut ids: Vec<&str> = self.sessions.iter().map(|s| s.client_id.as_str()).collect();
@@ -1370,6 +1394,8 @@ pub struct GatewayMetrics {
     pub idle_closed: u64,
     /// (client id, destination id, healthy) for every state a client reported.
     pub health: Vec<(String, String, bool)>,
+    /// (client id, its sessions' shortest round trip) for every connected client.
+    pub rtt: Vec<(String, Duration)>,
 }
 
 #[derive(Message)]
@@ -1401,6 +1427,7 @@ impl Handler<GetMetrics> for Gateway {
                 .all()
                 .map(|(c, d)| (c.to_string(), d.destination_id.clone(), d.healthy))
                 .collect(),
+            rtt: self.shortest_rtts(),
         })
     }
 }

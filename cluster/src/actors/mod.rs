@@ -58,7 +58,35 @@ pub struct NodeShared {
     pub replication: Option<Arc<Replication>>,
     /// The node's own listeners, which a cloud destination's dial must never reach.
     pub endpoints: crate::cloud_dest::NodeEndpoints,
+    /// How long tunnel handshakes and carried connections take, for `/metrics`.
+    pub timings: Arc<Timings>,
     next_connection: AtomicU64,
+}
+
+/// Upper bounds of the tunnel handshake histogram, in seconds.
+const HANDSHAKE_BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Upper bounds of the connection duration histogram, in seconds (a minute to a day).
+const DURATION_BOUNDS: &[f64] = &[
+    0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0,
+];
+
+/// Histograms the node keeps for `/metrics`.
+pub struct Timings {
+    /// From a tunnel connection's accept to its Welcome (TLS and Hello), accepted ones.
+    pub handshake: sg_proto::prometheus::Histogram,
+    /// How long carried connections lasted, once closed.
+    pub connection: sg_proto::prometheus::Histogram,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            handshake: sg_proto::prometheus::Histogram::new(HANDSHAKE_BOUNDS),
+            connection: sg_proto::prometheus::Histogram::new(DURATION_BOUNDS),
+        }
+    }
 }
 
 /// Who and where the node is, and the per-gateway caps it enforces.
@@ -103,6 +131,7 @@ impl NodeShared {
             sessions: Arc::new(Tracker::default()),
             replication,
             endpoints,
+            timings: Arc::default(),
             next_connection: AtomicU64::new(1),
         }
     }

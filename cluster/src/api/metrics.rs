@@ -22,6 +22,7 @@ pub struct Snapshot {
     pub applied_revision: i64,
     pub live_nodes: usize,
     pub draining: bool,
+    pub timings: std::sync::Arc<crate::actors::Timings>,
 }
 
 /// A per-gateway family: name, type, help, and how to read its value.
@@ -270,6 +271,33 @@ pub fn render(s: &Snapshot) -> String {
     }
     family(
         &mut o,
+        "sg_session_rtt_seconds",
+        "gauge",
+        "Each connected client's shortest session round trip (ping to pong).",
+    );
+    for g in &s.gateways {
+        for (client, rtt) in &g.rtt {
+            let _ = writeln!(
+                o,
+                "sg_session_rtt_seconds{{gateway=\"{}\",client=\"{}\"}} {}",
+                label(&g.gateway_id),
+                label(client),
+                rtt.as_secs_f64()
+            );
+        }
+    }
+    s.timings.handshake.render(
+        &mut o,
+        "sg_tunnel_handshake_seconds",
+        "From a tunnel connection's accept to its Welcome (TLS and Hello), for accepted sessions.",
+    );
+    s.timings.connection.render(
+        &mut o,
+        "sg_connection_duration_seconds",
+        "How long carried connections lasted, counted as they close.",
+    );
+    family(
+        &mut o,
         "sg_tunnel_handshakes_refused_total",
         "counter",
         "Tunnel connections closed at once because their network (/24, /64) had too many handshakes pending.",
@@ -327,6 +355,7 @@ mod tests {
                 bytes_to_cloud: 7,
                 idle_closed: 8,
                 health: vec![("cl_1".into(), "ds_1".into(), false)],
+                rtt: vec![("cl_1".into(), std::time::Duration::from_micros(1500))],
             }],
             handshakes_refused: 0,
             handshakes_evicted: 0,
@@ -335,8 +364,24 @@ mod tests {
             applied_revision: 42,
             live_nodes: 3,
             draining: false,
+            timings: Default::default(),
         };
+        s.timings
+            .handshake
+            .observe(std::time::Duration::from_millis(3));
         let text = render(&s);
+        assert!(
+            text.contains("sg_session_rtt_seconds{gateway=\"gw_1\",client=\"cl_1\"} 0.0015"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sg_tunnel_handshake_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sg_connection_duration_seconds_count 0"),
+            "{text}"
+        );
         assert!(
             text.contains("sg_gateway_active{gateway=\"gw_1\"} 1"),
             "{text}"

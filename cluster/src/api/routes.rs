@@ -132,6 +132,7 @@ async fn render_metrics(api: &ApiState) -> Reply {
         applied_revision: api.shared.replication.as_ref().map_or(0, |r| r.applied()),
         live_nodes: api.node.send(GetFleet).await?.nodes.len(),
         draining: api.shared.status.draining(),
+        timings: api.shared.timings.clone(),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
