@@ -182,8 +182,14 @@ pub async fn run(
         match dialed {
             Ok(Ok((welcome, established))) => {
                 let started = Instant::now();
-                let end =
-                    serve_session(&ctx, &gw, &spec, welcome, established, &mut shutdown).await;
+                let span = tracing::info_span!(
+                    "session",
+                    gateway = %id,
+                    session = %welcome.session_id,
+                    node = %welcome.node_id
+                );
+                let serving = serve_session(&ctx, &gw, &spec, welcome, established, &mut shutdown);
+                let end = tracing::Instrument::instrument(serving, span).await;
                 match end {
                     None => return TunnelEnd::Shutdown,
                     Some(end) => tracing::warn!(gateway = %id, "session to {server} ended: {end}"),
@@ -307,7 +313,9 @@ async fn serve_session(
             }
             event = events.recv() => match event {
                 Some(SessionEvent::Incoming { stream, open }) => {
-                    tokio::spawn(serve::serve_stream(serve_ctx.clone(), stream, open));
+                    let span = tracing::debug_span!("connection", id = open.connection);
+                    let serving = serve::serve_stream(serve_ctx.clone(), stream, open);
+                    tokio::spawn(tracing::Instrument::instrument(serving, span));
                 }
                 Some(SessionEvent::Control(frame)) => {
                     on_control(ctx, gw, &current, frame, &spec.events, &welcome.node_id)

@@ -65,13 +65,18 @@ fn json_logs_and_a_level_changed_at_run_time() {
     assert!(r.body["message"]
         .as_str()
         .is_some_and(|m| m.contains("level")));
-    // The client's lines are JSON too, with the gateway as a field.
+    // The client's lines are JSON too, with the gateway as a field, and what a session
+    // logs carries the session's span (gateway, session, node).
     let lines = json_lines(&client.log());
     assert!(
         lines
             .iter()
             .any(|l| message(l).contains("connected to node")
-                && l["fields"]["gateway"] == gw.as_str()),
+                && l["fields"]["gateway"] == gw.as_str()
+                && l["span"]["name"] == "session"
+                && l["span"]["session"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("ss_"))),
         "{}",
         client.log()
     );

@@ -191,7 +191,14 @@ impl Actor for Connection {
                 }
             }
         };
-        async move {
+        // A debug span: free at the usual levels, the ids on every line at DEBUG and below.
+        let span = tracing::debug_span!(
+            "connection",
+            id = self.number,
+            gateway = %self.gateway_id,
+            destination = %self.destination
+        );
+        let carried = async move {
             match idle {
                 None => work.await,
                 Some(limit) => tokio::select! {
@@ -199,13 +206,14 @@ impl Actor for Connection {
                     () = idle_for(counters, limit) => Ended::Idle(limit),
                 },
             }
-        }
-        .into_actor(self)
-        .map(|ended, act, ctx| {
-            act.report(ended);
-            ctx.stop();
-        })
-        .spawn(ctx);
+        };
+        tracing::Instrument::instrument(carried, span)
+            .into_actor(self)
+            .map(|ended, act, ctx| {
+                act.report(ended);
+                ctx.stop();
+            })
+            .spawn(ctx);
     }
 }
 

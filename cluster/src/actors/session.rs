@@ -80,7 +80,14 @@ where
             }));
         }
         if let Some(driver) = self.driver.take() {
-            driver
+            // Whatever the session's driver logs carries its gateway, session and client.
+            let span = tracing::info_span!(
+                "session",
+                gateway = %self.gateway_id,
+                session = %self.session_id,
+                client = %self.client_id
+            );
+            tracing::Instrument::instrument(driver, span)
                 .into_actor(self)
                 .map(|end, act, ctx| {
                     tracing::info!(
