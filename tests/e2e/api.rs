@@ -279,3 +279,43 @@ fn a_scraper_reads_metrics_without_the_admin_token_and_nothing_else() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-listen"));
 }
+
+#[test]
+fn sgctl_quiet_prints_ids_for_scripts() {
+    let node = Node::start();
+    let created = node.sgctl_ok(&["-q", "gateway", "create", "scripted"]);
+    let (id, token) = created
+        .trim()
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("id<TAB>token: {created:?}"));
+    assert!(
+        id.starts_with("gw_") && token.starts_with("sgt_"),
+        "{created:?}"
+    );
+    node.sgctl_ok(&["gateway", "create", "another"]);
+    let listed = node.sgctl_ok(&["-q", "gateway", "list"]);
+    let ids: Vec<&str> = listed.lines().collect();
+    assert_eq!(ids.len(), 2, "{listed:?}");
+    assert!(
+        ids.contains(&id) && ids.iter().all(|l| l.starts_with("gw_")),
+        "{listed:?}"
+    );
+    let d = node.sgctl_ok(&[
+        "-q",
+        "destination",
+        "create",
+        id,
+        "--name",
+        "db",
+        "--resource",
+        "127.0.0.1:5432",
+    ]);
+    assert!(
+        d.trim().starts_with("ds_") && !d.trim().contains(' '),
+        "{d:?}"
+    );
+    let new_token = node.sgctl_ok(&["-q", "gateway", "token", id]);
+    assert!(new_token.trim().starts_with("sgt_"), "{new_token:?}");
+    let out = node.sgctl(&["-q", "--json", "gateway", "list"]);
+    assert_eq!(out.status.code(), Some(2), "-q and --json do not mix");
+}

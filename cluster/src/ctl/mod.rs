@@ -41,6 +41,10 @@ pub struct Cli {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print ids only, one per line (for scripts); a created gateway prints its id and its
+    /// token, separated by a tab.
+    #[arg(short, long, global = true, conflicts_with = "json")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -524,7 +528,10 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
 /// Runs one sgctl invocation; the caller prints the error.
 pub fn run(cli: Cli) -> Result<(), CtlError> {
     let api = cli.client()?;
-    let out = output::Printer { json: cli.json };
+    let out = output::Printer {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
     match cli.command {
         Command::Health => {
             // A draining node answers 503 with the same body: show it, then fail.

@@ -4,6 +4,13 @@ use serde_json::Value;
 
 pub struct Printer {
     pub json: bool,
+    /// Ids only (`-q`).
+    pub quiet: bool,
+}
+
+/// The id of an answer item: `id`, or a client's `client_id`.
+fn id_of(v: &Value) -> Option<&str> {
+    v["id"].as_str().or_else(|| v["client_id"].as_str())
 }
 
 fn text(v: &Value) -> String {
@@ -93,11 +100,20 @@ fn client_notes(c: &Value) -> String {
 }
 
 impl Printer {
+    /// Prints `v` as JSON (`--json`) or as ids (`-q`); false when a table is wanted.
     fn raw(&self, v: &Value) -> bool {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else if self.quiet {
+            let items: Vec<&Value> = match v.as_array() {
+                Some(list) => list.iter().collect(),
+                None => vec![v],
+            };
+            for id in items.into_iter().filter_map(id_of) {
+                println!("{}", printable(id));
+            }
         }
-        self.json
+        self.json || self.quiet
     }
 
     pub fn object(&self, v: &Value, keys: &[&str]) {
@@ -113,12 +129,17 @@ impl Printer {
     pub fn done(&self, message: &str) {
         if self.json {
             println!("{{}}");
-        } else {
+        } else if !self.quiet {
             println!("{message}");
         }
     }
 
     pub fn created_gateway(&self, v: &Value) {
+        if self.quiet {
+            // The token is shown this once: even -q keeps it.
+            println!("{}\t{}", text(&v["id"]), text(&v["token"]));
+            return;
+        }
         if self.raw(v) {
             return;
         }
@@ -152,6 +173,10 @@ impl Printer {
     }
 
     pub fn token(&self, id: &str, v: &Value) {
+        if self.quiet {
+            println!("{}", text(&v["token"]));
+            return;
+        }
         if self.raw(v) {
             return;
         }
@@ -178,7 +203,7 @@ impl Printer {
                 "enabled",
             ],
         );
-        if !self.json {
+        if !self.json && !self.quiet {
             let rules: Vec<String> = v["ip_rules"]
                 .as_array()
                 .map(|rs| {
