@@ -118,6 +118,10 @@ pub struct ClientArgs {
     /// TOML file with any of these settings (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Print the man page (man) or a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "WHAT")]
+    pub generate: Option<String>,
 }
 
 /// The same settings in a TOML file.

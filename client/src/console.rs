@@ -115,10 +115,15 @@ impl Console {
                     Err(e) => e,
                 },
                 Some(Err(e)) => e,
-                None => format!(
-                    "log level is {}; change it with `l LEVEL`",
-                    self.registry.log.level()
-                ),
+                None => match self.registry.log.filters() {
+                    Some(f) => {
+                        format!("log filters are {f} (RUST_LOG); `l LEVEL` sets one level instead")
+                    }
+                    None => format!(
+                        "log level is {}; change it with `l LEVEL`",
+                        self.registry.log.level()
+                    ),
+                },
             },
             "g" => match words.next() {
                 None => {
@@ -236,7 +241,10 @@ impl Console {
         let mut lines = vec![
             format!("client {}", self.registry.client_id),
             self.registry.config_summary.clone(),
-            format!("log level: {}", self.registry.log.level()),
+            match self.registry.log.filters() {
+                Some(f) => format!("log filters: {f} (RUST_LOG)"),
+                None => format!("log level: {}", self.registry.log.level()),
+            },
         ];
         for g in &self.registry.gateways {
             let destinations = g.config().map_or(0, |c| c.destinations.len());

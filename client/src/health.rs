@@ -147,6 +147,15 @@ impl HealthBook {
         }
     }
 
+    /// Whether the destination counts as reachable now (unknown ones do).
+    pub fn is_healthy(&self, destination: &str) -> bool {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .is_none_or(|t| t.healthy)
+    }
+
     /// Forgets destinations the gateway no longer has.
     pub fn retain(&self, ids: &[&str]) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
@@ -223,7 +232,7 @@ pub async fn run(gw: Arc<GatewayRuntime>, mut stop: watch::Receiver<bool>) {
             keep
         });
         for d in wanted {
-            if probes.contains_key(&d.id) || check_of(&d).kind == HealthKind::Off {
+            if probes.contains_key(&d.id) {
                 continue;
             }
             let task = tokio::spawn(probe_loop(gw.clone(), d.clone()));
@@ -249,6 +258,11 @@ async fn probe_loop(gw: Arc<GatewayRuntime>, dest: DestinationSpec) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if check.kind == HealthKind::Off && gw.health.is_healthy(&dest.id) {
+            // Passive only while healthy; an unhealthy one is re-tried, or it could never
+            // come back (the node sends it no connection to succeed with).
+            continue;
+        }
         let outcome = match tokio::time::timeout(check.timeout(), probe(&gw, &dest, &check)).await {
             Ok(Some(outcome)) => outcome,
             // The ACL does not let this client reach the address: nothing to judge.

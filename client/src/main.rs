@@ -17,7 +17,18 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
-    let config = match ClientConfig::from_args(ClientArgs::parse()) {
+    let args = ClientArgs::parse();
+    if let Some(what) = &args.generate {
+        use clap::CommandFactory;
+        return match sg_proto::cli_docs::generate(ClientArgs::command(), what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sg-client: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match ClientConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sg-client: {e}");

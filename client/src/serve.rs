@@ -178,8 +178,6 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
             return refuse_connect(&ctx, stream, dest, &target, n, why);
         }
     };
-    // Passive health checking (F31): a connection that reaches the service counts.
-    ctx.gateway.health.connected(dest);
     let _ = socket.set_nodelay(true);
     sg_proto::limits::set_keepalive(&socket);
     let mut socket = socket;
@@ -340,6 +338,9 @@ async fn carry<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + ReadReady + Unpin,
 {
+    // Passive health checking (F31): a connection whose whole set-up worked (connect,
+    // PROXY header, TLS) counts as a success.
+    ctx.gateway.health.connected(dest);
     let _active = ActiveGuard::new(ctx.gateway.stats.clone());
     tracing::debug!(gateway = %ctx.gateway_id(), "Connection #{n} to {} ({target}) opened", dest.name);
     let options = PumpOptions {

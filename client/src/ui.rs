@@ -211,6 +211,7 @@ async fn status(state: State, req: HttpRequest) -> HttpResponse {
         "client_id": r.client_id,
         "version": sg_proto::version::PRODUCT_VERSION,
         "log_level": r.log.level().to_string(),
+        "log_filters": r.log.filters(),
         "totals": { "transmitted": t.transmitted, "received": t.received,
                     "total_connections": t.total_connections, "active_connections": t.active_connections },
         "gateways": gateways,

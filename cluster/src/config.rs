@@ -118,6 +118,10 @@ pub struct NodeArgs {
     /// scraper): PORT (on 127.0.0.1) or ADDR:PORT.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub metrics_listen: Option<String>,
+    /// Print the man page (man) or a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "WHAT")]
+    pub generate: Option<String>,
 }
 
 /// The same settings in a TOML file, snake_case keys.

@@ -171,12 +171,47 @@ pub struct NewDestination {
     pub client_port: Option<u32>,
     /// How clients check the private service (default: a TCP connect every 10 s).
     #[serde(default)]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<HealthCheckInput>,
+}
+
+/// A health check as the API takes it: unknown fields are refused (the wire type is
+/// lenient, for older clients).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckInput {
+    #[serde(default)]
+    pub kind: Option<sg_proto::health::HealthKind>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub interval_secs: Option<u32>,
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
+    #[serde(default)]
+    pub unhealthy_after: Option<u32>,
+    #[serde(default)]
+    pub healthy_after: Option<u32>,
+}
+
+impl HealthCheckInput {
+    fn check(self) -> HealthCheck {
+        let d = HealthCheck::default();
+        HealthCheck {
+            kind: self.kind.unwrap_or(d.kind),
+            path: self.path,
+            interval_secs: self.interval_secs.unwrap_or(d.interval_secs),
+            timeout_secs: self.timeout_secs.unwrap_or(d.timeout_secs),
+            unhealthy_after: self.unhealthy_after.unwrap_or(d.unhealthy_after),
+            healthy_after: self.healthy_after.unwrap_or(d.healthy_after),
+        }
+    }
 }
 
 /// A health check's settings, checked; the default check is stored as `None`.
-fn validate_health_check(c: Option<HealthCheck>) -> Result<Option<HealthCheck>, StateError> {
-    let Some(c) = c else { return Ok(None) };
+fn validate_health_check(c: Option<HealthCheckInput>) -> Result<Option<HealthCheck>, StateError> {
+    let Some(c) = c.map(HealthCheckInput::check) else {
+        return Ok(None);
+    };
     c.validate()
         .map_err(|e| StateError::invalid(format!("health_check.{}", e.field), e.reason.clone()))?;
     Ok((c != HealthCheck::default()).then_some(c))
@@ -259,7 +294,7 @@ pub struct DestinationPatch {
     pub client_port: Option<u32>,
     /// Replaces the health check.
     #[serde(default)]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<HealthCheckInput>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

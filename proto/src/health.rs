@@ -10,9 +10,11 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// How a client checks one destination's private service.
+/// How a client checks one destination's private service. On the wire unknown fields are
+/// ignored and an unknown kind reads as [`HealthKind::Unknown`], so a newer node's checks
+/// never break an older client's configuration; the API is strict (see the node's input
+/// type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     #[serde(default)]
     pub kind: HealthKind,
@@ -41,8 +43,12 @@ pub enum HealthKind {
     /// Connect (over TLS when the destination's resource side is), send `GET path`, expect
     /// a 2xx or 3xx status.
     Http,
-    /// No probes: only carried connections count (passive checking).
+    /// No probes while healthy: carried connections count (passive checking); once
+    /// unhealthy, a TCP connect every interval lets it come back.
     Off,
+    /// A kind this build does not know (from a newer node): checked as `Tcp`.
+    #[serde(other)]
+    Unknown,
 }
 
 impl HealthKind {
@@ -51,6 +57,7 @@ impl HealthKind {
             HealthKind::Tcp => "tcp",
             HealthKind::Http => "http",
             HealthKind::Off => "off",
+            HealthKind::Unknown => "unknown",
         }
     }
 }
@@ -114,6 +121,9 @@ impl HealthCheck {
                 reason: reason.to_string(),
             })
         };
+        if self.kind == HealthKind::Unknown {
+            return bad("kind", "must be tcp, http or off");
+        }
         if !(1..=3600).contains(&self.interval_secs) {
             return bad("interval_secs", "must be 1-3600");
         }
@@ -130,7 +140,7 @@ impl HealthCheck {
             return bad("healthy_after", "must be 1-10");
         }
         match (&self.path, self.kind) {
-            (Some(_), HealthKind::Tcp | HealthKind::Off) => {
+            (Some(_), HealthKind::Tcp | HealthKind::Off | HealthKind::Unknown) => {
                 bad("path", "applies only to \"kind\": \"http\"")
             }
             (Some(p), HealthKind::Http) => {
@@ -209,7 +219,10 @@ mod tests {
         assert_eq!(check(r#"{"kind":"http","path":"healthz"}"#), "path");
         assert_eq!(check(r#"{"kind":"http","path":"/a b"}"#), "path");
         assert_eq!(check(r#"{"kind":"http","path":"/\r\nX: y"}"#), "path");
-        assert!(serde_json::from_str::<HealthCheck>(r#"{"kind":"udp"}"#).is_err());
-        assert!(serde_json::from_str::<HealthCheck>(r#"{"port":1}"#).is_err());
+        assert_eq!(check(r#"{"kind":"udp"}"#), "kind");
+        // What a newer node may send is read, not refused.
+        let newer: HealthCheck =
+            serde_json::from_str(r#"{"kind":"grpc","service":"x","interval_secs":5}"#).unwrap();
+        assert_eq!((newer.kind, newer.interval_secs), (HealthKind::Unknown, 5));
     }
 }

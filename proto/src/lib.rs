@@ -19,6 +19,7 @@
 //! The crate knows nothing of actors, sled or HTTP.
 
 pub mod acl;
+pub mod cli_docs;
 pub mod codec;
 pub mod config_file;
 pub mod driver;

@@ -72,3 +72,36 @@ fn the_service_units_verify_and_keep_their_promises() {
     assert!(has(&node, "StateDirectory=sg-node"));
     assert!(has(&node, "KillSignal=SIGTERM"), "SIGTERM drains the node");
 }
+
+#[test]
+fn every_binary_prints_its_man_page_and_completions() {
+    for b in ["sg-node", "sg-client", "sgctl"] {
+        let run = |what: &str| {
+            Command::new(bin(b))
+                .args(["--generate", what])
+                .output()
+                .expect("run")
+        };
+        let man = run("man");
+        assert!(man.status.success(), "{b}");
+        let text = String::from_utf8_lossy(&man.stdout);
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{b}: {text}"
+        );
+        assert!(text.contains(b), "{b}");
+        let bash = run("bash");
+        assert!(bash.status.success(), "{b}");
+        assert!(
+            String::from_utf8_lossy(&bash.stdout).contains("complete -F"),
+            "{b}"
+        );
+        assert!(run("zsh").status.success(), "{b}");
+        let bad = run("tcsh-ish");
+        assert_eq!(bad.status.code(), Some(2), "{b}");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("--generate"),
+            "{b}"
+        );
+    }
+}

@@ -1129,15 +1129,16 @@ impl Handler<OpenConnection> for Gateway {
             .and_then(|slot| slot.record.cloud_port)
             .map(|port| self.shared.cloud_authorities(port))
             .unwrap_or_default();
-        // A client that cannot reach the service (F31), or a session that has gone silent
-        // (a partitioned client), is passed over while a better one exists; with none, any
-        // session is still better than a refusal.
+        // A session that has gone silent (a partitioned client) is passed over while a
+        // lively one exists, and a client that cannot reach the service (F31) while one
+        // that can does: a silent session cannot say how it is, so liveness comes first.
+        // With none, any session is still better than a refusal.
         let lively = |s: &SessionEntry| s.handle.silent_for() < SESSION_SUSPECT_AFTER;
         let healthy = |s: &SessionEntry, b: &ClientBook| b.sees_healthy(&s.client_id, dest);
         let picked = self
             .pick_session(|s, b| healthy(s, b) && lively(s))
-            .or_else(|| self.pick_session(healthy))
             .or_else(|| self.pick_session(|s, _| lively(s)))
+            .or_else(|| self.pick_session(healthy))
             .or_else(|| self.pick_session(|_, _| true));
         let Some((session, worker)) = picked else {
             return Err(self.refuse(

@@ -33,6 +33,8 @@ pub enum ApiError {
     Storage(String),
     /// The cluster's store cannot take changes now; nothing was changed.
     StoreUnavailable(String),
+    /// Other nodes did not answer, and the answer depends on them.
+    PeersUnreachable(String),
     Unavailable,
 }
 
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::NoFreePort(_) => "no_free_port",
             ApiError::Storage(_) => "storage_error",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::PeersUnreachable(_) => "nodes_unreachable",
             ApiError::Unavailable => "unavailable",
         }
     }
@@ -83,7 +86,8 @@ impl fmt::Display for ApiError {
             | ApiError::LimitReached(m)
             | ApiError::NoFreePort(m)
             | ApiError::Storage(m)
-            | ApiError::StoreUnavailable(m) => f.write_str(m),
+            | ApiError::StoreUnavailable(m)
+            | ApiError::PeersUnreachable(m) => f.write_str(m),
             ApiError::Conflict { message, .. } => f.write_str(message),
             ApiError::Unavailable => write!(f, "the node is starting or stopping; retry shortly"),
         }
@@ -97,9 +101,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } | ApiError::NoSuchEndpoint { .. } => StatusCode::NOT_FOUND,
             ApiError::Invalid { .. } | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::LimitReached(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::NoFreePort(_) | ApiError::Unavailable | ApiError::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NoFreePort(_)
+            | ApiError::Unavailable
+            | ApiError::StoreUnavailable(_)
+            | ApiError::PeersUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

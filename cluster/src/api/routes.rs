@@ -325,6 +325,13 @@ async fn list_clients(
         let got = gather::<Vec<ClientView>>(&api, &fleet, &admin.token, &path).await;
         clients.extend(got.answers.into_iter().flat_map(|(_, c)| c));
         unreachable_header(&mut reply, &got.unreachable);
+        // A client that left one node is usually connected to another: listed once, there.
+        let connected: Vec<String> = clients
+            .iter()
+            .filter(|c| c.state == "connected")
+            .map(|c| c.client_id.clone())
+            .collect();
+        clients.retain(|c| c.state == "connected" || !connected.contains(&c.client_id));
     }
     Ok(reply.json(clients))
 }
@@ -386,6 +393,7 @@ async fn kill_client(
         reason: reason.clone(),
     };
     let mut reply = HttpResponse::Ok();
+    let mut unreachable = Vec::new();
     if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
         let path = format!(
             "/v1/gateways/{id}/clients/{}?reason={}",
@@ -399,9 +407,18 @@ async fn kill_client(
             .map(|(_, k)| k.sessions_closed)
             .sum::<usize>();
         unreachable_header(&mut reply, &got.unreachable);
+        unreachable = got.unreachable;
     } else if killed.sessions_closed == 0 && node_scope(&query.scope)? {
         // A node asked by another answers for its part, even when that is nothing.
         return Ok(reply.json(killed));
+    }
+    if killed.sessions_closed == 0 && !unreachable.is_empty() {
+        let ids: Vec<&str> = unreachable.iter().map(|(id, _)| id.as_str()).collect();
+        return Err(ApiError::PeersUnreachable(format!(
+            "client {client_id} is not connected to the nodes that answered, and node(s) {} \
+             did not answer; retry when they do",
+            ids.join(", ")
+        )));
     }
     if killed.sessions_closed == 0 {
         return Err(ApiError::NotFound {

@@ -5,7 +5,18 @@ use sg_cluster::config::{NodeArgs, NodeConfig};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let config = match NodeConfig::from_args(NodeArgs::parse()) {
+    let args = NodeArgs::parse();
+    if let Some(what) = &args.generate {
+        use clap::CommandFactory;
+        return match sg_proto::cli_docs::generate(NodeArgs::command(), what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sg-node: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match NodeConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sg-node: {e}");

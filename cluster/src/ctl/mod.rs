@@ -45,8 +45,12 @@ pub struct Cli {
     /// token, separated by a tab.
     #[arg(short, long, global = true, conflicts_with = "json")]
     pub quiet: bool,
+    /// Print the man page (man) or a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "WHAT")]
+    pub generate: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 // One value per API call or command line: their size does not matter, boxing would
@@ -532,7 +536,12 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         json: cli.json,
         quiet: cli.quiet,
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return Err(CtlError::Usage(
+            "a command is needed: see `sgctl --help`".into(),
+        ));
+    };
+    match command {
         Command::Health => {
             // A draining node answers 503 with the same body: show it, then fail.
             let r = api.get("/healthz")?;

@@ -1,0 +1,26 @@
+//! Man pages and shell completions, generated from each binary's own flags (so they never
+//! disagree with `--help`): `sg-node --generate man`, `sg-client --generate bash`,
+//! `sgctl --generate zsh`, ... on stdout.
+
+use clap_complete::Shell;
+use std::io::Write;
+
+/// What `--generate` accepts.
+pub const WHAT: &str = "man, bash, zsh, fish, elvish or powershell";
+
+/// Writes the man page (roff) or the completion script `what` names for `cmd` to stdout.
+pub fn generate(mut cmd: clap::Command, what: &str) -> Result<(), String> {
+    let name = cmd.get_name().to_string();
+    let mut out = std::io::stdout().lock();
+    if what == "man" {
+        return clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("cannot write the man page: {e}"));
+    }
+    let shell: Shell = what
+        .parse()
+        .map_err(|_| format!("--generate {what:?}: use {WHAT}"))?;
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    out.flush().map_err(|e| format!("cannot write: {e}"))
+}
