@@ -18,15 +18,11 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let args = ClientArgs::parse();
-    if let Some(what) = &args.generate {
-        use clap::CommandFactory;
-        return match sg_proto::cli_docs::generate(ClientArgs::command(), what) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sg-client: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = sg_proto::cli_docs::answer(
+        <ClientArgs as clap::CommandFactory>::command(),
+        args.generate.as_deref(),
+    ) {
+        return code;
     }
     let config = match ClientConfig::from_args(args) {
         Ok(c) => c,

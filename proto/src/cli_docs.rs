@@ -8,6 +8,20 @@ use std::io::Write;
 /// What `--generate` accepts.
 pub const WHAT: &str = "man, bash, zsh, fish, elvish or powershell";
 
+/// `--generate WHAT` for the binary `cmd` describes: the exit status to end with, or `None`
+/// when it was not asked for (the binary runs as usual).
+pub fn answer(cmd: clap::Command, what: Option<&str>) -> Option<std::process::ExitCode> {
+    let what = what?;
+    let name = cmd.get_name().to_string();
+    Some(match generate(cmd, what) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    })
+}
+
 /// Writes the man page (roff) or the completion script `what` names for `cmd` to stdout.
 pub fn generate(mut cmd: clap::Command, what: &str) -> Result<(), String> {
     let name = cmd.get_name().to_string();

@@ -427,6 +427,24 @@ impl Node {
             .collect()
     }
 
+    /// The client processes connected to this node itself (`?scope=node`).
+    pub fn own_clients(&self, gateway: &str) -> Vec<Value> {
+        let r = self.call(
+            "GET",
+            &format!("/v1/gateways/{gateway}/clients?scope=node"),
+            None,
+        );
+        r.body
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter(|c| c["state"] == "connected")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `/clients` as it is: the connected clients and the last ones gone (`state`).
     pub fn all_clients(&self, gateway: &str) -> Vec<Value> {
         let r = self.call("GET", &format!("/v1/gateways/{gateway}/clients"), None);

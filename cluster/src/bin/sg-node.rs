@@ -6,15 +6,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
-    if let Some(what) = &args.generate {
-        use clap::CommandFactory;
-        return match sg_proto::cli_docs::generate(NodeArgs::command(), what) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sg-node: {e}");
-                ExitCode::from(2)
-            }
-        };
+    if let Some(code) = sg_proto::cli_docs::answer(
+        <NodeArgs as clap::CommandFactory>::command(),
+        args.generate.as_deref(),
+    ) {
+        return code;
     }
     let config = match NodeConfig::from_args(args) {
         Ok(c) => c,

@@ -5,15 +5,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = sg_cluster::ctl::Cli::parse();
-    if let Some(what) = &cli.generate {
-        use clap::CommandFactory;
-        return match sg_proto::cli_docs::generate(sg_cluster::ctl::Cli::command(), what) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sgctl: {e}");
-                ExitCode::from(2)
-            }
-        };
+    let command = <sg_cluster::ctl::Cli as clap::CommandFactory>::command();
+    if let Some(code) = sg_proto::cli_docs::answer(command, cli.generate.as_deref()) {
+        return code;
     }
     match sg_cluster::ctl::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
