@@ -10,8 +10,8 @@ command -v cargo >/dev/null || { echo "test.sh: cargo is needed (the Rust toolch
 # etcd (3 members on loopback) with etcdctl, nftables (partitions), iproute2 (a network
 # namespace as a second client host), systemd-analyze (the service units), a real Redis
 # server and client, openssl (s_client and s_server as real TLS peers), nginx (a PROXY
-# protocol server), tinyproxy and Dante (the client's egress proxies), and Chromium for the
-# web UI.
+# protocol server), tinyproxy and Dante (the client's egress proxies), Chromium for the web
+# UI, and pip for the OpenAPI validator.
 . scripts/lib/packages.sh
 need_build_tools
 need_command etcd etcd-server
@@ -27,6 +27,7 @@ need_file /usr/sbin/nginx nginx
 need_command tinyproxy tinyproxy
 need_file /usr/sbin/danted dante-server
 need_command python3 python3
+need_command pip3 python3-pip
 need_command chromium chromium
 need_command node nodejs
 need_command npm npm
@@ -36,6 +37,13 @@ install_needed "for building and testing"
 if [ ! -d tests/ui/node_modules/playwright-core ]; then
   echo "==> installing playwright-core"
   (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# openapi-spec-validator (PyPI) checks docs/openapi.json in tests/e2e/openapi.rs.
+if ! python3 -c "import openapi_spec_validator" 2>/dev/null; then
+  echo "==> installing openapi-spec-validator"
+  python3 -m pip install --quiet openapi-spec-validator ||
+    python3 -m pip install --quiet --break-system-packages openapi-spec-validator
 fi
 
 echo "==> building"

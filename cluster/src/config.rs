@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_TUNNEL_LISTEN: &str = "0.0.0.0:9000";
-pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_API_LISTEN: &str = sg_api::node_file::DEFAULT_API;
 pub const DEFAULT_CLOUD_PORTS: &str = "20000-29999";
-pub const DEFAULT_DATA_DIR: &str = "sg-data";
+pub use sg_api::node_file::DEFAULT_DATA_DIR;
 pub const DEFAULT_DRAIN_SECS: u64 = 30;
 pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 2;
 /// Sessions one gateway may hold on a node: 512 client processes at the default two
@@ -118,8 +118,8 @@ pub struct NodeArgs {
     /// scraper): PORT (on 127.0.0.1) or ADDR:PORT.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub metrics_listen: Option<String>,
-    /// Print the man page (man) or a shell completion script (bash, zsh, fish, elvish,
-    /// powershell) and exit.
+    /// Print the man page (man), a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) or the API's OpenAPI document (openapi) and exit.
     #[arg(long, value_name = "WHAT")]
     pub generate: Option<String>,
 }

@@ -49,14 +49,7 @@ fn cert_and_key<T>(
     }
 }
 
-/// One allowed source: a CIDR range and, optionally, a source port range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IpRule {
-    pub cidr: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ports: Option<String>,
-}
+pub use sg_api::destinations::{CloudTlsInput, CloudTlsMode, IpRule};
 
 /// IP rules ready to match against a connecting peer.
 #[derive(Debug, Clone, Default)]
@@ -250,41 +243,6 @@ pub fn validate_resource_tls(
     Ok(t)
 }
 
-/// Resource-side TLS as the API shows it: no key.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResourceTlsView {
-    pub enabled: bool,
-    pub reject_unauthorized: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_fingerprint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_cert_fingerprint: Option<String>,
-}
-
-pub fn resource_tls_view(t: &ResourceTls) -> ResourceTlsView {
-    ResourceTlsView {
-        enabled: t.enabled,
-        reject_unauthorized: t.reject_unauthorized,
-        server_name: t.server_name.clone(),
-        ca_fingerprint: first_fingerprint(t.ca_pem.as_deref()),
-        client_cert_fingerprint: first_fingerprint(t.client_cert_pem.as_deref()),
-    }
-}
-
-/// What the cloud port speaks to cloud applications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloudTlsMode {
-    /// Plain TCP.
-    #[default]
-    None,
-    /// The node terminates TLS with the destination's certificate.
-    Tls,
-    /// TLS, and the application must present a certificate signed by the uploaded CA.
-    Mutual,
-}
 
 /// User-side TLS as stored with the destination. The key never leaves the node.
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -310,30 +268,6 @@ impl std::fmt::Debug for CloudTls {
     }
 }
 
-/// User-side TLS as the API receives it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudTlsInput {
-    pub mode: CloudTlsMode,
-    #[serde(default)]
-    pub cert_pem: Option<String>,
-    #[serde(default)]
-    pub key_pem: Option<String>,
-    #[serde(default)]
-    pub client_ca_pem: Option<String>,
-}
-
-/// User-side TLS as the API shows it: no key, fingerprints instead of PEM.
-#[derive(Debug, Clone, Serialize)]
-pub struct CloudTlsView {
-    pub mode: CloudTlsMode,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_fingerprint: Option<String>,
-    pub issued_by_node: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ca_fingerprint: Option<String>,
-}
-
 fn check_len(field: &str, pem: &str) -> Result<(), FieldError> {
     if pem.len() > MAX_PEM_LEN {
         return Err(field_error(
@@ -344,7 +278,9 @@ fn check_len(field: &str, pem: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn first_fingerprint(pem: Option<&str>) -> Option<String> {
+/// The SHA-256 fingerprint of the first certificate of a stored PEM (what the API shows
+/// instead of the PEM).
+pub fn first_fingerprint(pem: Option<&str>) -> Option<String> {
     let certs = tls::certs_from_pem("", pem?).ok()?;
     certs.first().map(tls::fingerprint)
 }
@@ -458,15 +394,6 @@ impl CloudTls {
         })?;
         Ok(Some(Arc::new(config)))
     }
-
-    pub fn view(&self) -> CloudTlsView {
-        CloudTlsView {
-            mode: self.mode,
-            cert_fingerprint: first_fingerprint(self.cert_pem.as_deref()),
-            issued_by_node: self.issued_by_node,
-            client_ca_fingerprint: first_fingerprint(self.client_ca_pem.as_deref()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -565,7 +492,7 @@ mod tests {
             !format!("{t:?}").contains("PRIVATE KEY"),
             "Debug never shows the key"
         );
-        let v = serde_json::to_string(&t.view()).unwrap();
+        let v = serde_json::to_string(&crate::api::views::cloud_tls_view(&t)).unwrap();
         assert!(!v.contains("PRIVATE"), "the view never shows the key: {v}");
     }
 

@@ -36,7 +36,7 @@ pub fn token_matches(candidate: &str, stored_hash: &str) -> bool {
 }
 
 /// The file in the data dir that holds the admin token (mode 0600), for sgctl.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub use sg_api::node_file::ADMIN_TOKEN_FILE;
 
 /// The admin token: `given` (flag or environment), else `admin.token`, else newly
 /// generated there; with a note to log when it was generated.

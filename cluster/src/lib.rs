@@ -1,4 +1,4 @@
-//! # sg-cluster — the relay node and its admin tool
+//! # sg-cluster — the relay node
 //!
 //! `sg-node` gives private TCP services a cloud host:port: clients dial its tunnel port,
 //! cloud applications connect to its cloud ports, and it carries each connection as a
@@ -8,7 +8,8 @@
 //! - [`state`], [`store`], [`records`]: the authoritative state, its rules, and sled;
 //! - [`actors`]: Node, Gateway, Destination, Connection and Session actors;
 //! - [`tunnel`]: the tunnel port (TLS, handshake, authentication);
-//! - [`api`]: the REST API; [`http_client`] and [`ctl`] are `sgctl`'s side of it;
+//! - [`api`]: the REST API (its types live in sg-api, `sgctl` in its own crate);
+//! - [`inputs`]: what the API's request spellings mean for the records;
 //! - [`pki`]: the node's CA and certificates; [`run`]: start-up and shutdown.
 
 pub mod actors;
@@ -17,12 +18,11 @@ pub mod client_config;
 pub mod cloud_dest;
 pub mod config;
 pub mod controls;
-pub mod ctl;
 pub mod drain;
 pub mod etcd;
 pub mod events;
-pub mod http_client;
 pub mod ids;
+pub mod inputs;
 pub mod limiter;
 pub mod listening;
 pub mod memory;

@@ -148,31 +148,5 @@ pub struct EventRecord {
     pub client_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    BadToken,
-    TokenExpired,
-    TokenRegenerated,
-    SessionRefused,
-    SessionOpened,
-    SessionClosed,
-    LimitReached,
-    IpRefused,
-    AclRefused,
-    ConnectFailed,
-    DestinationDisabled,
-    GatewayDisabled,
-    TlsRefused,
-    AclChanged,
-    PortBindFailed,
-    /// A client asked for a connection the node would not make (not a cloud destination,
-    /// or its resource could not be reached).
-    StreamRefused,
-    /// A client's view of a destination changed: it can reach it, or not (F31).
-    HealthChanged,
-    /// An operator ended a client (F30).
-    ClientKilled,
-    #[serde(other)]
-    Other,
-}
+/// What happened: the API's names, stored as they are (sg-api owns them).
+pub use sg_api::events::EventKind;

@@ -18,15 +18,12 @@ use crate::store::{SledStore, Store};
 use crate::tunnel::TunnelListener;
 use crate::workers::Workers;
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 use sg_proto::secret::Secret;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// File in the data dir that says where a running node listens.
-pub const NODE_FILE: &str = "node.json";
-pub use crate::ids::ADMIN_TOKEN_FILE;
-pub const CA_FILE: &str = "ca.pem";
+pub use sg_api::node_file::{ADMIN_TOKEN_FILE, CA_FILE, NODE_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -54,18 +51,7 @@ pub enum NodeError {
     Cluster(String),
 }
 
-/// What `node.json` holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeFile {
-    pub pid: u32,
-    pub version: String,
-    pub region: String,
-    pub node_id: String,
-    pub tunnel: String,
-    pub api: String,
-    pub ca: Option<String>,
-    pub fingerprint: String,
-}
+pub use sg_api::node_file::NodeFile;
 
 /// The data dir holds the state (uploaded private keys among it), the CA key and the admin
 /// token: it is 0700 however it was made, and the state's files are 0600.

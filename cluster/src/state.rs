@@ -8,19 +8,20 @@
 
 use crate::client_config::{client_config, encoded_len, MAX_CLIENT_CONFIG};
 use crate::cloud_dest::{self, NodeEndpoints};
-use crate::controls::{
-    validate_resource_tls, CloudTls, CloudTlsInput, FieldError, IpRule, IpRules,
-};
+use crate::controls::{validate_resource_tls, CloudTls, FieldError, IpRules};
+use crate::inputs;
 use crate::ids::{hash_token, new_id, new_token};
 use crate::pki::CertificateAuthority;
 use crate::ports::PortPool;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD_VERSION};
 use crate::store::{Op, Replicated, Snapshot, Store, StoreError};
 use crate::time::now_secs;
-use serde::Deserialize;
-use sg_proto::frame::{AppProtocol, DestinationKind, ResourceTls};
+use sg_api::destinations::{DestinationPatch, HealthCheckInput, NewDestination};
+use sg_api::gateways::{GatewayPatch, NewGateway};
+use sg_api::node::PlanUpdate;
+use sg_api::ErrorCode;
+use sg_proto::frame::{AppProtocol, DestinationKind};
 use sg_proto::health::HealthCheck;
-use sg_proto::proxy_header::ProxyProtocol;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,7 +49,7 @@ pub enum StateError {
     #[error("plan limit reached: {limit} is {max}; raise it with `sgctl plan set` or deactivate something first")]
     LimitReached { limit: &'static str, max: u32 },
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("no free cloud port in {range}; widen --cloud-ports or free a port")]
     NoFreePort { range: String },
     #[error(transparent)]
@@ -107,109 +108,22 @@ pub enum Change {
     Plan(Plan),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewGateway {
-    pub name: String,
-    #[serde(default)]
-    pub token_expires_in_days: Option<u32>,
-    #[serde(default)]
-    pub active: Option<bool>,
-    #[serde(default)]
-    pub enabled: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayPatch {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub active: Option<bool>,
-    #[serde(default)]
-    pub enabled: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDestination {
-    pub name: String,
-    pub resource_host: String,
-    pub resource_port: u32,
-    #[serde(default)]
-    pub protocol: Option<AppProtocol>,
-    #[serde(default)]
-    pub active: Option<bool>,
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Ask for a specific cloud port inside the node's range.
-    #[serde(default)]
-    pub cloud_port: Option<u32>,
-    #[serde(default)]
-    pub ip_rules: Option<Vec<IpRule>>,
-    #[serde(default)]
-    pub cloud_tls: Option<CloudTlsInput>,
-    #[serde(default)]
-    pub resource_tls: Option<ResourceTls>,
-    /// Close connections idle this long (0 = never, else 1-3600).
-    #[serde(default)]
-    pub idle_timeout_secs: Option<u32>,
-    /// Cap on connections open at once from one source address (0 = none).
-    #[serde(default)]
-    pub max_connections_per_source: Option<u32>,
-    /// A PROXY protocol header for the private service: `"v1"`, `"v2"` or `"off"`.
-    #[serde(default)]
-    pub proxy_protocol: Option<ProxySetting>,
-    /// HTTP destinations: rewrite every request's Host to the private host.
-    #[serde(default)]
-    pub host_rewrite: Option<bool>,
-    /// `"on_premises"` (default) or `"cloud"` (F29).
-    #[serde(default, rename = "type")]
-    pub kind: Option<DestinationKind>,
-    /// Cloud destinations: the port clients listen on.
-    #[serde(default)]
-    pub client_port: Option<u32>,
-    /// How clients check the private service (default: a TCP connect every 10 s).
-    #[serde(default)]
-    pub health_check: Option<HealthCheckInput>,
-}
-
-/// A health check as the API takes it: unknown fields are refused (the wire type is
-/// lenient, for older clients).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckInput {
-    #[serde(default)]
-    pub kind: Option<sg_proto::health::HealthKind>,
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub interval_secs: Option<u32>,
-    #[serde(default)]
-    pub timeout_secs: Option<u32>,
-    #[serde(default)]
-    pub unhealthy_after: Option<u32>,
-    #[serde(default)]
-    pub healthy_after: Option<u32>,
-}
-
-impl HealthCheckInput {
-    fn check(self) -> HealthCheck {
-        let d = HealthCheck::default();
-        HealthCheck {
-            kind: self.kind.unwrap_or(d.kind),
-            path: self.path,
-            interval_secs: self.interval_secs.unwrap_or(d.interval_secs),
-            timeout_secs: self.timeout_secs.unwrap_or(d.timeout_secs),
-            unhealthy_after: self.unhealthy_after.unwrap_or(d.unhealthy_after),
-            healthy_after: self.healthy_after.unwrap_or(d.healthy_after),
-        }
+/// A health check as asked for, with the defaults filled in.
+fn health_check_of(input: HealthCheckInput) -> HealthCheck {
+    let d = HealthCheck::default();
+    HealthCheck {
+        kind: input.kind.map_or(d.kind, inputs::health_kind),
+        path: input.path,
+        interval_secs: input.interval_secs.unwrap_or(d.interval_secs),
+        timeout_secs: input.timeout_secs.unwrap_or(d.timeout_secs),
+        unhealthy_after: input.unhealthy_after.unwrap_or(d.unhealthy_after),
+        healthy_after: input.healthy_after.unwrap_or(d.healthy_after),
     }
 }
 
 /// A health check's settings, checked; the default check is stored as `None`.
 fn validate_health_check(c: Option<HealthCheckInput>) -> Result<Option<HealthCheck>, StateError> {
-    let Some(c) = c.map(HealthCheckInput::check) else {
+    let Some(c) = c.map(health_check_of) else {
         return Ok(None);
     };
     c.validate()
@@ -226,89 +140,6 @@ fn check_host_rewrite(d: &DestinationRecord) -> Result<(), StateError> {
         ));
     }
     Ok(())
-}
-
-/// The API's spelling of a destination's PROXY protocol setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProxySetting {
-    Off,
-    V1,
-    V2,
-}
-
-impl ProxySetting {
-    pub fn stored(self) -> Option<ProxyProtocol> {
-        match self {
-            ProxySetting::Off => None,
-            ProxySetting::V1 => Some(ProxyProtocol::V1),
-            ProxySetting::V2 => Some(ProxyProtocol::V2),
-        }
-    }
-
-    pub fn of(stored: Option<ProxyProtocol>) -> Self {
-        match stored {
-            None => ProxySetting::Off,
-            Some(ProxyProtocol::V1) => ProxySetting::V1,
-            Some(ProxyProtocol::V2) => ProxySetting::V2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationPatch {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub resource_host: Option<String>,
-    #[serde(default)]
-    pub resource_port: Option<u32>,
-    #[serde(default)]
-    pub protocol: Option<AppProtocol>,
-    #[serde(default)]
-    pub active: Option<bool>,
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Replaces the rules; `[]` removes them all.
-    #[serde(default)]
-    pub ip_rules: Option<Vec<IpRule>>,
-    /// Replaces user-side TLS.
-    #[serde(default)]
-    pub cloud_tls: Option<CloudTlsInput>,
-    /// Replaces resource-side TLS (`{"enabled": false}` turns it off).
-    #[serde(default)]
-    pub resource_tls: Option<ResourceTls>,
-    #[serde(default)]
-    pub idle_timeout_secs: Option<u32>,
-    #[serde(default)]
-    pub max_connections_per_source: Option<u32>,
-    #[serde(default)]
-    pub proxy_protocol: Option<ProxySetting>,
-    #[serde(default)]
-    pub host_rewrite: Option<bool>,
-    /// A destination's type is fixed when it is created; naming another one is an error.
-    #[serde(default, rename = "type")]
-    pub kind: Option<DestinationKind>,
-    #[serde(default)]
-    pub client_port: Option<u32>,
-    /// Replaces the health check.
-    #[serde(default)]
-    pub health_check: Option<HealthCheckInput>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanUpdate {
-    #[serde(default)]
-    pub max_gateways: Option<u32>,
-    #[serde(default)]
-    pub max_destinations: Option<u32>,
-    #[serde(default)]
-    pub max_connections_per_gateway: Option<u32>,
-    /// 0 removes the limit.
-    #[serde(default)]
-    pub max_clients_per_gateway: Option<u32>,
 }
 
 /// A gateway just created or re-keyed, with the token shown this once.
@@ -474,16 +305,6 @@ impl State {
     }
 
     /// The plan with current usage, as the API shows it.
-    pub fn plan_view(&self) -> crate::api::views::PlanView {
-        crate::api::views::PlanView::new(
-            self.plan,
-            crate::api::views::Usage {
-                active_gateways: self.active_gateways(),
-                active_destinations: self.active_destinations(),
-            },
-        )
-    }
-
     pub fn gateways(&self) -> Vec<GatewayRecord> {
         self.gateways.values().cloned().collect()
     }
@@ -520,11 +341,11 @@ impl State {
             })
     }
 
-    fn active_gateways(&self) -> u32 {
+    pub fn active_gateways(&self) -> u32 {
         self.gateways.values().filter(|g| g.active).count() as u32
     }
 
-    fn active_destinations(&self) -> u32 {
+    pub fn active_destinations(&self) -> u32 {
         self.destinations.values().filter(|d| d.active).count() as u32
     }
 
@@ -591,7 +412,7 @@ impl State {
             let size = encoded_len(&config);
             if size > MAX_CLIENT_CONFIG {
                 return Err(StateError::Conflict {
-                    code: "config_too_large",
+                    code: ErrorCode::ConfigTooLarge,
                     message: format!(
                         "this change would make gateway {id}'s configuration {size} bytes, more \
                          than the {MAX_CLIENT_CONFIG} bytes its clients can receive in one \
@@ -950,7 +771,7 @@ impl State {
             .count();
         if held >= MAX_DESTINATIONS_PER_GATEWAY {
             return Err(StateError::Conflict {
-                code: "too_many_destinations",
+                code: ErrorCode::TooManyDestinations,
                 message: format!(
                     "gateway {gateway_id} already has {held} destinations, the most one gateway \
                      can hold; use another gateway"
@@ -964,7 +785,7 @@ impl State {
             .cloud_port
             .map(|p| validate_port("cloud_port", p))
             .transpose()?;
-        let kind = req.kind.unwrap_or_default();
+        let kind = req.kind.map(inputs::kind).unwrap_or_default();
         if kind == DestinationKind::Cloud && requested.is_some() {
             return Err(StateError::invalid(
                 "cloud_port",
@@ -997,7 +818,7 @@ impl State {
             None => CloudTls::default(),
         };
         let resource_tls = match &req.resource_tls {
-            Some(t) => Some(validate_resource_tls(t, &resource_host)?),
+            Some(t) => Some(validate_resource_tls(&inputs::resource_tls(t), &resource_host)?),
             None => None,
         };
         let cloud_port = if active && kind == DestinationKind::OnPremises {
@@ -1012,7 +833,7 @@ impl State {
             name,
             resource_host,
             resource_port,
-            protocol: req.protocol.unwrap_or_default(),
+            protocol: req.protocol.map(inputs::protocol).unwrap_or_default(),
             cloud_port,
             last_cloud_port: cloud_port.or(requested),
             active,
@@ -1025,7 +846,7 @@ impl State {
             epoch: self.plan.epoch,
             idle_timeout_secs: validate_idle_timeout(req.idle_timeout_secs.unwrap_or(0))?,
             max_connections_per_source: req.max_connections_per_source.unwrap_or(0),
-            proxy_protocol: req.proxy_protocol.and_then(ProxySetting::stored),
+            proxy_protocol: req.proxy_protocol.and_then(inputs::proxy),
             host_rewrite: req.host_rewrite.unwrap_or(false),
             kind,
             client_port,
@@ -1064,7 +885,7 @@ impl State {
                 }
                 if !self.ports.is_free(p) {
                     return Err(StateError::Conflict {
-                        code: "port_in_use",
+                        code: ErrorCode::PortInUse,
                         message: format!("cloud port {p} is already in use"),
                     });
                 }
@@ -1093,7 +914,7 @@ impl State {
             d.resource_port = validate_port("resource_port", port)?;
         }
         if let Some(p) = patch.protocol {
-            d.protocol = p;
+            d.protocol = inputs::protocol(p);
         }
         if let Some(enabled) = patch.enabled {
             d.enabled = enabled;
@@ -1105,12 +926,12 @@ impl State {
             d.max_connections_per_source = n;
         }
         if let Some(p) = patch.proxy_protocol {
-            d.proxy_protocol = p.stored();
+            d.proxy_protocol = inputs::proxy(p);
         }
         if let Some(h) = patch.host_rewrite {
             d.host_rewrite = h;
         }
-        if let Some(kind) = patch.kind.filter(|k| *k != d.kind) {
+        if let Some(kind) = patch.kind.map(inputs::kind).filter(|k| *k != d.kind) {
             return Err(StateError::invalid(
                 "type",
                 format!(
@@ -1135,7 +956,10 @@ impl State {
                 CloudTls::from_input(t, self.issuer.ca.as_deref(), &self.issuer.cloud_host)?;
         }
         if let Some(t) = &patch.resource_tls {
-            d.resource_tls = Some(validate_resource_tls(t, &d.resource_host)?);
+            d.resource_tls = Some(validate_resource_tls(
+                &inputs::resource_tls(t),
+                &d.resource_host,
+            )?);
         } else if patch.resource_host.is_some() {
             // A new host must still be a name the stored TLS settings can verify.
             if let Some(t) = &d.resource_tls {
@@ -1147,7 +971,7 @@ impl State {
             (false, Some(true)) => {
                 if !gw.active {
                     return Err(StateError::Conflict {
-                        code: "gateway_inactive",
+                        code: ErrorCode::GatewayInactive,
                         message: format!(
                             "gateway {} ({}) is inactive; activate the gateway first",
                             gw.id, gw.name
@@ -1365,7 +1189,7 @@ mod tests {
                     name: "cloud-db".into(),
                     resource_host: "db.cloud.example".into(),
                     resource_port: 5432,
-                    kind: Some(DestinationKind::Cloud),
+                    kind: Some(sg_api::destinations::DestinationType::Cloud),
                     client_port: Some(15432),
                     ..Default::default()
                 },
@@ -1605,7 +1429,7 @@ mod tests {
             matches!(
                 err,
                 StateError::Conflict {
-                    code: "too_many_destinations",
+                    code: ErrorCode::TooManyDestinations,
                     ..
                 }
             ),

@@ -174,9 +174,9 @@ pub fn config(data: &[u8]) {
 
 /// The REST API's JSON bodies, as the node reads them.
 pub fn api_json(data: &[u8]) {
-    use sg_cluster::state::{
-        DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate,
-    };
+    use sg_api::destinations::{DestinationPatch, NewDestination};
+    use sg_api::gateways::{GatewayPatch, NewGateway};
+    use sg_api::node::PlanUpdate;
     let _ = serde_json::from_slice::<NewGateway>(data);
     let _ = serde_json::from_slice::<GatewayPatch>(data);
     let _ = serde_json::from_slice::<NewDestination>(data);

@@ -18,7 +18,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
 
     // No token.
     let anon =
-        sg_cluster::http_client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+        sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
     let r = anon.get("/v1/gateways").unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"], "unauthorized");

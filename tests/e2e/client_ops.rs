@@ -159,7 +159,7 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
         "{}",
         client.log()
     );
-    assert!(has_event(&node, &gw, "connect_failed"));
+    assert!(has_event(&node, &gw, EventKind::ConnectFailed));
 
     // Bad PEM for resource TLS is a 400 naming the field.
     let r = node.call(
@@ -336,8 +336,7 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
         wait_until(Duration::from_secs(5), || node
             .events(&gw)
             .iter()
-            .any(|e| e["kind"] == "connect_failed"
-                && e["message"].as_str().is_some_and(|m| m.contains(reason)))),
+            .any(|e| e.kind == EventKind::ConnectFailed && e.message.contains(reason))),
         "and so does the node's event: {:?}",
         node.events(&gw)
     );
@@ -450,7 +449,7 @@ fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
             || b.log().contains(&refusing)),
         "the client names the rule"
     );
-    assert!(has_event(&node, &gw, "acl_refused"));
+    assert!(has_event(&node, &gw, EventKind::AclRefused));
 
     // Stored on the node: it survives a restart.
     let before = node
@@ -879,7 +878,7 @@ fn the_acl_decides_on_the_address_dialled_however_the_host_is_written() {
         "localhost is 127.0.0.1, which is denied:\n{}",
         client.log()
     );
-    assert!(has_event(&node, &gw, "acl_refused"));
+    assert!(has_event(&node, &gw, EventKind::AclRefused));
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn a_private_application_reaches_a_cloud_resource_through_the_client_port() {
     assert!(wait_until(Duration::from_secs(5), || has_event(
         &node,
         &gw,
-        "ip_refused"
+        EventKind::IpRefused
     )));
     let r = node.call("PATCH", &path, Some(json!({ "ip_rules": [] })));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -241,7 +241,7 @@ fn a_client_can_make_the_node_dial_nothing_but_a_configured_cloud_resource() {
     assert!(wait_until(Duration::from_secs(5), || has_event(
         &node,
         &gw,
-        "stream_refused"
+        EventKind::StreamRefused
     )));
 }
 

@@ -37,7 +37,7 @@ fn client_nodes(node: &Node, gw: &str) -> Vec<String> {
     let mut nodes: Vec<String> = node
         .clients(gw)
         .iter()
-        .filter_map(|c| c["node_id"].as_str().map(str::to_string))
+        .map(|c| c.node_id.clone())
         .collect();
     nodes.sort();
     nodes

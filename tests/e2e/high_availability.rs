@@ -25,11 +25,8 @@ fn connections_spread_over_two_clients_and_survive_one_dying() {
         held.push(c);
     }
     let clients = node.clients(&gw);
-    let streams: Vec<u64> = clients
-        .iter()
-        .map(|c| c["active_streams"].as_u64().unwrap_or(0))
-        .collect();
-    assert_eq!(streams.iter().sum::<u64>(), 10, "{clients:?}");
+    let streams: Vec<usize> = clients.iter().map(|c| c.active_streams).collect();
+    assert_eq!(streams.iter().sum::<usize>(), 10, "{clients:?}");
     assert!(
         streams.iter().all(|s| *s >= 3),
         "spread over both: {streams:?}"

@@ -44,7 +44,7 @@ fn a_disabled_destination_refuses_connections_but_keeps_its_port() {
         before,
         "nothing reached the private service"
     );
-    assert!(has_event(&s.node, &s.gw, "destination_disabled"));
+    assert!(has_event(&s.node, &s.gw, EventKind::DestinationDisabled));
     patch(&s.node, &path, json!({ "enabled": true }));
     assert_eq!(echo_once(s.port, b"back").as_deref(), Some(&b"back"[..]));
 }
@@ -79,7 +79,7 @@ fn a_disabled_gateway_carries_nothing_until_enabled() {
     let path = format!("/v1/gateways/{}", s.gw);
     patch(&s.node, &path, json!({ "enabled": false }));
     assert!(refused_at(s.port, b"x"));
-    assert!(has_event(&s.node, &s.gw, "gateway_disabled"));
+    assert!(has_event(&s.node, &s.gw, EventKind::GatewayDisabled));
     assert!(
         s.client
             .wait_log("the gateway is disabled", Duration::from_secs(5)),
@@ -213,7 +213,7 @@ fn connections_past_the_limit_are_refused_and_clients_hear_at_most_every_30s() {
     let before = s.echo.accepted();
     assert!(refused_at(s.port, b"third"), "the third is closed at once");
     assert_eq!(s.echo.accepted(), before);
-    assert!(has_event(&s.node, &s.gw, "limit_reached"));
+    assert!(has_event(&s.node, &s.gw, EventKind::LimitReached));
     let line = "connection(s) to gateway";
     assert!(
         s.client.wait_log(line, Duration::from_secs(5)),
@@ -280,7 +280,7 @@ fn regenerating_the_token_closes_sessions_and_refuses_the_old_token() {
         "the old token is refused for good"
     );
     assert!(s.client.log().contains("bad_token"), "{}", s.client.log());
-    assert!(has_event(&s.node, &s.gw, "session_closed"));
+    assert!(has_event(&s.node, &s.gw, EventKind::SessionClosed));
     let _fresh = Client::start(&s.node, &[(&s.gw, &new_token)], &[]);
     assert!(wait_echo(s.port));
 }

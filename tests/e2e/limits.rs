@@ -305,9 +305,9 @@ fn what_a_stranger_says_about_itself_reaches_events_short_and_printable() {
     let (kind, refusal) = raw_hello(&node, &hello);
     assert_eq!(kind, 3, "a Refuse: {refusal}");
     assert_eq!(refusal["code"], "version_too_old", "{refusal}");
-    assert!(has_event(&node, &gw, "session_refused"));
+    assert!(has_event(&node, &gw, EventKind::SessionRefused));
     for e in node.events(&gw) {
-        let message = e["message"].as_str().unwrap_or("");
+        let message = e.message.as_str();
         assert!(
             message.len() < 600,
             "a short event: {} bytes",
@@ -381,10 +381,6 @@ fn a_gateway_holds_at_most_its_share_of_sessions_on_a_node() {
         "the third session is refused with the reason:\n{}",
         client.log()
     );
-    let sessions: u64 = node
-        .clients(&gw)
-        .iter()
-        .filter_map(|c| c["sessions"].as_u64())
-        .sum();
+    let sessions: usize = node.clients(&gw).iter().map(|c| c.sessions).sum();
     assert_eq!(sessions, 2);
 }

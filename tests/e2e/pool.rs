@@ -2,7 +2,7 @@
 //! two clients on two "hosts" (one in a network namespace), one of which loses its path to
 //! the private service; a client ended through the API; the plan's cap on clients.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sg_e2e::netns::NetnsHost;
 use sg_e2e::*;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 fn unhealthy_for(node: &Node, gw: &str, client: &str) -> Vec<String> {
     node.clients(gw)
         .iter()
-        .filter(|c| c["client_id"] == client)
-        .flat_map(|c| c["destinations"].as_array().cloned().unwrap_or_default())
-        .filter(|d| d["healthy"] == false)
-        .filter_map(|d| d["destination_id"].as_str().map(str::to_string))
+        .filter(|c| c.client_id == client)
+        .flat_map(|c| c.destinations.iter())
+        .filter(|d| !d.healthy)
+        .map(|d| d.destination_id.clone())
         .collect()
 }
 
@@ -25,8 +25,8 @@ fn unhealthy_for(node: &Node, gw: &str, client: &str) -> Vec<String> {
 fn client_at(node: &Node, gw: &str, address: &str) -> Option<String> {
     node.clients(gw)
         .iter()
-        .find(|c| c["address"] == address)
-        .and_then(|c| c["client_id"].as_str().map(str::to_string))
+        .find(|c| c.address == address)
+        .map(|c| c.client_id.clone())
 }
 
 /// `n` echo round trips through `cloud`, each on a new connection: how many failed.
@@ -113,7 +113,7 @@ fn connections_leave_a_client_that_cannot_reach_the_service_and_come_back() {
         later.iter().all(|p| *p == ip),
         "no new connection goes to the unhealthy client: {later:?}"
     );
-    assert!(has_event(&node, &gw, "health_changed"));
+    assert!(has_event(&node, &gw, EventKind::HealthChanged));
     let (_, metrics) = node.api.get_text("/metrics").expect("metrics");
     assert!(
         metrics.contains(&format!(
@@ -272,18 +272,18 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
     let hung = r.body["id"].as_str().expect("id").to_string();
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1), "{}", client.log());
-    let id = node.clients(&gw)[0]["client_id"]
-        .as_str()
-        .expect("client id")
-        .to_string();
+    let id = node.clients(&gw)[0].client_id.clone();
     assert!(
         wait_until(Duration::from_secs(10), || unhealthy_for(&node, &gw, &id)
             == vec![hung.clone()]),
         "{:?}",
         node.clients(&gw)
     );
-    let view = node.clients(&gw)[0]["destinations"].clone();
-    assert!(view.to_string().contains("no answer within 1s"), "{view}");
+    let view = node.clients(&gw)[0].destinations.clone();
+    assert!(
+        view.iter().any(|d| d.reason.contains("no answer within 1s")),
+        "{view:?}"
+    );
     assert!(
         wait_echo_line(port),
         "the other destination still carries traffic"
@@ -295,15 +295,12 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
         "{:?}",
         node.clients(&gw)
     );
-    let views = node.clients(&gw)[0]["destinations"].clone();
-    let view = views
-        .as_array()
-        .and_then(|v| v.iter().find(|d| d["destination_id"] == did.as_str()))
-        .cloned()
-        .unwrap_or_default();
+    let views = node.clients(&gw)[0].destinations.clone();
     assert!(
-        view["reason"].as_str().is_some_and(|r| r.contains("503")),
-        "the reason names the status: {views}"
+        views
+            .iter()
+            .any(|d| d.destination_id == did && d.reason.contains("503")),
+        "the reason names the status: {views:?}"
     );
     // With no healthy client, the node still uses the one it has rather than refuse.
     assert!(
@@ -356,10 +353,7 @@ fn kill(node: &Node, gw: &str, client: &str, reason: &str) -> std::process::Outp
 }
 
 fn only_client(node: &Node, gw: &str) -> String {
-    node.clients(gw)[0]["client_id"]
-        .as_str()
-        .expect("client id")
-        .to_string()
+    node.clients(gw)[0].client_id.clone()
 }
 
 #[test]
@@ -392,16 +386,17 @@ fn an_operator_ends_a_client_and_the_service_follows_the_flag() {
     let listed = node.all_clients(gw);
     let gone = listed
         .iter()
-        .find(|c| c["client_id"] == id.as_str())
+        .find(|c| c.client_id == id)
         .unwrap_or_else(|| panic!("{listed:?}"));
-    assert_eq!(gone["state"], "disconnected");
-    assert!(gone["disconnected_at"].is_string());
-    assert!(gone["reason"]
-        .as_str()
+    assert_eq!(gone.state, ClientState::Disconnected);
+    assert!(gone.disconnected_at.is_some());
+    assert!(gone
+        .reason
+        .as_deref()
         .is_some_and(|r| r.contains("moved to the new host")));
     let r = node.call("DELETE", &format!("/v1/gateways/{gw}/clients/{id}"), None);
     assert_eq!(r.status, 404, "{}", r.body);
-    assert!(has_event(node, gw, "client_killed"));
+    assert!(has_event(node, gw, EventKind::ClientKilled));
     let out = node.sgctl(&["gateway", "clients", gw]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -436,7 +431,7 @@ fn an_operator_ends_a_client_and_the_service_follows_the_flag() {
     let fresh = wait_until(Duration::from_secs(15), || {
         node.clients(gw)
             .iter()
-            .any(|c| c["client_id"].as_str().is_some_and(|c| c != first))
+            .any(|c| c.client_id != first)
     });
     assert!(fresh, "a fresh worker connects: {}", service.log());
     assert!(wait_echo(t.port), "and serves");
@@ -478,12 +473,10 @@ fn the_plan_caps_clients_per_gateway() {
         third.log()
     );
     assert_eq!(node.clients(gw).len(), 2);
-    let events: Vec<Value> = node.events(gw);
+    let events = node.events(gw);
     assert!(
-        events.iter().any(|e| e["kind"] == "limit_reached"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("max_clients_per_gateway"))),
+        events.iter().any(|e| e.kind == EventKind::LimitReached
+            && e.message.contains("max_clients_per_gateway")),
         "{events:?}"
     );
     // Room again (0 = no limit): the third one gets in on its own.

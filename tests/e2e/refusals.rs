@@ -51,7 +51,7 @@ fn a_wrong_token_is_refused_with_the_reason_and_others_keep_working() {
             .node
             .events(&gw)
             .iter()
-            .any(|e| e["kind"] == "bad_token")),
+            .any(|e| e.kind == EventKind::BadToken)),
         "the refusal is in the gateway's event log"
     );
     let node_log = h.node.log();
@@ -133,7 +133,7 @@ fn a_client_four_minor_versions_behind_is_told_what_to_upgrade_to() {
         log.contains(&oldest),
         "names the version to upgrade to: {log}"
     );
-    assert!(has_event(&h.node, &gw, "session_refused"));
+    assert!(has_event(&h.node, &gw, EventKind::SessionRefused));
     // Three behind is still fine.
     let ok = (current - 3).to_string();
     let c2 = Client::start_servers(
@@ -226,7 +226,7 @@ fn a_cloud_port_that_cannot_be_bound_is_reported_not_promised() {
         why.contains(&t.port.to_string()) && why.contains("in use"),
         "{why}"
     );
-    assert!(has_event(&t.node, &t.gw, "port_bind_failed"));
+    assert!(has_event(&t.node, &t.gw, EventKind::PortBindFailed));
     // Reactivating it answers what is true of the port it gets.
     let patch = |active: bool| {
         t.node.call(

@@ -67,16 +67,16 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
         b"out of range"
     ));
 
-    assert!(has_event(&node, &gw, "ip_refused"));
-    let refusals: Vec<Value> = node
+    assert!(has_event(&node, &gw, EventKind::IpRefused));
+    let refusals: Vec<EventView> = node
         .events(&gw)
         .into_iter()
-        .filter(|e| e["kind"] == "ip_refused")
+        .filter(|e| e.kind == EventKind::IpRefused)
         .collect();
     assert!(
         refusals.iter().any(
-            |e| e["message"].as_str().unwrap_or("").contains("127.0.0.2:")
-                && e["destination_id"] == d["id"]
+            |e| e.message.contains("127.0.0.2:")
+                && e.destination_id.as_deref() == d["id"].as_str()
         ),
         "{refusals:?}"
     );
@@ -131,7 +131,7 @@ fn tls_and_mutual_tls_cloud_ports_work_with_openssl() {
     let before = echo.accepted();
     let run = openssl_echo(mutual_port, &node.ca_path(), &[], "no certificate");
     assert!(!run.echoed, "{}", run.output);
-    assert!(has_event(&node, &gw, "tls_refused"));
+    assert!(has_event(&node, &gw, EventKind::TlsRefused));
     assert_eq!(
         echo.accepted(),
         before,
@@ -267,7 +267,7 @@ fn events_and_metrics_tell_operators_what_was_refused() {
     for _ in 0..2 {
         assert!(refused(connect_from(port, "127.0.0.2:0").unwrap(), b"x"));
     }
-    assert!(has_event(&node, &gw, "ip_refused"));
+    assert!(has_event(&node, &gw, EventKind::IpRefused));
 
     let r = node.call("GET", &format!("/v1/gateways/{gw}/events?limit=2"), None);
     let events = r.body.as_array().unwrap();
@@ -277,10 +277,10 @@ fn events_and_metrics_tell_operators_what_was_refused() {
         "newest first: {events:?}"
     );
     let all = node.events(&gw);
-    let first = |kind: &str| all.iter().position(|e| e["kind"] == kind);
-    assert!(first("bad_token").is_some(), "{all:?}");
+    let first = |kind: EventKind| all.iter().position(|e| e.kind == kind);
+    assert!(first(EventKind::BadToken).is_some(), "{all:?}");
     assert!(
-        first("ip_refused") < first("bad_token"),
+        first(EventKind::IpRefused) < first(EventKind::BadToken),
         "the refusals came seconds after the bad token, so they are listed first: {all:?}"
     );
     assert!(
@@ -305,7 +305,7 @@ fn events_and_metrics_tell_operators_what_was_refused() {
     );
     assert!(text.contains("sg_destinations_active 1"), "{text}");
     let anon =
-        sg_cluster::http_client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+        sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
     assert_eq!(anon.get_text("/metrics").unwrap().0, 401);
 }
 

@@ -112,7 +112,7 @@ fn a_private_service_that_is_down_closes_the_cloud_connection_with_a_reason() {
         wait_until(Duration::from_secs(10), || node
             .events(&gw)
             .iter()
-            .any(|e| e["kind"] == "connect_failed")),
+            .any(|e| e.kind == EventKind::ConnectFailed)),
         "the node records the failure as an event"
     );
     // Everything else keeps working.

@@ -6,8 +6,10 @@
 //! The binaries come from `target/<profile>/` (next to the test executable) or from
 //! `SG_BIN_DIR`; `scripts/test.sh` builds them before running the tests.
 
-use serde_json::{json, Value};
-pub use sg_cluster::http_client::{ApiClient, ApiResponse};
+use serde_json::Value;
+pub use sg_api::client::{ApiClient, ApiResponse};
+pub use sg_api::clients::{ClientState, ClientView};
+pub use sg_api::events::{EventKind, EventView};
 use sg_cluster::run::NodeFile;
 use sg_proto::tls::{self, ServerTrust};
 use std::io::{Read, Write};
@@ -386,14 +388,32 @@ impl Node {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// A typed call: `body` as JSON, a success read as sg-api's `T`; panics with the
+    /// API's refusal otherwise.
+    pub fn typed<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> T {
+        self.api
+            .call(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A typed `GET`.
+    pub fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.typed::<(), T>("GET", path, None)
+    }
+
     /// Creates a gateway; returns its id and token.
     pub fn create_gateway(&self, name: &str) -> (String, String) {
-        let r = self.call("POST", "/v1/gateways", Some(json!({ "name": name })));
-        assert_eq!(r.status, 201, "create gateway: {}", r.body);
-        (
-            r.body["id"].as_str().expect("id").to_string(),
-            r.body["token"].as_str().expect("token").to_string(),
-        )
+        let body = sg_api::gateways::NewGateway {
+            name: name.into(),
+            ..Default::default()
+        };
+        let g: sg_api::gateways::GatewayView = self.typed("POST", "/v1/gateways", Some(&body));
+        (g.id, g.token.expect("a new gateway shows its token"))
     }
 
     /// Creates a destination for `resource`; returns its id and cloud port.
@@ -403,65 +423,49 @@ impl Node {
         name: &str,
         resource: SocketAddr,
     ) -> (String, u16) {
-        let r = self.call(
+        let body = sg_api::destinations::NewDestination {
+            name: name.into(),
+            resource_host: resource.ip().to_string(),
+            resource_port: resource.port().into(),
+            ..Default::default()
+        };
+        let d: sg_api::destinations::DestinationView = self.typed(
             "POST",
             &format!("/v1/gateways/{gateway}/destinations"),
-            Some(json!({
-                "name": name,
-                "resource_host": resource.ip().to_string(),
-                "resource_port": resource.port(),
-            })),
+            Some(&body),
         );
-        assert_eq!(r.status, 201, "create destination: {}", r.body);
-        (
-            r.body["id"].as_str().expect("id").to_string(),
-            r.body["cloud_port"].as_u64().expect("cloud_port") as u16,
-        )
+        (d.id, d.cloud_port.expect("an active destination has a cloud port"))
     }
 
     /// The client processes connected for a gateway (one entry per node they are on).
-    pub fn clients(&self, gateway: &str) -> Vec<Value> {
+    pub fn clients(&self, gateway: &str) -> Vec<ClientView> {
         self.all_clients(gateway)
             .into_iter()
-            .filter(|c| c["state"] == "connected")
+            .filter(|c| c.state == ClientState::Connected)
             .collect()
     }
 
     /// The client processes connected to this node itself (`?scope=node`).
-    pub fn own_clients(&self, gateway: &str) -> Vec<Value> {
-        let r = self.call(
-            "GET",
-            &format!("/v1/gateways/{gateway}/clients?scope=node"),
-            None,
-        );
-        r.body
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter(|c| c["state"] == "connected")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub fn own_clients(&self, gateway: &str) -> Vec<ClientView> {
+        let all: Vec<ClientView> =
+            self.fetch(&format!("/v1/gateways/{gateway}/clients?scope=node"));
+        all.into_iter()
+            .filter(|c| c.state == ClientState::Connected)
+            .collect()
     }
 
     /// `/clients` as it is: the connected clients and the last ones gone (`state`).
-    pub fn all_clients(&self, gateway: &str) -> Vec<Value> {
-        let r = self.call("GET", &format!("/v1/gateways/{gateway}/clients"), None);
-        r.body.as_array().cloned().unwrap_or_default()
+    pub fn all_clients(&self, gateway: &str) -> Vec<ClientView> {
+        self.fetch(&format!("/v1/gateways/{gateway}/clients"))
     }
 
     pub fn wait_clients(&self, gateway: &str, n: usize) -> bool {
         wait_until(Duration::from_secs(20), || self.clients(gateway).len() == n)
     }
 
-    pub fn events(&self, gateway: &str) -> Vec<Value> {
-        let r = self.call(
-            "GET",
-            &format!("/v1/gateways/{gateway}/events?limit=100"),
-            None,
-        );
-        r.body.as_array().cloned().unwrap_or_default()
+    /// The gateway's last 100 events, newest first.
+    pub fn events(&self, gateway: &str) -> Vec<EventView> {
+        self.fetch(&format!("/v1/gateways/{gateway}/events?limit=100"))
     }
 
     /// Runs sgctl and returns its output; panics with what it printed if it fails.
@@ -793,9 +797,9 @@ impl EchoTunnel {
 }
 
 /// Waits up to 5 s for an event of `kind` in the gateway's event log.
-pub fn has_event(node: &Node, gw: &str, kind: &str) -> bool {
+pub fn has_event(node: &Node, gw: &str, kind: EventKind) -> bool {
     wait_until(Duration::from_secs(5), || {
-        node.events(gw).iter().any(|e| e["kind"] == kind)
+        node.events(gw).iter().any(|e| e.kind == kind)
     })
 }
 

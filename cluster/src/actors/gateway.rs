@@ -13,13 +13,13 @@ use crate::time::{now_secs, rfc3339};
 use crate::tracker::Tracked;
 use crate::workers::Worker;
 use actix::prelude::*;
-use serde::Serialize;
+use sg_api::clients::{ClientDestinationHealth, ClientState, ClientView, GatewayStats};
 use sg_proto::driver::SessionHandle;
 use sg_proto::frame::{
     DestinationKind, Frame, GatewayConfig, GoAway, NodeList, Notice, NoticeKind, OpenStream,
     Refusal, RefuseCode,
 };
-use sg_proto::health::{DestinationHealth, HealthReport};
+use sg_proto::health::HealthReport;
 use sg_proto::limits::SESSION_SUSPECT_AFTER;
 use sg_proto::pump::PumpCounters;
 use sg_proto::version::{HEALTH_REPORTS_SINCE, NODE_LIST_SINCE};
@@ -1249,40 +1249,6 @@ impl Handler<OpenCloudConnection> for Gateway {
     }
 }
 
-/// One client process as the API shows it (F18): connected, or among the last ones gone
-/// (F30). A client may hold several sessions to this node for the gateway (`--sessions`),
-/// summed here.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ClientView {
-    /// `connected` or `disconnected` (a node of an older release lists connected ones only).
-    #[serde(default = "connected")]
-    pub state: String,
-    pub client_id: String,
-    pub version: String,
-    pub hostname: String,
-    pub address: String,
-    pub region: String,
-    pub node_id: String,
-    pub connected_at: String,
-    pub sessions: usize,
-    pub active_streams: usize,
-    pub total_streams: u64,
-    pub rtt_ms: f64,
-    /// The destinations this client reported on (F31): healthy or not, why, since when.
-    /// A destination left out counts as healthy.
-    #[serde(default)]
-    pub destinations: Vec<DestinationHealth>,
-    /// Disconnected clients: when and why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disconnected_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-fn connected() -> String {
-    "connected".into()
-}
-
 #[derive(Message)]
 #[rtype(result = "Vec<ClientView>")]
 pub struct ListClients;
@@ -1305,8 +1271,18 @@ impl Handler<ListClients> for Gateway {
                     }
                 }
                 None => views.push(ClientView {
-                    state: "connected".into(),
-                    destinations: self.book.view_of(&s.client_id),
+                    state: ClientState::Connected,
+                    destinations: self
+                        .book
+                        .view_of(&s.client_id)
+                        .into_iter()
+                        .map(|h| ClientDestinationHealth {
+                            destination_id: h.destination_id,
+                            healthy: h.healthy,
+                            reason: h.reason,
+                            since: h.since,
+                        })
+                        .collect(),
                     disconnected_at: None,
                     reason: None,
                     client_id: s.client_id.clone(),
@@ -1328,7 +1304,7 @@ impl Handler<ListClients> for Gateway {
             .recent()
             .filter(|g| !views.iter().any(|v| v.client_id == g.client_id))
             .map(|g| ClientView {
-                state: "disconnected".into(),
+                state: ClientState::Disconnected,
                 client_id: g.client_id.clone(),
                 version: g.version.clone(),
                 hostname: g.hostname.clone(),
@@ -1431,49 +1407,6 @@ impl Handler<GetMetrics> for Gateway {
             rtt: self.shortest_rtts(),
         })
     }
-}
-
-/// The gateway's connection figures, summed over all its clients (F18) — on one node, or
-/// over the cluster with each node's part in `nodes`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct GatewayStats {
-    pub gateway_id: String,
-    pub clients: usize,
-    /// The client processes counted in `clients`.
-    #[serde(default)]
-    pub client_ids: Vec<String>,
-    pub active_connections: u32,
-    pub total_connections: u64,
-    pub refused_connections: u64,
-    /// Bytes from cloud applications to private services.
-    pub bytes_to_resources: u64,
-    /// Bytes from private services back to cloud applications.
-    pub bytes_to_cloud: u64,
-    /// Connections closed by their destination's idle timeout.
-    #[serde(default)]
-    pub idle_closed_connections: u64,
-    pub max_connections: u32,
-    /// Each node's part (cluster-wide answers only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nodes: Vec<NodeStats>,
-    /// Nodes that did not answer (cluster-wide answers only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unreachable_nodes: Vec<String>,
-}
-
-/// One node's part of a gateway's figures.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct NodeStats {
-    pub node_id: String,
-    pub region: String,
-    pub clients: usize,
-    pub active_connections: u32,
-    pub total_connections: u64,
-    pub refused_connections: u64,
-    pub bytes_to_resources: u64,
-    pub bytes_to_cloud: u64,
-    #[serde(default)]
-    pub idle_closed_connections: u64,
 }
 
 #[derive(Message)]

@@ -5,7 +5,7 @@ use crate::state::StateError;
 use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
+use sg_api::{ErrorBody, ErrorCode};
 use std::fmt;
 
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub enum ApiError {
     BadBody(String),
     LimitReached(String),
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
     NoFreePort(String),
@@ -38,27 +38,21 @@ pub enum ApiError {
     Unavailable,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: String,
-}
-
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::NotFound { .. } => "not_found",
-            ApiError::NoSuchEndpoint { .. } => "no_such_endpoint",
-            ApiError::Invalid { .. } => "invalid_field",
-            ApiError::BadBody(_) => "invalid_body",
-            ApiError::LimitReached(_) => "limit_reached",
-            ApiError::Conflict { code, .. } => code,
-            ApiError::NoFreePort(_) => "no_free_port",
-            ApiError::Storage(_) => "storage_error",
-            ApiError::StoreUnavailable(_) => "store_unavailable",
-            ApiError::PeersUnreachable(_) => "nodes_unreachable",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::NotFound { .. } => ErrorCode::NotFound,
+            ApiError::NoSuchEndpoint { .. } => ErrorCode::NoSuchEndpoint,
+            ApiError::Invalid { .. } => ErrorCode::InvalidField,
+            ApiError::BadBody(_) => ErrorCode::InvalidBody,
+            ApiError::LimitReached(_) => ErrorCode::LimitReached,
+            ApiError::Conflict { code, .. } => *code,
+            ApiError::NoFreePort(_) => ErrorCode::NoFreePort,
+            ApiError::Storage(_) => ErrorCode::StorageError,
+            ApiError::StoreUnavailable(_) => ErrorCode::StoreUnavailable,
+            ApiError::PeersUnreachable(_) => ErrorCode::NodesUnreachable,
+            ApiError::Unavailable => ErrorCode::Unavailable,
         }
     }
 
@@ -113,7 +107,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Storage(_)) {
             tracing::error!("API request failed: {self}");
         }
-        HttpResponse::build(self.status_code()).json(Body {
+        HttpResponse::build(self.status_code()).json(ErrorBody {
             error: self.code(),
             message: self.to_string(),
         })

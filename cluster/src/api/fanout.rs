@@ -5,7 +5,7 @@
 
 use super::ApiState;
 use crate::etcd::registry::{Fleet, NodeRecord};
-use crate::http_client::ApiClient;
+use sg_api::client::ApiClient;
 use actix_web::web;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;

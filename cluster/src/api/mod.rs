@@ -7,6 +7,7 @@
 pub mod error;
 pub mod fanout;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod views;
 

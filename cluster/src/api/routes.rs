@@ -5,16 +5,28 @@ use super::error::ApiError;
 use super::fanout::{ask, gather};
 use super::views::*;
 use super::{Admin, ApiState, Body};
-use crate::actors::gateway::{
-    ClientView, GatewayStats, GetMetrics, GetStats, KillClient, ListClients, NodeStats,
-};
+use crate::actors::gateway::{GetMetrics, GetStats, KillClient, ListClients};
 use crate::actors::node::{AllGateways, GetFleet};
 use crate::etcd::registry::Fleet;
 use crate::listening::Listen;
 use crate::records::DestinationRecord;
-use crate::state::{DestinationPatch, GatewayPatch, NewDestination, NewGateway, PlanUpdate};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use sg_api::client::query_value;
+use sg_api::clients::{
+    ClientState, ClientView, GatewayStats, KillQuery, Killed, NodeStats, Scope, ScopeQuery,
+    MAX_KILL_REASON,
+};
+use sg_api::destinations::{DestinationPatch, DestinationView, NewDestination};
+use sg_api::events::{EventView, EventsQuery, MAX_EVENTS};
+use sg_api::gateways::{
+    AclUpdate, AclView, GatewayPatch, GatewayView, NewGateway, TokenRequest, TokenView,
+    UnnamedTargets,
+};
+use sg_api::node::{
+    Healthz, LogLevelUpdate, LogLevelView, NodeView, PlanUpdate, PlanView, ServingStatus,
+    StoreStatus, Usage,
+};
+use sg_api::ErrorBody;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/log-level", web::put().to(set_log_level))
                 .route("/plan", web::get().to(show_plan))
                 .route("/plan", web::put().to(set_plan))
-                .route("/nodes", web::get().to(list_nodes)),
+                .route("/nodes", web::get().to(list_nodes))
+                .route("/openapi.json", web::get().to(openapi)),
         );
 }
 
@@ -81,7 +94,10 @@ pub async fn not_found(req: HttpRequest) -> Reply {
 
 /// 200 while the node serves, 503 `draining` once it drains, so load balancers move away.
 /// An unreachable etcd does not fail the check: the node still serves from its copy.
+#[utoipa::path(get, path = "/healthz", tag = "node", security(()),
+    responses((status = 200, body = Healthz), (status = 503, body = Healthz, description = "draining")))]
 async fn healthz(api: Api) -> HttpResponse {
+    use crate::status::StoreHealth;
     let status = &api.shared.status;
     let draining = status.draining();
     let mut reply = if draining {
@@ -89,15 +105,36 @@ async fn healthz(api: Api) -> HttpResponse {
     } else {
         HttpResponse::Ok()
     };
-    reply.json(serde_json::json!({
-        "status": if draining { "draining" } else { "ok" },
-        "region": api.shared.region,
-        "node_id": api.shared.node_id,
-        "version": sg_proto::version::PRODUCT_VERSION,
-        "store": status.store().as_str(),
-    }))
+    reply.json(Healthz {
+        status: if draining {
+            ServingStatus::Draining
+        } else {
+            ServingStatus::Ok
+        },
+        region: api.shared.region.clone(),
+        node_id: api.shared.node_id.clone(),
+        version: sg_proto::version::PRODUCT_VERSION.to_string(),
+        store: match status.store() {
+            StoreHealth::Local => StoreStatus::Local,
+            StoreHealth::Synced => StoreStatus::Synced,
+            StoreHealth::Unreachable => StoreStatus::Unreachable,
+            StoreHealth::Detached => StoreStatus::Detached,
+        },
+    })
 }
 
+/// `GET /v1/openapi.json`: this document (no token: it holds no secret).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(super::openapi::document())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody)))]
 async fn metrics(_: Admin, api: Api) -> Reply {
     render_metrics(&api).await
 }
@@ -116,7 +153,7 @@ async fn render_metrics(api: &ApiState) -> Reply {
         }
     }
     figures.sort_by(|a, b| a.gateway_id.cmp(&b.gateway_id));
-    let (plan, usage) = api.read(|s| (s.plan(), s.plan_view().usage)).await?;
+    let (plan, usage) = api.read(|s| (s.plan(), usage_of(s))).await?;
     let text = super::metrics::render(&super::metrics::Snapshot {
         node_id: api.shared.node_id.clone(),
         region: api.shared.region.clone(),
@@ -139,24 +176,44 @@ async fn render_metrics(api: &ApiState) -> Reply {
         .body(text))
 }
 
+fn usage_of(s: &crate::state::State) -> Usage {
+    Usage {
+        active_gateways: s.active_gateways(),
+        active_destinations: s.active_destinations(),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/gateways", tag = "gateways", request_body = NewGateway,
+    responses((status = 201, body = GatewayView, description = "created; the token is shown this once"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_gateway(_: Admin, api: Api, body: Body<NewGateway>) -> Reply {
     let req = body.0;
     let issued = api.mutate(move |s| s.create_gateway(req.clone())).await?;
-    Ok(HttpResponse::Created().json(GatewayView::new(&issued.gateway, Some(issued.token))))
+    Ok(HttpResponse::Created().json(gateway_view(&issued.gateway, Some(issued.token))))
 }
 
+#[utoipa::path(get, path = "/v1/gateways", tag = "gateways",
+    responses((status = 200, body = Vec<GatewayView>), (status = 401, body = ErrorBody)))]
 async fn list_gateways(_: Admin, api: Api) -> Reply {
     let gws = api.read(|s| s.gateways()).await?;
-    let views: Vec<_> = gws.iter().map(|g| GatewayView::new(g, None)).collect();
+    let views: Vec<GatewayView> = gws.iter().map(|g| gateway_view(g, None)).collect();
     Ok(HttpResponse::Ok().json(views))
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}", tag = "gateways", params(("id" = String, Path)),
+    responses((status = 200, body = GatewayView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_gateway(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let g = api.read(move |s| s.gateway(&id).cloned()).await??;
-    Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
+    Ok(HttpResponse::Ok().json(gateway_view(&g, None)))
 }
 
+#[utoipa::path(patch, path = "/v1/gateways/{id}", tag = "gateways", params(("id" = String, Path)),
+    request_body = GatewayPatch,
+    responses((status = 200, body = GatewayView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_gateway(
     _: Admin,
     api: Api,
@@ -167,9 +224,12 @@ async fn update_gateway(
     let g = api
         .mutate(move |s| s.update_gateway(&id, patch.clone()))
         .await?;
-    Ok(HttpResponse::Ok().json(GatewayView::new(&g, None)))
+    Ok(HttpResponse::Ok().json(gateway_view(&g, None)))
 }
 
+#[utoipa::path(delete, path = "/v1/gateways/{id}", tag = "gateways", params(("id" = String, Path)),
+    responses((status = 204, description = "deleted, with its destinations; its clients are disconnected"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_gateway(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     api.mutate(move |s| s.delete_gateway(&id).map(|c| ((), c)))
@@ -177,13 +237,10 @@ async fn delete_gateway(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenRequest {
-    #[serde(default)]
-    token_expires_in_days: Option<u32>,
-}
-
+#[utoipa::path(post, path = "/v1/gateways/{id}/token", tag = "gateways", params(("id" = String, Path)),
+    request_body(content = Option<TokenRequest>, description = "optional"),
+    responses((status = 200, body = TokenView, description = "the new token, shown this once; sessions on the old one close"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn regenerate_token(_: Admin, api: Api, id: web::Path<String>, body: web::Bytes) -> Reply {
     let req: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
@@ -200,6 +257,11 @@ async fn regenerate_token(_: Admin, api: Api, id: web::Path<String>, body: web::
     }))
 }
 
+#[utoipa::path(post, path = "/v1/gateways/{id}/destinations", tag = "destinations",
+    params(("id" = String, Path)), request_body = NewDestination,
+    responses((status = 201, body = DestinationView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_destination(
     _: Admin,
     api: Api,
@@ -212,24 +274,34 @@ async fn create_destination(
         .await?;
     let fleet = api.node.send(GetFleet).await?;
     let listen = settled_listen(&api, &d).await;
-    Ok(HttpResponse::Created()
-        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
+    Ok(HttpResponse::Created().json(with_listen(
+        destination_view(&d, &api.shared.cloud_host, &fleet),
+        listen,
+    )))
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}/destinations", tag = "destinations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<DestinationView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_destinations(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let ds = api.read(move |s| s.destinations_of(&id)).await??;
     let fleet = api.node.send(GetFleet).await?;
-    let views: Vec<_> = ds
+    let views: Vec<DestinationView> = ds
         .iter()
         .map(|d| {
-            DestinationView::new(d, &api.shared.cloud_host, &fleet)
-                .with_listen(api.shared.listening.get(&d.id))
+            with_listen(
+                destination_view(d, &api.shared.cloud_host, &fleet),
+                api.shared.listening.get(&d.id),
+            )
         })
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}/destinations/{did}", tag = "destinations",
+    params(("id" = String, Path), ("did" = String, Path)),
+    responses((status = 200, body = DestinationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {
     let (id, did) = path.into_inner();
     let d = api
@@ -237,10 +309,17 @@ async fn show_destination(_: Admin, api: Api, path: web::Path<(String, String)>)
         .await??;
     let fleet = api.node.send(GetFleet).await?;
     let listen = api.shared.listening.get(&d.id);
-    Ok(HttpResponse::Ok()
-        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
+    Ok(HttpResponse::Ok().json(with_listen(
+        destination_view(&d, &api.shared.cloud_host, &fleet),
+        listen,
+    )))
 }
 
+#[utoipa::path(patch, path = "/v1/gateways/{id}/destinations/{did}", tag = "destinations",
+    params(("id" = String, Path), ("did" = String, Path)), request_body = DestinationPatch,
+    responses((status = 200, body = DestinationView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_destination(
     _: Admin,
     api: Api,
@@ -253,8 +332,10 @@ async fn update_destination(
         .await?;
     let fleet = api.node.send(GetFleet).await?;
     let listen = settled_listen(&api, &d).await;
-    Ok(HttpResponse::Ok()
-        .json(DestinationView::new(&d, &api.shared.cloud_host, &fleet).with_listen(listen)))
+    Ok(HttpResponse::Ok().json(with_listen(
+        destination_view(&d, &api.shared.cloud_host, &fleet),
+        listen,
+    )))
 }
 
 /// After a change: how binding the destination's cloud port went on this node, waiting a
@@ -267,6 +348,10 @@ async fn settled_listen(api: &Api, d: &DestinationRecord) -> Option<Listen> {
     book.settled(&d.id, FIRST_BIND_WAIT).await
 }
 
+#[utoipa::path(delete, path = "/v1/gateways/{id}/destinations/{did}", tag = "destinations",
+    params(("id" = String, Path), ("did" = String, Path)),
+    responses((status = 204, description = "deleted; its cloud port closes"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)>) -> Reply {
     let (id, did) = path.into_inner();
     api.mutate(move |s| s.delete_destination(&id, &did).map(|c| ((), c)))
@@ -276,22 +361,8 @@ async fn delete_destination(_: Admin, api: Api, path: web::Path<(String, String)
 
 /// `?scope=node` asks for this node's part only (what nodes ask each other); the default is
 /// the whole cluster.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScopeQuery {
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-fn node_scope(scope: &Option<String>) -> Result<bool, ApiError> {
-    match scope.as_deref() {
-        None | Some("cluster") => Ok(false),
-        Some("node") => Ok(true),
-        Some(other) => Err(ApiError::invalid(
-            "scope",
-            format!("{other:?}: use \"node\" or \"cluster\""),
-        )),
-    }
+fn node_scope(scope: Option<Scope>) -> bool {
+    scope == Some(Scope::Node)
 }
 
 /// The fleet to ask, or `None` when this node alone answers.
@@ -310,6 +381,10 @@ fn unreachable_header(reply: &mut actix_web::HttpResponseBuilder, ids: &[(String
     }
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}/clients", tag = "clients",
+    params(("id" = String, Path), ScopeQuery),
+    responses((status = 200, body = Vec<ClientView>, description = "connected clients and the last ones gone; header x-sg-unreachable-nodes names nodes that did not answer"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_clients(
     admin: Admin,
     api: Api,
@@ -320,7 +395,7 @@ async fn list_clients(
     let gateway = api.gateway_actor(id.clone()).await?;
     let mut clients = gateway.send(ListClients).await?;
     let mut reply = HttpResponse::Ok();
-    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+    if let Some(fleet) = peers_to_ask(&api, node_scope(query.scope)).await? {
         let path = format!("/v1/gateways/{id}/clients");
         let got = gather::<Vec<ClientView>>(&api, &fleet, &admin.token, &path).await;
         clients.extend(got.answers.into_iter().flat_map(|(_, c)| c));
@@ -328,36 +403,21 @@ async fn list_clients(
         // A client that left one node is usually connected to another: listed once, there.
         let connected: Vec<String> = clients
             .iter()
-            .filter(|c| c.state == "connected")
+            .filter(|c| c.state == ClientState::Connected)
             .map(|c| c.client_id.clone())
             .collect();
-        clients.retain(|c| c.state == "connected" || !connected.contains(&c.client_id));
+        clients.retain(|c| c.state == ClientState::Connected || !connected.contains(&c.client_id));
     }
     Ok(reply.json(clients))
 }
 
 /// `DELETE /v1/gateways/{id}/clients/{client_id}?reason=TEXT`: ends a client (F30).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KillQuery {
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// Longest reason an operator may give a client it ends.
-const MAX_KILL_REASON: usize = 200;
-
-/// What ending a client did.
-#[derive(Debug, serde::Serialize, Deserialize)]
-struct Killed {
-    client_id: String,
-    /// Sessions closed, over every node that answered.
-    sessions_closed: usize,
-    reason: String,
-}
-
+#[utoipa::path(delete, path = "/v1/gateways/{id}/clients/{client_id}", tag = "clients",
+    params(("id" = String, Path), ("client_id" = String, Path), KillQuery),
+    responses((status = 200, body = Killed, description = "the client was told to stop; it exits with status 4"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "not connected to any node that answered"),
+        (status = 503, body = ErrorBody, description = "not connected to the nodes that answered, and others did not")))]
 async fn kill_client(
     admin: Admin,
     api: Api,
@@ -394,11 +454,12 @@ async fn kill_client(
     };
     let mut reply = HttpResponse::Ok();
     let mut unreachable = Vec::new();
-    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+    let node_only = node_scope(query.scope);
+    if let Some(fleet) = peers_to_ask(&api, node_only).await? {
         let path = format!(
             "/v1/gateways/{id}/clients/{}?reason={}",
-            crate::http_client::query_value(&client_id),
-            crate::http_client::query_value(&reason)
+            query_value(&client_id),
+            query_value(&reason)
         );
         let got = ask::<Killed>(&api, &fleet, &admin.token, "DELETE", &path).await;
         killed.sessions_closed += got
@@ -408,7 +469,7 @@ async fn kill_client(
             .sum::<usize>();
         unreachable_header(&mut reply, &got.unreachable);
         unreachable = got.unreachable;
-    } else if killed.sessions_closed == 0 && node_scope(&query.scope)? {
+    } else if killed.sessions_closed == 0 && node_only {
         // A node asked by another answers for its part, even when that is nothing.
         return Ok(reply.json(killed));
     }
@@ -429,6 +490,9 @@ async fn kill_client(
     Ok(reply.json(killed))
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}/stats", tag = "clients",
+    params(("id" = String, Path), ScopeQuery),
+    responses((status = 200, body = GatewayStats), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn gateway_stats(
     admin: Admin,
     api: Api,
@@ -438,7 +502,7 @@ async fn gateway_stats(
     let id = id.into_inner();
     let gateway = api.gateway_actor(id.clone()).await?;
     let local = gateway.send(GetStats).await?;
-    let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? else {
+    let Some(fleet) = peers_to_ask(&api, node_scope(query.scope)).await? else {
         return Ok(HttpResponse::Ok().json(local));
     };
     let path = format!("/v1/gateways/{id}/stats");
@@ -490,17 +554,10 @@ async fn gateway_stats(
     Ok(HttpResponse::Ok().json(total))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventsQuery {
-    limit: Option<usize>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
-/// Most events one request returns.
-const MAX_EVENTS: usize = 1000;
-
+#[utoipa::path(get, path = "/v1/gateways/{id}/events", tag = "gateways",
+    params(("id" = String, Path), EventsQuery),
+    responses((status = 200, body = Vec<EventView>, description = "newest first, over every node that answered"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn gateway_events(
     admin: Admin,
     api: Api,
@@ -520,10 +577,10 @@ async fn gateway_events(
     let (node_id, region) = (&api.shared.node_id, &api.shared.region);
     let mut views: Vec<EventView> = events
         .into_iter()
-        .map(|e| EventView::new(e, node_id, region))
+        .map(|e| event_view(e, node_id, region))
         .collect();
     let mut reply = HttpResponse::Ok();
-    if let Some(fleet) = peers_to_ask(&api, node_scope(&query.scope)?).await? {
+    if let Some(fleet) = peers_to_ask(&api, node_scope(query.scope)).await? {
         let path = format!("/v1/gateways/{id}/events?limit={limit}");
         let got = gather::<Vec<EventView>>(&api, &fleet, &admin.token, &path).await;
         views.extend(got.answers.into_iter().flat_map(|(_, e)| e));
@@ -535,85 +592,78 @@ async fn gateway_events(
     Ok(reply.json(views))
 }
 
+#[utoipa::path(get, path = "/v1/nodes", tag = "node",
+    responses((status = 200, body = Vec<NodeView>, description = "the live nodes of the cluster"), (status = 401, body = ErrorBody)))]
 async fn list_nodes(_: Admin, api: Api) -> Reply {
     let fleet = api.node.send(GetFleet).await?;
     let views: Vec<NodeView> = fleet
         .nodes
         .iter()
-        .map(|n| NodeView::new(n, &api.shared.node_id))
+        .map(|n| node_view(n, &api.shared.node_id))
         .collect();
     Ok(HttpResponse::Ok().json(views))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AclBody {
-    rules: Vec<String>,
 }
 
 /// A gateway's ACL as `GET .../acl` shows it: the rules, and what becomes of a target no
 /// rule names (`denied` with rules; with none, `configured_destinations` — what clients
 /// started with the default `--acl-default` allow — and a sentence saying so).
-#[derive(Debug, serde::Serialize)]
-struct AclView {
-    rules: Vec<String>,
-    unnamed_targets: &'static str,
-    unnamed_targets_text: &'static str,
-}
-
-impl AclView {
-    fn of(rules: Vec<String>) -> Self {
-        let has_rules = !rules.is_empty();
-        AclView {
-            unnamed_targets: if has_rules {
-                "denied"
-            } else {
-                "configured_destinations"
-            },
-            unnamed_targets_text: sg_proto::acl::unnamed_targets(
-                has_rules,
-                sg_proto::acl::DefaultPolicy::Destinations,
-            ),
-            rules,
-        }
+fn acl_view(rules: Vec<String>) -> AclView {
+    let has_rules = !rules.is_empty();
+    AclView {
+        unnamed_targets: if has_rules {
+            UnnamedTargets::Denied
+        } else {
+            UnnamedTargets::ConfiguredDestinations
+        },
+        unnamed_targets_text: sg_proto::acl::unnamed_targets(
+            has_rules,
+            sg_proto::acl::DefaultPolicy::Destinations,
+        )
+        .to_string(),
+        rules,
     }
 }
 
+#[utoipa::path(get, path = "/v1/gateways/{id}/acl", tag = "gateways", params(("id" = String, Path)),
+    responses((status = 200, body = AclView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_acl(_: Admin, api: Api, id: web::Path<String>) -> Reply {
     let id = id.into_inner();
     let rules = api
         .read(move |s| s.gateway(&id).map(|g| g.acl.clone()))
         .await??;
-    Ok(HttpResponse::Ok().json(AclView::of(rules)))
+    Ok(HttpResponse::Ok().json(acl_view(rules)))
 }
 
-async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclBody>) -> Reply {
+#[utoipa::path(put, path = "/v1/gateways/{id}/acl", tag = "gateways", params(("id" = String, Path)),
+    request_body = AclUpdate,
+    responses((status = 200, body = AclView, description = "stored and pushed to the gateway's clients"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn set_acl(_: Admin, api: Api, id: web::Path<String>, body: Body<AclUpdate>) -> Reply {
     let (id, rules) = (id.into_inner(), body.0.rules);
     let g = api.mutate(move |s| s.set_acl(&id, &rules)).await?;
-    Ok(HttpResponse::Ok().json(AclView::of(g.acl)))
+    Ok(HttpResponse::Ok().json(acl_view(g.acl)))
 }
 
-/// `PUT /v1/log-level {"level": "DEBUG"}`: this node's level, from now on, for every module.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogLevelUpdate {
-    level: String,
-}
-
-fn log_level_view() -> Result<serde_json::Value, ApiError> {
+fn log_level_view() -> Result<LogLevelView, ApiError> {
     let log = sg_proto::logging::control().ok_or(ApiError::Unavailable)?;
-    Ok(serde_json::json!({
-        "log_level": log.level().to_string(),
-        "filters": log.filters(),
-    }))
+    Ok(LogLevelView {
+        log_level: log.level().to_string(),
+        filters: log.filters(),
+    })
 }
 
 /// `GET /v1/log-level`: the level (and the `RUST_LOG` filters, if the node started with
 /// some and no level was set since). This node only: each node has its own log.
+#[utoipa::path(get, path = "/v1/log-level", tag = "node",
+    responses((status = 200, body = LogLevelView), (status = 401, body = ErrorBody)))]
 async fn show_log_level(_: Admin) -> Reply {
     Ok(HttpResponse::Ok().json(log_level_view()?))
 }
 
+/// `PUT /v1/log-level {"level": "DEBUG"}`: this node's level, from now on, for every module.
+#[utoipa::path(put, path = "/v1/log-level", tag = "node", request_body = LogLevelUpdate,
+    responses((status = 200, body = LogLevelView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn set_log_level(_: Admin, body: Body<LogLevelUpdate>) -> Reply {
     let level: sg_proto::loglevel::LogLevel = body
         .0
@@ -626,14 +676,23 @@ async fn set_log_level(_: Admin, body: Body<LogLevelUpdate>) -> Reply {
     Ok(HttpResponse::Ok().json(log_level_view()?))
 }
 
+fn plan_of(s: &crate::state::State) -> PlanView {
+    plan_view(s.plan(), usage_of(s))
+}
+
+#[utoipa::path(get, path = "/v1/plan", tag = "node",
+    responses((status = 200, body = PlanView), (status = 401, body = ErrorBody)))]
 async fn show_plan(_: Admin, api: Api) -> Reply {
-    let view = api.read(|s| s.plan_view()).await?;
+    let view = api.read(plan_of).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(put, path = "/v1/plan", tag = "node", request_body = PlanUpdate,
+    responses((status = 200, body = PlanView, description = "below current usage, every gateway becomes inactive"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_plan(_: Admin, api: Api, body: Body<PlanUpdate>) -> Reply {
     let update = body.0;
     api.mutate(move |s| s.set_plan(update.clone())).await?;
-    let view = api.read(|s| s.plan_view()).await?;
+    let view = api.read(plan_of).await?;
     Ok(HttpResponse::Ok().json(view))
 }

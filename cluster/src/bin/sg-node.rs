@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
+    if args.generate.as_deref() == Some("openapi") {
+        // The API's OpenAPI document (what GET /v1/openapi.json serves).
+        print!("{}", sg_cluster::api::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     if let Some(code) = sg_proto::cli_docs::answer(
         <NodeArgs as clap::CommandFactory>::command(),
         args.generate.as_deref(),

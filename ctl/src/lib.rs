@@ -9,10 +9,17 @@ mod output;
 
 pub use output::printable;
 
-use crate::http_client::{ApiClient, ApiResponse, ClientError};
-use crate::run::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, NODE_FILE};
+use output::Answer;
+use serde::de::DeserializeOwned;
+use sg_api::client::{query_value, ApiClient, ApiResponse, ClientError};
+use sg_api::destinations::{
+    CloudTlsInput, CloudTlsMode, DestinationPatch, HealthCheckInput, IpRule, NewDestination,
+    ResourceTlsInput,
+};
+use sg_api::gateways::{AclUpdate, GatewayPatch, NewGateway, TokenRequest};
+use sg_api::node::{LogLevelUpdate, PlanUpdate};
+use sg_api::node_file::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, DEFAULT_API, DEFAULT_DATA_DIR, NODE_FILE};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Map, Value};
 use sg_proto::tls::{self, ServerTrust};
 use std::path::PathBuf;
 
@@ -36,7 +43,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub fingerprint: Option<String>,
     /// The node's data dir, where sgctl finds node.json, admin.token and ca.pem.
-    #[arg(long, env = "SG_DATA_DIR", global = true, default_value = crate::config::DEFAULT_DATA_DIR)]
+    #[arg(long, env = "SG_DATA_DIR", global = true, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -325,7 +332,8 @@ pub enum CtlError {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(ClientError),
+    /// The node answered, and not with what was asked (a refusal, or a draining node).
     #[error("{code} ({status}): {message}")]
     Api {
         status: u16,
@@ -338,8 +346,21 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Usage(_) => 2,
-            CtlError::Client(_) => 3,
             CtlError::Api { .. } => 1,
+            CtlError::Client(_) => 3,
+        }
+    }
+}
+
+impl From<ClientError> for CtlError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api { status, body } => CtlError::Api {
+                status,
+                code: body.error.to_string(),
+                message: body.message,
+            },
+            other => CtlError::Client(other),
         }
     }
 }
@@ -353,7 +374,7 @@ impl Cli {
             .api
             .clone()
             .or_else(|| node_file.as_ref().map(|n| n.api.clone()))
-            .unwrap_or_else(|| format!("https://{}", crate::config::DEFAULT_API_LISTEN));
+            .unwrap_or_else(|| format!("https://{DEFAULT_API}"));
         let token = match &self.admin_token {
             Some(t) => Some(t.clone()),
             None => std::fs::read_to_string(self.data_dir.join(ADMIN_TOKEN_FILE))
@@ -383,38 +404,62 @@ impl Cli {
     }
 }
 
-fn check(resp: ApiResponse) -> Result<Value, CtlError> {
-    if resp.is_success() {
-        return Ok(resp.body);
+/// A success read as `T` (keeping the JSON for `--json`), or the API's refusal.
+fn answer<T: DeserializeOwned>(resp: ApiResponse) -> Result<Answer<T>, CtlError> {
+    if !resp.is_success() {
+        return Err(resp.error().into());
     }
-    let field = |k: &str| {
-        resp.body
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    Err(CtlError::Api {
-        status: resp.status,
-        code: field("error"),
-        message: field("message"),
+    let view = serde_json::from_value(resp.body.clone())
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    Ok(Answer {
+        raw: resp.body,
+        view,
     })
 }
 
-fn bool_fields(map: &mut Map<String, Value>, active: Option<bool>, enabled: Option<bool>) {
-    if let Some(a) = active {
-        map.insert("active".into(), json!(a));
-    }
-    if let Some(e) = enabled {
-        map.insert("enabled".into(), json!(e));
-    }
+/// One typed request: `body` as JSON, the answer as `T`.
+fn ask<B: serde::Serialize, T: DeserializeOwned>(
+    api: &ApiClient,
+    method: &str,
+    path: &str,
+    body: Option<&B>,
+) -> Result<Answer<T>, CtlError> {
+    let payload = match body {
+        Some(b) => serde_json::to_vec(b).map_err(|e| CtlError::Usage(e.to_string()))?,
+        None => Vec::new(),
+    };
+    answer(api.request_raw(method, path, &payload)?)
 }
 
-fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlError> {
-    let mut m = Map::new();
-    if let Some(n) = &f.name {
-        m.insert("name".into(), json!(n));
-    }
+fn get<T: DeserializeOwned>(api: &ApiClient, path: &str) -> Result<Answer<T>, CtlError> {
+    ask::<(), T>(api, "GET", path, None)
+}
+
+/// A flag's value in the API's spelling of an enum (`on_premises`, `http`, `v2`, ...).
+fn api_word<T: DeserializeOwned>(flag: &str, value: &str) -> Result<T, CtlError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| CtlError::Usage(format!("--{flag} {value:?} is not one of its values")))
+}
+
+/// What the destination flags ask for, as a patch (create needs name and resource too).
+fn destination_patch(f: &DestinationFields) -> Result<DestinationPatch, CtlError> {
+    let mut p = DestinationPatch {
+        name: f.name.clone(),
+        protocol: f.protocol.as_deref().map(|v| api_word("protocol", v)).transpose()?,
+        active: f.active,
+        enabled: f.enabled,
+        idle_timeout_secs: f.idle_timeout,
+        max_connections_per_source: f.max_per_source,
+        proxy_protocol: f
+            .proxy_protocol
+            .as_deref()
+            .map(|v| api_word("proxy-protocol", v))
+            .transpose()?,
+        host_rewrite: f.host_rewrite,
+        kind: f.kind.as_deref().map(|v| api_word("type", v)).transpose()?,
+        client_port: f.client_port,
+        ..DestinationPatch::default()
+    };
     if let Some(r) = &f.resource {
         let (host, port) = r
             .rsplit_once(':')
@@ -422,92 +467,74 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
         let port: u32 = port
             .parse()
             .map_err(|_| CtlError::Usage(format!("--resource {r:?}: the port is not a number")))?;
-        m.insert("resource_host".into(), json!(host.trim_matches(['[', ']'])));
-        m.insert("resource_port".into(), json!(port));
+        p.resource_host = Some(host.trim_matches(['[', ']']).to_string());
+        p.resource_port = Some(port);
     }
-    if let Some(p) = &f.protocol {
-        m.insert("protocol".into(), json!(p));
-    }
-    if let Some(s) = f.idle_timeout {
-        m.insert("idle_timeout_secs".into(), json!(s));
-    }
-    if let Some(n) = f.max_per_source {
-        m.insert("max_connections_per_source".into(), json!(n));
-    }
-    if let Some(p) = &f.proxy_protocol {
-        m.insert("proxy_protocol".into(), json!(p));
-    }
-    if let Some(h) = f.host_rewrite {
-        m.insert("host_rewrite".into(), json!(h));
-    }
-    if let Some(k) = &f.kind {
-        m.insert("type".into(), json!(k));
-    }
-    if let Some(p) = f.client_port {
-        m.insert("client_port".into(), json!(p));
-    }
-    bool_fields(&mut m, f.active, f.enabled);
-    let mut health = Map::new();
-    if let Some(k) = &f.health_check {
-        health.insert("kind".into(), json!(k));
-    }
-    if let Some(p) = &f.health_path {
-        health.insert("path".into(), json!(p));
-    }
-    for (key, v) in [
-        ("interval_secs", f.health_interval),
-        ("timeout_secs", f.health_timeout),
-        ("unhealthy_after", f.unhealthy_after),
-        ("healthy_after", f.healthy_after),
-    ] {
-        if let Some(v) = v {
-            health.insert(key.into(), json!(v));
-        }
-    }
-    if !health.is_empty() {
-        m.insert("health_check".into(), Value::Object(health));
+    let health = HealthCheckInput {
+        kind: f
+            .health_check
+            .as_deref()
+            .map(|v| api_word("health-check", v))
+            .transpose()?,
+        path: f.health_path.clone(),
+        interval_secs: f.health_interval,
+        timeout_secs: f.health_timeout,
+        unhealthy_after: f.unhealthy_after,
+        healthy_after: f.healthy_after,
+    };
+    if health != HealthCheckInput::default() {
+        p.health_check = Some(health);
     }
     if f.no_ip_rules {
-        m.insert("ip_rules".into(), json!([]));
+        p.ip_rules = Some(Vec::new());
     } else if !f.ip_rules.is_empty() {
-        let rules: Vec<Value> = f
-            .ip_rules
-            .iter()
-            .map(|r| match r.split_once(',') {
-                Some((cidr, ports)) => json!({ "cidr": cidr, "ports": ports }),
-                None => json!({ "cidr": r }),
-            })
-            .collect();
-        m.insert("ip_rules".into(), Value::Array(rules));
+        p.ip_rules = Some(
+            f.ip_rules
+                .iter()
+                .map(|r| match r.split_once(',') {
+                    Some((cidr, ports)) => IpRule {
+                        cidr: cidr.to_string(),
+                        ports: Some(ports.to_string()),
+                    },
+                    None => IpRule {
+                        cidr: r.clone(),
+                        ports: None,
+                    },
+                })
+                .collect(),
+        );
     }
     let read = |p: &PathBuf| -> Result<String, CtlError> {
         sg_proto::tls::read_file(p).map_err(|e| CtlError::Usage(e.to_string()))
     };
     if f.cloud_tls.is_some() || f.cloud_cert.is_some() || f.client_ca.is_some() {
-        let mut t = Map::new();
-        let mode = f.cloud_tls.clone().unwrap_or_else(|| {
-            if f.client_ca.is_some() {
-                "mutual".into()
-            } else {
-                "tls".into()
-            }
-        });
-        t.insert("mode".into(), json!(mode));
+        let mode = match &f.cloud_tls {
+            Some(m) => api_word("cloud-tls", m)?,
+            None if f.client_ca.is_some() => CloudTlsMode::Mutual,
+            None => CloudTlsMode::Tls,
+        };
+        let mut t = CloudTlsInput {
+            mode,
+            ..CloudTlsInput::default()
+        };
         if let (Some(c), Some(k)) = (&f.cloud_cert, &f.cloud_key) {
-            t.insert("cert_pem".into(), json!(read(c)?));
-            t.insert("key_pem".into(), json!(read(k)?));
+            t.cert_pem = Some(read(c)?);
+            t.key_pem = Some(read(k)?);
         }
         if let Some(ca) = &f.client_ca {
-            t.insert("client_ca_pem".into(), json!(read(ca)?));
+            t.client_ca_pem = Some(read(ca)?);
         }
-        m.insert("cloud_tls".into(), Value::Object(t));
+        p.cloud_tls = Some(t);
     }
     if f.no_resource_tls {
-        m.insert("resource_tls".into(), json!({ "enabled": false }));
+        p.resource_tls = Some(ResourceTlsInput::default());
     } else if f.resource_tls {
-        let mut t = Map::new();
-        t.insert("enabled".into(), json!(true));
-        t.insert("reject_unauthorized".into(), json!(f.reject_unauthorized));
+        let mut t = ResourceTlsInput {
+            enabled: true,
+            reject_unauthorized: f.reject_unauthorized,
+            server_name: f.server_name.clone(),
+            ..ResourceTlsInput::default()
+        };
         if !f.resource_ca.is_empty() {
             let mut pems = String::new();
             for ca in &f.resource_ca {
@@ -515,18 +542,45 @@ fn destination_body(f: &DestinationFields) -> Result<Map<String, Value>, CtlErro
                 pems.push_str(pem.trim_end());
                 pems.push('\n');
             }
-            t.insert("ca_pem".into(), json!(pems));
-        }
-        if let Some(n) = &f.server_name {
-            t.insert("server_name".into(), json!(n));
+            t.ca_pem = Some(pems);
         }
         if let (Some(c), Some(k)) = (&f.resource_cert, &f.resource_key) {
-            t.insert("client_cert_pem".into(), json!(read(c)?));
-            t.insert("client_key_pem".into(), json!(read(k)?));
+            t.client_cert_pem = Some(read(c)?);
+            t.client_key_pem = Some(read(k)?);
         }
-        m.insert("resource_tls".into(), Value::Object(t));
+        p.resource_tls = Some(t);
     }
-    Ok(m)
+    Ok(p)
+}
+
+/// A create request from the flags: the patch's fields, with name and resource required.
+fn new_destination(p: DestinationPatch, cloud_port: Option<u16>) -> Result<NewDestination, CtlError> {
+    let (Some(name), Some(resource_host), Some(resource_port)) =
+        (p.name, p.resource_host, p.resource_port)
+    else {
+        return Err(CtlError::Usage(
+            "destination create needs --name and --resource HOST:PORT".into(),
+        ));
+    };
+    Ok(NewDestination {
+        name,
+        resource_host,
+        resource_port,
+        protocol: p.protocol,
+        active: p.active,
+        enabled: p.enabled,
+        cloud_port: cloud_port.map(u32::from),
+        ip_rules: p.ip_rules,
+        cloud_tls: p.cloud_tls,
+        resource_tls: p.resource_tls,
+        idle_timeout_secs: p.idle_timeout_secs,
+        max_connections_per_source: p.max_connections_per_source,
+        proxy_protocol: p.proxy_protocol,
+        host_rewrite: p.host_rewrite,
+        kind: p.kind,
+        client_port: p.client_port,
+        health_check: p.health_check,
+    })
 }
 
 /// Runs one sgctl invocation; the caller prints the error.
@@ -545,25 +599,28 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Health => {
             // A draining node answers 503 with the same body: show it, then fail.
             let r = api.get("/healthz")?;
-            out.object(
-                &r.body,
-                &["status", "region", "node_id", "version", "store"],
-            );
-            if !r.is_success() {
+            let (ok, status) = (r.is_success(), r.status);
+            let body = ApiResponse { status: 200, ..r };
+            let a: Answer<sg_api::node::Healthz> = answer(body)?;
+            out.health(&a);
+            if !ok {
                 return Err(CtlError::Api {
-                    status: r.status,
-                    code: r.body["status"].as_str().unwrap_or("unhealthy").to_string(),
+                    status,
+                    code: serde_json::to_value(a.view.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| "unhealthy".into()),
                     message: "the node is not serving normally".into(),
                 });
             }
         }
-        Command::Node(NodeCmd::List) => out.nodes(&check(api.get("/v1/nodes")?)?),
+        Command::Node(NodeCmd::List) => out.nodes(&get(&api, "/v1/nodes")?),
         Command::LogLevel { level } => {
-            let v = match level {
-                None => check(api.get("/v1/log-level")?)?,
-                Some(l) => check(api.put("/v1/log-level", &json!({ "level": l }))?)?,
+            let a = match level {
+                None => get(&api, "/v1/log-level")?,
+                Some(level) => ask(&api, "PUT", "/v1/log-level", Some(&LogLevelUpdate { level }))?,
             };
-            out.object(&v, &["log_level", "filters"]);
+            out.log_level(&a);
         }
         Command::Metrics => {
             let (status, text) = api.get_text("/metrics")?;
@@ -583,57 +640,47 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 inactive,
                 disabled,
             } => {
-                let mut body = Map::new();
-                body.insert("name".into(), json!(name));
-                if let Some(d) = token_expires_in_days {
-                    body.insert("token_expires_in_days".into(), json!(d));
-                }
-                if inactive {
-                    body.insert("active".into(), json!(false));
-                }
-                if disabled {
-                    body.insert("enabled".into(), json!(false));
-                }
-                let v = check(api.post("/v1/gateways", &Value::Object(body))?)?;
-                out.created_gateway(&v);
+                let body = NewGateway {
+                    name,
+                    token_expires_in_days,
+                    active: inactive.then_some(false),
+                    enabled: disabled.then_some(false),
+                };
+                out.created_gateway(&ask(&api, "POST", "/v1/gateways", Some(&body))?);
             }
-            GatewayCmd::List => out.gateways(&check(api.get("/v1/gateways")?)?),
-            GatewayCmd::Show { id } => {
-                out.gateway(&check(api.get(&format!("/v1/gateways/{id}"))?)?)
-            }
+            GatewayCmd::List => out.gateways(&get(&api, "/v1/gateways")?),
+            GatewayCmd::Show { id } => out.gateway(&get(&api, &format!("/v1/gateways/{id}"))?),
             GatewayCmd::Update {
                 id,
                 name,
                 active,
                 enabled,
             } => {
-                let mut body = Map::new();
-                if let Some(n) = name {
-                    body.insert("name".into(), json!(n));
-                }
-                bool_fields(&mut body, active, enabled);
-                if body.is_empty() {
+                let body = GatewayPatch {
+                    name,
+                    active,
+                    enabled,
+                };
+                if body == GatewayPatch::default() {
                     return Err(CtlError::Usage(
                         "nothing to update: pass --name, --active or --enabled".into(),
                     ));
                 }
-                let v = check(api.patch(&format!("/v1/gateways/{id}"), &Value::Object(body))?)?;
-                out.gateway(&v);
+                out.gateway(&ask(&api, "PATCH", &format!("/v1/gateways/{id}"), Some(&body))?);
             }
             GatewayCmd::Delete { id } => {
-                check(api.delete(&format!("/v1/gateways/{id}"))?)?;
+                nothing(api.delete(&format!("/v1/gateways/{id}"))?)?;
                 out.done(&format!("deleted gateway {id}"));
             }
             GatewayCmd::Token {
                 id,
                 token_expires_in_days,
             } => {
-                let body = match token_expires_in_days {
-                    Some(d) => json!({ "token_expires_in_days": d }),
-                    None => json!({}),
+                let body = TokenRequest {
+                    token_expires_in_days,
                 };
-                let v = check(api.post(&format!("/v1/gateways/{id}/token"), &body)?)?;
-                out.token(&id, &v);
+                let a = ask(&api, "POST", &format!("/v1/gateways/{id}/token"), Some(&body))?;
+                out.token(&id, &a);
             }
             GatewayCmd::Clients {
                 action: Some(ClientsCmd::Kill {
@@ -643,40 +690,24 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 }),
                 ..
             } => {
-                let mut path = format!("/v1/gateways/{gateway}/clients/{client}");
+                let mut path = format!("/v1/gateways/{gateway}/clients/{}", query_value(&client));
                 if let Some(r) = reason {
-                    path.push_str(&format!("?reason={}", crate::http_client::query_value(&r)));
+                    path.push_str(&format!("?reason={}", query_value(&r)));
                 }
-                let v = check(api.delete(&path)?)?;
-                out.killed(&v);
+                out.killed(&ask::<(), _>(&api, "DELETE", &path, None)?);
             }
             GatewayCmd::Clients { id: Some(id), .. } => {
-                out.clients(&check(api.get(&format!("/v1/gateways/{id}/clients"))?)?)
+                out.clients(&get(&api, &format!("/v1/gateways/{id}/clients"))?)
             }
             GatewayCmd::Clients { .. } => {
                 return Err(CtlError::Usage(
                     "name the gateway: `sgctl gateway clients GW`, or `sgctl gateway clients kill GW CLIENT`".into(),
                 ))
             }
-            GatewayCmd::Stats { id } => {
-                let v = check(api.get(&format!("/v1/gateways/{id}/stats"))?)?;
-                out.object(
-                    &v,
-                    &[
-                        "gateway_id",
-                        "clients",
-                        "active_connections",
-                        "total_connections",
-                        "refused_connections",
-                        "bytes_to_resources",
-                        "bytes_to_cloud",
-                        "max_connections",
-                    ],
-                );
+            GatewayCmd::Stats { id } => out.stats(&get(&api, &format!("/v1/gateways/{id}/stats"))?),
+            GatewayCmd::Events { id, limit } => {
+                out.events(&get(&api, &format!("/v1/gateways/{id}/events?limit={limit}"))?)
             }
-            GatewayCmd::Events { id, limit } => out.events(&check(
-                api.get(&format!("/v1/gateways/{id}/events?limit={limit}"))?,
-            )?),
         },
         Command::Destination(cmd) => match cmd {
             DestinationCmd::Create {
@@ -684,44 +715,31 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 fields,
                 cloud_port,
             } => {
-                let mut body = destination_body(&fields)?;
-                if !body.contains_key("name") || !body.contains_key("resource_host") {
-                    return Err(CtlError::Usage(
-                        "destination create needs --name and --resource HOST:PORT".into(),
-                    ));
-                }
-                if let Some(p) = cloud_port {
-                    body.insert("cloud_port".into(), json!(p));
-                }
-                let v = check(api.post(
-                    &format!("/v1/gateways/{gateway}/destinations"),
-                    &Value::Object(body),
-                )?)?;
-                out.destination(&v);
+                let body = new_destination(destination_patch(&fields)?, cloud_port)?;
+                let path = format!("/v1/gateways/{gateway}/destinations");
+                out.destination(&ask(&api, "POST", &path, Some(&body))?);
             }
-            DestinationCmd::List { gateway } => out.destinations(&check(
-                api.get(&format!("/v1/gateways/{gateway}/destinations"))?,
-            )?),
-            DestinationCmd::Show { gateway, id } => out.destination(&check(
-                api.get(&format!("/v1/gateways/{gateway}/destinations/{id}"))?,
+            DestinationCmd::List { gateway } => {
+                out.destinations(&get(&api, &format!("/v1/gateways/{gateway}/destinations"))?)
+            }
+            DestinationCmd::Show { gateway, id } => out.destination(&get(
+                &api,
+                &format!("/v1/gateways/{gateway}/destinations/{id}"),
             )?),
             DestinationCmd::Update {
                 gateway,
                 id,
                 fields,
             } => {
-                let body = destination_body(&fields)?;
-                if body.is_empty() {
+                let body = destination_patch(&fields)?;
+                if body == DestinationPatch::default() {
                     return Err(CtlError::Usage("nothing to update".into()));
                 }
-                let v = check(api.patch(
-                    &format!("/v1/gateways/{gateway}/destinations/{id}"),
-                    &Value::Object(body),
-                )?)?;
-                out.destination(&v);
+                let path = format!("/v1/gateways/{gateway}/destinations/{id}");
+                out.destination(&ask(&api, "PATCH", &path, Some(&body))?);
             }
             DestinationCmd::Delete { gateway, id } => {
-                check(api.delete(&format!("/v1/gateways/{gateway}/destinations/{id}"))?)?;
+                nothing(api.delete(&format!("/v1/gateways/{gateway}/destinations/{id}"))?)?;
                 out.done(&format!("deleted destination {id}"));
             }
         },
@@ -739,37 +757,41 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 }
             };
             let path = format!("/v1/gateways/{gateway}/acl");
-            let v = match rules {
-                None => check(api.get(&path)?)?,
-                Some(rules) => check(api.put(&path, &json!({ "rules": rules }))?)?,
+            let a = match rules {
+                None => get(&api, &path)?,
+                Some(rules) => ask(&api, "PUT", &path, Some(&AclUpdate { rules }))?,
             };
-            out.acl(&v);
+            out.acl(&a);
         }
         Command::Plan(cmd) => match cmd {
-            PlanCmd::Show => out.plan(&check(api.get("/v1/plan")?)?),
+            PlanCmd::Show => out.plan(&get(&api, "/v1/plan")?),
             PlanCmd::Set {
                 max_gateways,
                 max_destinations,
                 max_connections_per_gateway,
                 max_clients_per_gateway,
             } => {
-                let mut body = Map::new();
-                for (k, v) in [
-                    ("max_gateways", max_gateways),
-                    ("max_destinations", max_destinations),
-                    ("max_connections_per_gateway", max_connections_per_gateway),
-                    ("max_clients_per_gateway", max_clients_per_gateway),
-                ] {
-                    if let Some(v) = v {
-                        body.insert(k.into(), json!(v));
-                    }
-                }
-                if body.is_empty() {
+                let body = PlanUpdate {
+                    max_gateways,
+                    max_destinations,
+                    max_connections_per_gateway,
+                    max_clients_per_gateway,
+                };
+                if body == PlanUpdate::default() {
                     return Err(CtlError::Usage("nothing to set".into()));
                 }
-                out.plan(&check(api.put("/v1/plan", &Value::Object(body))?)?);
+                out.plan(&ask(&api, "PUT", "/v1/plan", Some(&body))?);
             }
         },
     }
     Ok(())
+}
+
+/// An answer with no body (`204`), or the API's refusal.
+fn nothing(resp: ApiResponse) -> Result<(), CtlError> {
+    if resp.is_success() {
+        Ok(())
+    } else {
+        Err(resp.error().into())
+    }
 }

@@ -4,15 +4,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = sg_cluster::ctl::Cli::parse();
-    let command = <sg_cluster::ctl::Cli as clap::CommandFactory>::command();
+    let cli = sgctl::Cli::parse();
+    let command = <sgctl::Cli as clap::CommandFactory>::command();
     if let Some(code) = sg_proto::cli_docs::answer(command, cli.generate.as_deref()) {
         return code;
     }
-    match sg_cluster::ctl::run(cli) {
+    match sgctl::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sgctl: {}", sg_cluster::ctl::printable(&e.to_string()));
+            eprintln!("sgctl: {}", sgctl::printable(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
