@@ -266,11 +266,7 @@ impl ApiClient {
     }
 }
 
-fn agent(
-    tls: Option<Arc<rustls::ClientConfig>>,
-    connect: Duration,
-    io: Duration,
-) -> ureq::Agent {
+fn agent(tls: Option<Arc<rustls::ClientConfig>>, connect: Duration, io: Duration) -> ureq::Agent {
     let mut b = ureq::AgentBuilder::new()
         .timeout_connect(connect)
         .timeout_read(io)
@@ -286,14 +282,13 @@ fn agent(
 /// Tells a refused certificate from a refused connection.
 fn transport_error(url: &str, t: ureq::Transport) -> ClientError {
     let text = t.to_string();
-    let tls_error = std::error::Error::source(&t)
-        .and_then(|s| {
-            s.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .map(ToString::to_string)
-                .or_else(|| s.downcast_ref::<rustls::Error>().map(ToString::to_string))
-        });
+    let tls_error = std::error::Error::source(&t).and_then(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string)
+            .or_else(|| s.downcast_ref::<rustls::Error>().map(ToString::to_string))
+    });
     match (tls_error, t.kind()) {
         (Some(e), _) => ClientError::Tls(e),
         (None, ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme) => {

@@ -243,7 +243,6 @@ pub fn validate_resource_tls(
     Ok(t)
 }
 
-
 /// User-side TLS as stored with the destination. The key never leaves the node.
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CloudTls {

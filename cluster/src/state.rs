@@ -9,8 +9,8 @@
 use crate::client_config::{client_config, encoded_len, MAX_CLIENT_CONFIG};
 use crate::cloud_dest::{self, NodeEndpoints};
 use crate::controls::{validate_resource_tls, CloudTls, FieldError, IpRules};
-use crate::inputs;
 use crate::ids::{hash_token, new_id, new_token};
+use crate::inputs;
 use crate::pki::CertificateAuthority;
 use crate::ports::PortPool;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan, RECORD_VERSION};
@@ -818,7 +818,10 @@ impl State {
             None => CloudTls::default(),
         };
         let resource_tls = match &req.resource_tls {
-            Some(t) => Some(validate_resource_tls(&inputs::resource_tls(t), &resource_host)?),
+            Some(t) => Some(validate_resource_tls(
+                &inputs::resource_tls(t),
+                &resource_host,
+            )?),
             None => None,
         };
         let cloud_port = if active && kind == DestinationKind::OnPremises {

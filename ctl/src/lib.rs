@@ -9,6 +9,7 @@ mod output;
 
 pub use output::printable;
 
+use clap::{Args, Parser, Subcommand};
 use output::Answer;
 use serde::de::DeserializeOwned;
 use sg_api::client::{query_value, ApiClient, ApiResponse, ClientError};
@@ -18,8 +19,9 @@ use sg_api::destinations::{
 };
 use sg_api::gateways::{AclUpdate, GatewayPatch, NewGateway, TokenRequest};
 use sg_api::node::{LogLevelUpdate, PlanUpdate};
-use sg_api::node_file::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, DEFAULT_API, DEFAULT_DATA_DIR, NODE_FILE};
-use clap::{Args, Parser, Subcommand};
+use sg_api::node_file::{
+    NodeFile, ADMIN_TOKEN_FILE, CA_FILE, DEFAULT_API, DEFAULT_DATA_DIR, NODE_FILE,
+};
 use sg_proto::tls::{self, ServerTrust};
 use std::path::PathBuf;
 
@@ -445,7 +447,11 @@ fn api_word<T: DeserializeOwned>(flag: &str, value: &str) -> Result<T, CtlError>
 fn destination_patch(f: &DestinationFields) -> Result<DestinationPatch, CtlError> {
     let mut p = DestinationPatch {
         name: f.name.clone(),
-        protocol: f.protocol.as_deref().map(|v| api_word("protocol", v)).transpose()?,
+        protocol: f
+            .protocol
+            .as_deref()
+            .map(|v| api_word("protocol", v))
+            .transpose()?,
         active: f.active,
         enabled: f.enabled,
         idle_timeout_secs: f.idle_timeout,
@@ -554,7 +560,10 @@ fn destination_patch(f: &DestinationFields) -> Result<DestinationPatch, CtlError
 }
 
 /// A create request from the flags: the patch's fields, with name and resource required.
-fn new_destination(p: DestinationPatch, cloud_port: Option<u16>) -> Result<NewDestination, CtlError> {
+fn new_destination(
+    p: DestinationPatch,
+    cloud_port: Option<u16>,
+) -> Result<NewDestination, CtlError> {
     let (Some(name), Some(resource_host), Some(resource_port)) =
         (p.name, p.resource_host, p.resource_port)
     else {

@@ -55,7 +55,14 @@ impl Ids for GatewayStats {
 macro_rules! no_ids {
     ($($t:ty),*) => {$(impl Ids for $t { fn ids(&self) -> Vec<&str> { Vec::new() } })*};
 }
-no_ids!(EventView, AclView, PlanView, LogLevelView, Healthz, TokenView);
+no_ids!(
+    EventView,
+    AclView,
+    PlanView,
+    LogLevelView,
+    Healthz,
+    TokenView
+);
 impl<T: Ids> Ids for Vec<T> {
     fn ids(&self) -> Vec<&str> {
         self.iter().flat_map(Ids::ids).collect()
@@ -137,7 +144,13 @@ fn client_notes(c: &ClientView) -> String {
         .destinations
         .iter()
         .filter(|d| !d.healthy)
-        .map(|d| format!("{} unhealthy ({})", cell(&d.destination_id), cell(&d.reason)))
+        .map(|d| {
+            format!(
+                "{} unhealthy ({})",
+                cell(&d.destination_id),
+                cell(&d.reason)
+            )
+        })
         .collect();
     unhealthy.join("; ")
 }
@@ -152,7 +165,10 @@ impl Printer {
     /// Prints the answer as JSON (`--json`) or as ids (`-q`); false when a table is wanted.
     fn raw<T: Ids>(&self, a: &Answer<T>) -> bool {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&a.raw).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&a.raw).unwrap_or_default()
+            );
         } else if self.quiet {
             for id in a.view.ids() {
                 println!("{}", printable(id));
@@ -242,7 +258,10 @@ impl Printer {
                 ]
             })
             .collect();
-        table(&["id", "name", "active", "enabled", "token_expires_at"], rows);
+        table(
+            &["id", "name", "active", "enabled", "token_expires_at"],
+            rows,
+        );
     }
 
     pub fn token(&self, id: &str, a: &Answer<TokenView>) {

@@ -17,8 +17,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
     let (gw, _) = node.create_gateway("g");
 
     // No token.
-    let anon =
-        sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+    let anon = sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
     let r = anon.get("/v1/gateways").unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(r.body["error"], "unauthorized");

@@ -333,10 +333,9 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
         client.log()
     );
     assert!(
-        wait_until(Duration::from_secs(5), || node
-            .events(&gw)
-            .iter()
-            .any(|e| e.kind == EventKind::ConnectFailed && e.message.contains(reason))),
+        wait_until(Duration::from_secs(5), || node.events(&gw).iter().any(
+            |e| e.kind == EventKind::ConnectFailed && e.message.contains(reason)
+        )),
         "and so does the node's event: {:?}",
         node.events(&gw)
     );

@@ -34,11 +34,7 @@ fn served(c: &Cluster, echo: &EchoServer) -> (String, String, u16, Client) {
 
 /// The client processes connected for `gw`, as `node` sees the whole cluster.
 fn client_nodes(node: &Node, gw: &str) -> Vec<String> {
-    let mut nodes: Vec<String> = node
-        .clients(gw)
-        .iter()
-        .map(|c| c.node_id.clone())
-        .collect();
+    let mut nodes: Vec<String> = node.clients(gw).iter().map(|c| c.node_id.clone()).collect();
     nodes.sort();
     nodes
 }

@@ -62,7 +62,8 @@ fn every_documented_path_is_served_and_every_served_one_documented() {
             .replace("{client_id}", "no-such-client");
         for method in ops.as_object().unwrap().keys() {
             let method = method.to_uppercase();
-            let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| b"{}".as_slice());
+            let body =
+                matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| b"{}".as_slice());
             let r = node
                 .api
                 .request_raw(&method, &path, body.unwrap_or_default())

@@ -281,7 +281,8 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
     );
     let view = node.clients(&gw)[0].destinations.clone();
     assert!(
-        view.iter().any(|d| d.reason.contains("no answer within 1s")),
+        view.iter()
+            .any(|d| d.reason.contains("no answer within 1s")),
         "{view:?}"
     );
     assert!(
@@ -429,9 +430,7 @@ fn an_operator_ends_a_client_and_the_service_follows_the_flag() {
     let out = kill(node, gw, &first, "rotate");
     assert!(out.status.success());
     let fresh = wait_until(Duration::from_secs(15), || {
-        node.clients(gw)
-            .iter()
-            .any(|c| c.client_id != first)
+        node.clients(gw).iter().any(|c| c.client_id != first)
     });
     assert!(fresh, "a fresh worker connects: {}", service.log());
     assert!(wait_echo(t.port), "and serves");
@@ -475,8 +474,10 @@ fn the_plan_caps_clients_per_gateway() {
     assert_eq!(node.clients(gw).len(), 2);
     let events = node.events(gw);
     assert!(
-        events.iter().any(|e| e.kind == EventKind::LimitReached
-            && e.message.contains("max_clients_per_gateway")),
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::LimitReached
+                && e.message.contains("max_clients_per_gateway")),
         "{events:?}"
     );
     // Room again (0 = no limit): the third one gets in on its own.

@@ -74,10 +74,10 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
         .filter(|e| e.kind == EventKind::IpRefused)
         .collect();
     assert!(
-        refusals.iter().any(
-            |e| e.message.contains("127.0.0.2:")
-                && e.destination_id.as_deref() == d["id"].as_str()
-        ),
+        refusals
+            .iter()
+            .any(|e| e.message.contains("127.0.0.2:")
+                && e.destination_id.as_deref() == d["id"].as_str()),
         "{refusals:?}"
     );
 }
@@ -304,8 +304,7 @@ fn events_and_metrics_tell_operators_what_was_refused() {
         "{text}"
     );
     assert!(text.contains("sg_destinations_active 1"), "{text}");
-    let anon =
-        sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
+    let anon = sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
     assert_eq!(anon.get_text("/metrics").unwrap().0, 401);
 }
 

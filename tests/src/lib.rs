@@ -434,7 +434,11 @@ impl Node {
             &format!("/v1/gateways/{gateway}/destinations"),
             Some(&body),
         );
-        (d.id, d.cloud_port.expect("an active destination has a cloud port"))
+        (
+            d.id,
+            d.cloud_port
+                .expect("an active destination has a cloud port"),
+        )
     }
 
     /// The client processes connected for a gateway (one entry per node they are on).

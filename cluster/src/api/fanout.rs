@@ -5,10 +5,10 @@
 
 use super::ApiState;
 use crate::etcd::registry::{Fleet, NodeRecord};
-use sg_api::client::ApiClient;
 use actix_web::web;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
+use sg_api::client::ApiClient;
 use std::time::Duration;
 
 /// How long one node gets to answer.

@@ -118,7 +118,10 @@ mod tests {
             }
         }
         let registered = registered_routes();
-        assert!(registered.len() > 20, "the route table was read: {registered:?}");
+        assert!(
+            registered.len() > 20,
+            "the route table was read: {registered:?}"
+        );
         assert_eq!(registered, documented);
     }
 
