@@ -74,6 +74,9 @@ impl ApiResponse {
     }
 }
 
+/// Status, headers (lower-case names) and body of one exchange.
+type Exchanged = (u16, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Clone)]
 pub struct ApiClient {
     /// `scheme://authority[/prefix]`, no trailing slash.
@@ -224,12 +227,7 @@ impl ApiClient {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    fn exchange(
-        &self,
-        method: &str,
-        path: &str,
-        payload: &[u8],
-    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), ClientError> {
+    fn exchange(&self, method: &str, path: &str, payload: &[u8]) -> Result<Exchanged, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self
             .agent
