@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sg_proto::acl::DefaultPolicy;
 pub use sg_proto::config_file::ConfigError;
 use sg_proto::config_file::{parse_toml, read_toml};
-use sg_proto::logging::LogFormat;
+use sg_proto::logging::{LogArgs, LogFormat, LogSettings};
 use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use sg_proto::tls::{self, ServerTrust};
@@ -73,16 +73,8 @@ pub struct ClientArgs {
     /// Seconds to wait for a private service to accept a connection.
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
-    /// Log level: ERROR, WARN, INFO, DEBUG or TRACE.
-    #[arg(short = 'l', long, value_name = "LEVEL")]
-    pub log_level: Option<LogLevel>,
-    /// Write the log to this file instead of stderr.
-    #[arg(short = 'p', long = "log-file", value_name = "PATH")]
-    pub log_file: Option<PathBuf>,
-    /// text (default) or json (one object per line, for log collectors). RUST_LOG sets
-    /// per-module levels (`info,sg_client::health=debug`).
-    #[arg(long, value_name = "text|json")]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// ACL rules (one per line, `#` comments) applied to every gateway at start.
     #[arg(long, value_name = "FILE")]
     pub acl_file: Option<PathBuf>,
@@ -223,9 +215,7 @@ pub struct ClientConfig {
     pub reconnect: Reconnect,
     pub sessions: usize,
     pub connect_timeout: Duration,
-    pub log_level: LogLevel,
-    pub log_file: Option<PathBuf>,
-    pub log_format: LogFormat,
+    pub log: LogSettings,
     /// Rules from `--acl-file`, already validated.
     pub acl_rules: Option<Vec<String>>,
     /// The same rules, kept locally as a ceiling (`--acl-lock`).
@@ -424,9 +414,9 @@ impl ClientConfig {
             reconnect,
             sessions,
             connect_timeout: Duration::from_secs(connect_timeout),
-            log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
-            log_file: args.log_file.or(file.log_file),
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log: args
+                .log
+                .or_file(file.log_level, file.log_file, file.log_format),
             acl_rules,
             acl_ceiling,
             acl_default,
@@ -508,7 +498,8 @@ impl ClientConfig {
             ),
             format!(
                 "log file: {}",
-                self.log_file
+                self.log
+                    .file
                     .as_ref()
                     .map_or_else(|| "stderr".to_string(), |p| p.display().to_string())
             ),

@@ -8,80 +8,15 @@
 //! once and stop dialling that one; its open streams finish on the session they are on.
 
 use crate::config::ServerAddr;
+use crate::fleet_link::{FleetEvent, Target, TunnelEnd, TunnelSpec};
+use crate::node_book::{NodeBook, GOAWAY_HOLD};
 use crate::registry::GatewayRuntime;
-use crate::tunnel::{self, ClientContext, TunnelEnd};
+use crate::tunnel::{self, ClientContext};
 use crate::workers::WorkerPool;
-use sg_proto::frame::{NodeEntry, NodeList};
+use sg_proto::frame::NodeEntry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// A node that said GoAway is not dialled again until a node list shows it serving and at
-/// least this long has passed (registry updates may lag behind the GoAway itself).
-const GOAWAY_HOLD: Duration = Duration::from_secs(5);
-
-/// Where a tunnel dials.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// A `--server` address: dialled for as long as the client runs.
-    Seed(ServerAddr),
-    /// A node the cluster named: dialled while it is listed and not draining.
-    Node { node_id: String, addr: ServerAddr },
-}
-
-impl Target {
-    pub fn addr(&self) -> &ServerAddr {
-        match self {
-            Target::Seed(a) | Target::Node { addr: a, .. } => a,
-        }
-    }
-}
-
-/// What tunnels tell their fleet.
-#[derive(Debug)]
-pub enum FleetEvent {
-    /// A session is up on `node_id`.
-    Welcomed { tunnel: u64, node_id: String },
-    /// A node sent the cluster's live nodes.
-    Nodes(NodeList),
-    /// A node is draining.
-    GoAway { node_id: String },
-    /// A tunnel stopped for good.
-    Ended { tunnel: u64, end: TunnelEnd },
-}
-
-/// The nodes the cluster named, shared with the tunnels (which ask before redialling).
-#[derive(Debug, Default)]
-pub struct NodeBook {
-    listed: HashMap<String, NodeEntry>,
-    /// Nodes that said GoAway, and when.
-    going: HashMap<String, Instant>,
-}
-
-impl NodeBook {
-    /// Whether a tunnel to `node_id` should dial (again).
-    pub fn may_dial(&self, node_id: &str) -> bool {
-        self.listed.get(node_id).is_some_and(|n| !n.draining) && !self.going.contains_key(node_id)
-    }
-
-    fn update(&mut self, list: NodeList) {
-        self.listed = list
-            .nodes
-            .into_iter()
-            .map(|n| (n.node_id.clone(), n))
-            .collect();
-        self.release_held();
-    }
-
-    /// Forgets GoAways older than the hold for nodes listed as serving again.
-    fn release_held(&mut self) {
-        let listed = &self.listed;
-        self.going.retain(|id, since| {
-            since.elapsed() < GOAWAY_HOLD || listed.get(id).is_none_or(|n| n.draining)
-        });
-    }
-}
 
 /// How a gateway's fleet ended.
 #[derive(Debug, Default, Clone, Copy)]
@@ -149,7 +84,7 @@ impl Fleet {
                     None => break,
                 },
                 _ = recheck.tick() => {
-                    let held = !self.book.read().unwrap_or_else(|p| p.into_inner()).going.is_empty();
+                    let held = self.book.read().unwrap_or_else(|p| p.into_inner()).holds_any();
                     if held {
                         self.book().release_held();
                         self.cover();
@@ -174,7 +109,7 @@ impl Fleet {
                         gateway = %self.gw.id(),
                         "node {node_id} is draining: its streams finish where they are, new ones go to the other nodes"
                     );
-                    self.book().going.insert(node_id, Instant::now());
+                    self.book().going_away(node_id);
                     self.cover();
                 }
                 FleetEvent::Ended { tunnel, end } => {
@@ -213,14 +148,11 @@ impl Fleet {
         if *self.shutdown.borrow() {
             return;
         }
-        let wanted: Vec<NodeEntry> = {
-            let book = self.book.read().unwrap_or_else(|p| p.into_inner());
-            book.listed
-                .values()
-                .filter(|n| book.may_dial(&n.node_id))
-                .cloned()
-                .collect()
-        };
+        let wanted = self
+            .book
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .dialable();
         let covered: HashSet<&str> = self
             .tunnels
             .values()
@@ -268,7 +200,7 @@ impl Fleet {
                 node: None,
             },
         );
-        let spec = tunnel::TunnelSpec {
+        let spec = TunnelSpec {
             id,
             target,
             events: self.sender.clone(),
@@ -306,41 +238,5 @@ impl Drop for EndReport {
             tunnel: self.tunnel,
             end,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: &str, draining: bool) -> NodeEntry {
-        NodeEntry {
-            node_id: id.into(),
-            region: "r".into(),
-            tunnel: "127.0.0.1:9000".into(),
-            draining,
-        }
-    }
-
-    #[test]
-    fn only_listed_serving_nodes_are_dialled() {
-        let mut book = NodeBook::default();
-        assert!(!book.may_dial("a"), "unknown");
-        book.update(NodeList {
-            nodes: vec![entry("a", false), entry("b", true)],
-        });
-        assert!(book.may_dial("a"));
-        assert!(!book.may_dial("b"), "draining");
-        book.going.insert("a".into(), Instant::now());
-        assert!(!book.may_dial("a"), "said GoAway");
-        book.update(NodeList {
-            nodes: vec![entry("a", false)],
-        });
-        assert!(!book.may_dial("a"), "a GoAway holds for a while");
-        book.going.insert("a".into(), Instant::now() - GOAWAY_HOLD);
-        book.update(NodeList {
-            nodes: vec![entry("a", false)],
-        });
-        assert!(book.may_dial("a"), "back and serving");
     }
 }

@@ -19,16 +19,19 @@
 //! - [`service`]: the `--service` supervisor;
 //! - [`backoff`], [`stats`]: small helpers with one job each.
 
-pub mod backoff;
+pub mod admission;
 pub mod client_ports;
 pub mod config;
 pub mod console;
 pub mod egress;
 pub mod fleet;
+pub mod fleet_link;
 pub mod health;
+pub mod health_book;
 pub mod http_gate;
 pub mod http_head;
 pub mod metrics;
+pub mod node_book;
 pub mod registry;
 pub mod resource_tls;
 pub mod serve;

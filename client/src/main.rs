@@ -31,11 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = match sg_proto::logging::init(
-        config.log_level,
-        config.log_format,
-        config.log_file.as_deref(),
-    ) {
+    let log = match sg_proto::logging::init(&config.log) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("sg-client: {e}");
@@ -56,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     let ctx = Arc::new(ClientContext {
-        client_id: random_id(),
+        client_id: sg_proto::ids::new_id("cl"),
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default(),
@@ -171,7 +167,7 @@ async fn supervise(
                 Some(Err(e)) => tracing::error!("a gateway's tunnels failed: {e}"),
                 None => break,
             },
-            _ = shutdown_signal() => {
+            _ = sg_proto::shutdown::signal() => {
                 tracing::info!("shutting down");
                 let _ = stop.send(true);
                 while fleets.join_next().await.is_some() {}
@@ -201,29 +197,4 @@ async fn supervise(
     } else {
         ExitCode::from(1)
     }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-fn random_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut b);
-    format!(
-        "cl_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
 }

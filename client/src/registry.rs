@@ -3,7 +3,7 @@
 //! node sent. Tunnels keep it current; nothing on the byte path touches it.
 
 use crate::config::GatewayCredentials;
-use crate::health::HealthBook;
+use crate::health_book::HealthBook;
 use crate::resource_tls::ResourceTlsCache;
 use crate::stats::{Figures, GatewayStats};
 use sg_proto::acl::{Acl, DefaultPolicy};

@@ -6,14 +6,14 @@
 //! refusal that retrying cannot fix (wrong token, unknown gateway, expired token, version
 //! too old) ends the tunnel with the node's message.
 
-use crate::backoff::Backoff;
 use crate::config::{ClientConfig, Reconnect, ServerAddr};
 use crate::egress::{self, ProxyError};
-use crate::fleet::{FleetEvent, NodeBook, Target};
+use crate::fleet_link::{FleetEvent, TunnelEnd, TunnelSpec};
 use crate::registry::{GatewayRuntime, SessionInfo};
 use crate::serve::{self, Current, ServeContext};
+use sg_proto::backoff::Backoff;
 use sg_proto::driver::{self, DriverConfig, SessionEnd, SessionEvent};
-use sg_proto::frame::{Frame, GatewayConfig, Hello, NoticeKind, Refusal, Welcome};
+use sg_proto::frame::{Frame, GatewayConfig, Hello, NoticeKind, Welcome};
 use sg_proto::handshake::{self, Established, HandshakeError};
 use sg_proto::limits::HANDSHAKE_TIMEOUT;
 use sg_proto::mux::Role;
@@ -26,6 +26,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+/// The first wait before dialling a node again; it doubles, with jitter, while dials fail.
+const RECONNECT_BASE: Duration = Duration::from_millis(500);
+/// No wait is longer than this, so a client is back within a minute of its node (F15).
+const RECONNECT_CAP: Duration = Duration::from_secs(60);
 
 /// A session that lived this long resets the backoff: the node was healthy.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
@@ -44,40 +49,6 @@ pub struct ClientContext {
 impl ClientContext {
     pub fn is_killed(&self) -> bool {
         self.killed.borrow().is_some()
-    }
-}
-
-/// Why a tunnel stopped for good.
-#[derive(Debug)]
-pub enum TunnelEnd {
-    Refused(Refusal),
-    GaveUp {
-        attempts: u64,
-    },
-    /// Its node left the cluster or drains; the other nodes carry the gateway.
-    Retired,
-    Shutdown,
-}
-
-/// One tunnel: where it dials, and how it talks to its gateway's fleet.
-pub struct TunnelSpec {
-    pub id: u64,
-    pub target: Target,
-    pub events: mpsc::UnboundedSender<FleetEvent>,
-    pub book: Arc<RwLock<NodeBook>>,
-}
-
-impl TunnelSpec {
-    /// A tunnel to a node the cluster named dials only while the cluster still lists it.
-    fn may_dial(&self) -> bool {
-        match &self.target {
-            Target::Seed(_) => true,
-            Target::Node { node_id, .. } => self
-                .book
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .may_dial(node_id),
-        }
     }
 }
 
@@ -166,7 +137,7 @@ pub async fn run(
 ) -> TunnelEnd {
     let id = gw.creds.id.clone();
     let server = spec.target.addr().clone();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
     let mut failures: u64 = 0;
     loop {
         if ctx.is_killed() {

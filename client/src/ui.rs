@@ -10,7 +10,6 @@ use crate::registry::Registry;
 use crate::ui_auth::{Credentials, UiAuth, Verdict, SESSION_LIFETIME};
 use actix_web::http::header;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use sg_proto::loglevel::LogLevel;
@@ -87,9 +86,7 @@ fn throttled(wait: Duration) -> HttpResponse {
 /// A page, with headers that keep it out of frames and stop injected scripts: only the
 /// page's own script (by nonce) runs, and it talks only to this UI.
 fn page(html: &str) -> HttpResponse {
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    let nonce: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let nonce = sg_proto::ids::random_hex(16);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((

@@ -8,7 +8,6 @@
 //! - a login gives a random session cookie that lasts [`SESSION_LIFETIME`]; at most
 //!   [`MAX_SESSIONS`] live at once (the oldest goes first).
 
-use rand::RngCore;
 use sg_proto::secret::Secret;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -108,9 +107,7 @@ impl UiAuth {
     }
 
     fn new_session(&self, now: Instant) -> String {
-        let mut b = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut b);
-        let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let token = sg_proto::ids::random_hex(24);
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|(_, at)| now.saturating_duration_since(*at) < SESSION_LIFETIME);
         while sessions.len() >= MAX_SESSIONS {

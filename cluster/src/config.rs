@@ -6,7 +6,8 @@ use clap::Parser;
 use serde::Deserialize;
 pub use sg_proto::config_file::ConfigError;
 use sg_proto::config_file::{parse_toml, read_toml};
-pub use sg_proto::logging::LogFormat;
+use sg_proto::logging::LogArgs;
+pub use sg_proto::logging::{LogFormat, LogSettings};
 pub use sg_proto::loglevel::LogLevel;
 use sg_proto::secret::Secret;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -104,16 +105,8 @@ pub struct NodeArgs {
     /// URL other nodes use to reach this node's API (default: from --api-listen).
     #[arg(long, value_name = "URL")]
     pub advertise_api: Option<String>,
-    /// Log level.
-    #[arg(short = 'l', long, value_name = "LEVEL")]
-    pub log_level: Option<LogLevel>,
-    /// Write the log to this file instead of stderr.
-    #[arg(short = 'p', long = "log-file", value_name = "PATH")]
-    pub log_file: Option<PathBuf>,
-    /// text (default) or json (one object per line, for log collectors). RUST_LOG sets
-    /// per-module levels (`info,sg_cluster::etcd=debug`).
-    #[arg(long, value_name = "text|json")]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Also serve GET /metrics here, in plain HTTP and without the admin token (for a
     /// scraper): PORT (on 127.0.0.1) or ADDR:PORT.
     #[arg(long, value_name = "[ADDR:]PORT")]
@@ -174,9 +167,7 @@ pub struct NodeConfig {
     /// What other nodes and clients are told: `host:port` of the tunnel, URL of the API.
     pub advertise_tunnel: String,
     pub advertise_api: String,
-    pub log_level: LogLevel,
-    pub log_file: Option<PathBuf>,
-    pub log_format: LogFormat,
+    pub log: LogSettings,
     /// Where `/metrics` is also served without a token (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -425,9 +416,9 @@ impl NodeConfig {
             etcd,
             advertise_tunnel,
             advertise_api,
-            log_level: args.log_level.or(file.log_level).unwrap_or(LogLevel::Info),
-            log_file: args.log_file.or(file.log_file),
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log: args
+                .log
+                .or_file(file.log_level, file.log_file, file.log_format),
             metrics_listen: args
                 .metrics_listen
                 .or(file.metrics_listen)

@@ -4,25 +4,13 @@
 //! what it is. Tokens are 256 random bits shown once; the node keeps only their SHA-256
 //! and compares in constant time.
 
-use rand::RngCore;
 use ring::digest::{digest, SHA256};
+pub use sg_proto::ids::new_id;
+use sg_proto::ids::{hex, random_hex};
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A new random id such as `gw_3f9a0c1be2d4a5f6`.
-pub fn new_id(prefix: &str) -> String {
-    let mut b = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut b);
-    format!("{prefix}_{}", hex(&b))
-}
-
-/// A new gateway token: `sgt_` and 64 hex digits.
+/// A new gateway token: `sgt_` and 64 hex digits (256 random bits).
 pub fn new_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    format!("sgt_{}", hex(&b))
+    format!("sgt_{}", random_hex(32))
 }
 
 /// What the node stores in place of a token.
@@ -79,12 +67,5 @@ mod tests {
             "5e21159dbff19e979371e21cb843e63810a486f02db3986568f979fb29c3e425",
             "the stored form is the token's SHA-256, never the token"
         );
-    }
-
-    #[test]
-    fn ids_are_prefixed_and_distinct() {
-        let a = new_id("gw");
-        assert!(a.starts_with("gw_"));
-        assert_ne!(a, new_id("gw"));
     }
 }

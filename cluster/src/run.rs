@@ -99,7 +99,7 @@ fn keep_private(dir: &Path) -> std::io::Result<()> {
 
 /// Runs a node until SIGINT/SIGTERM, then drains it. Call inside an actix `System`.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
-    run_until(config, wait_for_signal()).await
+    run_until(config, sg_proto::shutdown::signal()).await
 }
 
 /// Runs a node until `shutdown` resolves, then drains it.
@@ -386,21 +386,6 @@ fn with_port(advertised: &str, port: u16) -> String {
     match advertised.strip_suffix(":0") {
         Some(host) => format!("{host}:{port}"),
         None => advertised.to_string(),
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
 

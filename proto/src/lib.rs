@@ -19,6 +19,7 @@
 //! The crate knows nothing of actors, sled or HTTP.
 
 pub mod acl;
+pub mod backoff;
 pub mod cli_docs;
 pub mod codec;
 pub mod config_file;
@@ -27,6 +28,7 @@ pub mod frame;
 pub mod handshake;
 pub mod health;
 pub mod hostport;
+pub mod ids;
 pub mod limits;
 pub mod log_throttle;
 pub mod logging;
@@ -37,6 +39,7 @@ pub mod proxy_header;
 pub mod pump;
 pub mod secret;
 pub mod service_trust;
+pub mod shutdown;
 pub mod tls;
 pub mod transmit;
 pub mod version;

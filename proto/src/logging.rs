@@ -4,7 +4,7 @@
 //! runs (the node's API, the client's console and web UI).
 
 use crate::loglevel::LogLevel;
-use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 use tracing_subscriber::filter::Targets;
@@ -34,6 +34,60 @@ impl FromStr for LogFormat {
             _ => Err(format!("{s:?} is not a log format: use text or json")),
         }
     }
+}
+
+/// The logging flags both binaries take (flattened into their command lines).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LogArgs {
+    /// Log level: ERROR, WARN, INFO, DEBUG or TRACE.
+    #[arg(short = 'l', long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Write the log to this file instead of stderr.
+    #[arg(short = 'p', long = "log-file", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// text (default) or json (one object per line, for log collectors). RUST_LOG sets
+    /// per-module levels (`info,sg_cluster::etcd=debug`, `info,sg_client::health=debug`).
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How the process logs: the flags, else the config file's `log_level`, `log_file` and
+/// `log_format` keys, else INFO as text on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub file: Option<PathBuf>,
+    pub format: LogFormat,
+}
+
+impl LogArgs {
+    /// The settings, with the flags winning over the config file's keys.
+    pub fn or_file(
+        self,
+        level: Option<LogLevel>,
+        file: Option<PathBuf>,
+        format: Option<LogFormat>,
+    ) -> LogSettings {
+        LogSettings {
+            level: self.log_level.or(level).unwrap_or(LogLevel::Info),
+            file: self.log_file.or(file),
+            format: self.log_format.or(format).unwrap_or_default(),
+        }
+    }
+}
+
+/// Why the logger could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{FILTER_ENV}={spec:?} is not a filter ({reason}); use e.g. info,sg_cluster=debug")]
+    BadFilter { spec: String, reason: String },
+    #[error("cannot open log file {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a logger is installed already: {0}")]
+    Installed(String),
 }
 
 /// The environment variable with per-module filters.
@@ -81,17 +135,15 @@ pub fn control() -> Option<&'static LogControl> {
 
 /// Installs the global logger. `RUST_LOG`, when set, wins over `level`; a malformed one is
 /// an error naming it.
-pub fn init(
-    level: LogLevel,
-    format: LogFormat,
-    file: Option<&Path>,
-) -> Result<&'static LogControl, String> {
+pub fn init(settings: &LogSettings) -> Result<&'static LogControl, LogError> {
+    let (level, format, file) = (settings.level, settings.format, settings.file.as_deref());
     let from_env = std::env::var(FILTER_ENV)
         .ok()
         .filter(|v| !v.trim().is_empty());
     let targets = match &from_env {
-        Some(spec) => Targets::from_str(spec).map_err(|e| {
-            format!("{FILTER_ENV}={spec:?} is not a filter ({e}); use e.g. info,sg_cluster=debug")
+        Some(spec) => Targets::from_str(spec).map_err(|e| LogError::BadFilter {
+            spec: spec.clone(),
+            reason: e.to_string(),
         })?,
         None => Targets::new().with_default(level.filter()),
     };
@@ -102,7 +154,10 @@ pub fn init(
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+                .map_err(|source| LogError::File {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             let f = std::sync::Arc::new(Mutex::new(f));
             Box::new(move || Box::new(SharedFile(f.clone())))
         }
@@ -126,7 +181,7 @@ pub fn init(
         .with(filter)
         .with(layer)
         .try_init()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LogError::Installed(e.to_string()))?;
     let control = LogControl {
         handle,
         level: Mutex::new(level),

@@ -24,11 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logging = sg_proto::logging::init(
-        config.log_level,
-        config.log_format,
-        config.log_file.as_deref(),
-    );
+    let logging = sg_proto::logging::init(&config.log);
     if let Err(e) = logging {
         eprintln!("sg-node: {e}");
         return ExitCode::from(2);

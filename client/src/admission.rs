@@ -1,0 +1,50 @@
+//! Whether a stream may reach a destination: the addresses its host stands for, and the
+//! verdict of the gateway's ACL (and of the client's locked ACL file) at each. Carried
+//! streams ([`crate::serve`]) and health probes ([`crate::health`]) ask the same question.
+
+use crate::registry::GatewayRuntime;
+use sg_proto::acl::{canonical, parse_ip_loose, Acl, Decision, Rule};
+use sg_proto::frame::DestinationSpec;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The addresses a destination's host stands for: itself when it is an address in any
+/// form, else what it resolves to.
+pub async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Some(ip) = parse_ip_loose(host) {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    match tokio::time::timeout(limit, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => Ok(addrs
+            .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
+            .collect()),
+        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => Err(format!("cannot resolve {host} within {}s", limit.as_secs())),
+    }
+}
+
+/// The gateway's ACL, and the client's locked ACL file when there is one, on a stream to
+/// `dest` dialled at `addr`: the HTTP path rules of each (every set must pass), or why not.
+pub fn decide(
+    gateway: &GatewayRuntime,
+    acl: &Acl,
+    dest: &DestinationSpec,
+    addr: SocketAddr,
+) -> Result<Vec<Vec<Rule>>, String> {
+    let (host, ip, port) = (dest.resource_host.as_str(), Some(addr.ip()), addr.port());
+    let default = gateway.acl_default;
+    let mut sets = Vec::new();
+    match acl.decide_at(host, ip, port, true, default) {
+        Decision::Allow { path_rules } => sets.push(path_rules),
+        Decision::Deny { reason } => return Err(reason),
+    }
+    if let Some(ceiling) = gateway.ceiling() {
+        match ceiling.decide_at(host, ip, port, true, default) {
+            Decision::Allow { path_rules } => sets.push(path_rules),
+            Decision::Deny { reason } => {
+                return Err(format!("the client's locked ACL file: {reason}"))
+            }
+        }
+    }
+    Ok(sets)
+}
