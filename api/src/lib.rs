@@ -15,6 +15,10 @@
 //! - [`node_file`]: what a running node writes into its data dir for `sgctl` to find it.
 //! - `client` (feature `client`): a blocking HTTPS client for the API.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clients;

@@ -17,7 +17,13 @@
 //! - [`client_ports`]: the listeners of cloud destinations, whose streams the client opens;
 //! - [`registry`], [`console`], [`ui`], [`metrics`]: what operators see and change;
 //! - [`service`]: the `--service` supervisor;
-//! - [`backoff`], [`stats`]: small helpers with one job each.
+//! - [`fleet_link`], [`node_book`], [`health_book`], [`admission`], [`stats`]: the small
+//!   contracts and books the tasks above share (retry delays, ids and the stop signal are
+//!   in sg-proto, shared with the node).
+
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admission;
 pub mod client_ports;

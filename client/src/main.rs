@@ -4,6 +4,10 @@
 //! each running its share of the tunnels. The main thread runs each gateway's fleet (which
 //! tunnels exist: seeds, then the cluster's other nodes) and waits for signals.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 use sg_client::config::{ClientArgs, ClientConfig};
 use sg_client::fleet::{Fleet, FleetOutcome};

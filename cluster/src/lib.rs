@@ -12,6 +12,10 @@
 //! - [`inputs`]: what the API's request spellings mean for the records;
 //! - [`pki`]: the node's CA and certificates; [`run`]: start-up and shutdown.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod actors;
 pub mod api;
 pub mod client_config;

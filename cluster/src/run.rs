@@ -189,12 +189,13 @@ pub async fn run_until(
     // Actors.
     let workers = Workers::start(config.workers);
     let cell = Arc::new(Mutex::new(Some(StateActor::new(state))));
+    // The factory runs once (one sync thread, never restarted), so the cell is full then.
+    #[allow(clippy::expect_used)]
     let state_addr = SyncArbiter::start(1, move || {
         cell.lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            // The factory runs once (one sync thread, never restarted): the cell is full.
-            .expect("the state actor is created once") // ok: cannot fail, see above
+            .expect("the state actor is created once")
     });
     let shared = Arc::new(NodeShared::new(
         NodeIdentity {

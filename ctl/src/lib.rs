@@ -5,6 +5,10 @@
 //! from `--admin-token`, `SG_ADMIN_TOKEN` or `DATA_DIR/admin.token`; the CA from `--ca`,
 //! `SG_CA` or `DATA_DIR/ca.pem`. Output is a readable table unless `--json`.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod output;
 
 pub use output::printable;

@@ -18,6 +18,10 @@
 //!
 //! The crate knows nothing of actors, sled or HTTP.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod acl;
 pub mod backoff;
 pub mod cli_docs;

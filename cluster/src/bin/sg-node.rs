@@ -1,5 +1,9 @@
 //! `sg-node --region R`: runs one relay node. See `sg-node --help`.
 
+// Nothing a peer, a file or a user sends may panic the process: no unwrap/expect outside
+// tests (a poisoned lock is recovered with `unwrap_or_else(|p| p.into_inner())`).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 use sg_cluster::config::{NodeArgs, NodeConfig};
 use std::process::ExitCode;
