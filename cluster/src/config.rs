@@ -161,7 +161,7 @@ pub struct NodeConfig {
     pub admin_token: Option<Secret>,
     pub workers: usize,
     pub max_sessions_per_gateway: usize,
-    pub drain: crate::drain::DrainTimes,
+    pub drain: DrainTimes,
     /// The cluster's etcd; `None` for a single node.
     pub etcd: Option<EtcdConfig>,
     /// What other nodes and clients are told: `host:port` of the tunnel, URL of the API.
@@ -170,6 +170,15 @@ pub struct NodeConfig {
     pub log: LogSettings,
     /// Where `/metrics` is also served without a token (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// How long a drain may take, from SIGTERM (see [`crate::drain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainTimes {
+    /// Cloud ports keep accepting this long after the GoAway.
+    pub grace: Duration,
+    /// Open connections get this long to finish once the cloud ports are closed.
+    pub timeout: Duration,
 }
 
 /// Where the cluster's configuration lives.
@@ -401,7 +410,7 @@ impl NodeConfig {
                 }
                 n => n,
             },
-            drain: crate::drain::DrainTimes {
+            drain: DrainTimes {
                 grace: Duration::from_secs(
                     args.drain_grace
                         .or(file.drain_grace)

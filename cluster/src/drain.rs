@@ -15,19 +15,11 @@
 use crate::actors::gateway::{CloseListeners, CloseSessions, SendGoAway};
 use crate::actors::node::{AllGateways, Node};
 use crate::actors::NodeShared;
+use crate::config::DrainTimes;
 use actix::Addr;
 use futures_util::future::join_all;
 use sg_proto::frame::GoAway;
 use std::time::Duration;
-
-/// How long a drain may take, from SIGTERM.
-#[derive(Debug, Clone, Copy)]
-pub struct DrainTimes {
-    /// Cloud ports keep accepting this long after the GoAway.
-    pub grace: Duration,
-    /// Open connections get this long to finish once the cloud ports are closed.
-    pub timeout: Duration,
-}
 
 /// Closing sessions flushes their last frames; this bounds how long that may take.
 const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(2);

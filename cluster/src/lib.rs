@@ -25,6 +25,7 @@ pub mod controls;
 pub mod drain;
 pub mod etcd;
 pub mod events;
+pub mod fleet;
 pub mod ids;
 pub mod inputs;
 pub mod limiter;

@@ -8,7 +8,7 @@ use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::drain::drain;
 use crate::etcd::boot::ClusterLink;
-use crate::etcd::registry::{Fleet, NodeRecord};
+use crate::fleet::{Fleet, NodeRecord};
 use crate::ids::{hash_token, new_id};
 use crate::pki::{self, write_private, NodePki};
 use crate::ports::PortPool;
@@ -278,6 +278,7 @@ pub async fn run_until(
         shared: shared.clone(),
         admin_token_hash,
         peers: sg_proto::tls::ServerTrust::Roots(peers),
+        document: api::openapi::document().into_bytes().into(),
     });
     let api_server = api::serve(api_data.clone(), api_listener, api_tls).map_err(api_listen_err)?;
     let api_handle = api_server.handle();

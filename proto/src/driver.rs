@@ -14,9 +14,9 @@ use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, OpenStream, ResetCode, ResetReason, StreamId};
 use crate::limits::{HEARTBEAT_DEAD_AFTER, HEARTBEAT_INTERVAL, MAX_CONTROL_BACKLOG, WRITE_BATCH};
 use crate::mux::{Mux, MuxConfig, MuxError, MuxEvent, ProtocolError, Role};
-use crate::pump::{StreamEvent, StreamHandle};
+use crate::stream_contract::{Command, StreamEvent, StreamHandle};
 use crate::transmit::Transmit;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -123,39 +123,6 @@ impl SessionStats {
 pub fn monotonic_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-pub(crate) enum Command {
-    Open {
-        id: StreamId,
-        open: OpenStream,
-        events: mpsc::UnboundedSender<StreamEvent>,
-    },
-    /// Bytes for the peer, with what the stream wrote out since its last report.
-    Data {
-        id: StreamId,
-        payload: Bytes,
-        consumed: usize,
-    },
-    Fin {
-        id: StreamId,
-        consumed: usize,
-    },
-    Reset {
-        id: StreamId,
-        reason: ResetReason,
-    },
-    Consumed {
-        id: StreamId,
-        n: usize,
-    },
-    Released {
-        id: StreamId,
-    },
-    Control(Frame),
-    Close {
-        reason: String,
-    },
 }
 
 /// The session closed before the command could be taken.

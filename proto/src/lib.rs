@@ -9,8 +9,13 @@
 //! - [`mux`]: the stream multiplexer as a state machine without I/O (frames in, frames and
 //!   events out, every window accounted in one place);
 //! - [`driver`] and [`pump`]: the thin tokio adapter that runs a [`mux::Mux`] over a socket
-//!   and moves bytes between a stream and a TCP/TLS connection;
-//! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider);
+//!   and moves bytes between a stream and a TCP/TLS connection; [`stream_contract`] is what
+//!   the two agree on (stream events, stream commands, the stream handle);
+//! - [`tls`]: rustls configuration shared by both ends (TLS 1.2 and 1.3 only, ring provider),
+//!   built from [`tls_material`] (PEM, fingerprints, server names) and, for private services'
+//!   own certificates, [`service_trust`];
+//! - [`backoff`], [`shutdown`], [`ids`], [`secret`]: what both binaries need the same way
+//!   (jittered reconnect waits, the SIGINT/SIGTERM wait, random hex ids, redacted secrets);
 //! - [`loglevel`], [`logging`] and [`config_file`]: the log level words, the logger set-up
 //!   (text or JSON, `RUST_LOG`, a level that changes at run time) and the TOML config file
 //!   handling both binaries share;
@@ -44,7 +49,9 @@ pub mod pump;
 pub mod secret;
 pub mod service_trust;
 pub mod shutdown;
+pub mod stream_contract;
 pub mod tls;
+pub mod tls_material;
 pub mod transmit;
 pub mod version;
 

@@ -7,9 +7,10 @@
 //! read buffer — it waits for readiness first and allocates only when there is something
 //! to read — so a held idle connection costs a few KiB.
 
-use crate::driver::Command;
-use crate::frame::{ResetCode, ResetReason, StreamId};
+use crate::frame::{ResetCode, ResetReason};
 use crate::limits::{INITIAL_STREAM_WINDOW, MIN_READ, READ_CHUNK};
+use crate::stream_contract::Command;
+pub use crate::stream_contract::{StreamEvent, StreamHandle};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -20,58 +21,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-
-/// What the session delivers to one stream.
-#[derive(Debug)]
-pub enum StreamEvent {
-    Data(Bytes),
-    Fin,
-    Reset(ResetReason),
-    Credit(u32),
-}
-
-/// One end of a multiplexed stream. Dropping it releases the stream (resetting it if it
-/// was not closed cleanly).
-#[derive(Debug)]
-pub struct StreamHandle {
-    id: StreamId,
-    events: mpsc::UnboundedReceiver<StreamEvent>,
-    cmd: mpsc::UnboundedSender<Command>,
-}
-
-impl StreamHandle {
-    pub(crate) fn new(
-        id: StreamId,
-        events: mpsc::UnboundedReceiver<StreamEvent>,
-        cmd: mpsc::UnboundedSender<Command>,
-    ) -> Self {
-        StreamHandle { id, events, cmd }
-    }
-
-    pub fn id(&self) -> StreamId {
-        self.id
-    }
-
-    /// Aborts the stream with a reason the other end will see.
-    pub fn reset(self, code: ResetCode, message: impl Into<String>) {
-        let _ = self.cmd.send(Command::Reset {
-            id: self.id,
-            reason: ResetReason::new(code, message),
-        });
-    }
-
-    fn send(&self, cmd: Command) {
-        // A closed session is noticed through the event channel closing.
-        let _ = self.cmd.send(cmd);
-    }
-}
-
-impl Drop for StreamHandle {
-    fn drop(&mut self) {
-        let _ = self.cmd.send(Command::Released { id: self.id });
-    }
-}
 
 /// Connections that can say "readable" before we commit a buffer to them.
 pub trait ReadReady {
@@ -221,7 +170,7 @@ where
 
     fn fail(&mut self, e: io::Error) -> Poll<PumpOutcome> {
         self.stream.send(Command::Reset {
-            id: self.stream.id,
+            id: self.stream.id(),
             reason: ResetReason::new(ResetCode::Aborted, e.to_string()),
         });
         Poll::Ready(PumpOutcome::Io(e))
@@ -282,7 +231,7 @@ where
             self.unreported += written;
             if self.unreported >= CONSUMED_REPORT {
                 self.stream.send(Command::Consumed {
-                    id: self.stream.id,
+                    id: self.stream.id(),
                     n: std::mem::take(&mut self.unreported),
                 });
             }
@@ -335,7 +284,7 @@ where
                 self.read_done = true;
                 self.buf = BytesMut::new();
                 self.stream.send(Command::Fin {
-                    id: self.stream.id,
+                    id: self.stream.id(),
                     consumed: std::mem::take(&mut self.unreported),
                 });
                 Ok(true)
@@ -350,7 +299,7 @@ where
                     self.read_size = (self.read_size / 2).max(MIN_READ);
                 }
                 self.stream.send(Command::Data {
-                    id: self.stream.id,
+                    id: self.stream.id(),
                     payload: chunk,
                     consumed: std::mem::take(&mut self.unreported),
                 });
@@ -422,6 +371,7 @@ where
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::sync::mpsc;
 
     #[tokio::test]
     async fn bytes_that_arrived_are_written_even_if_the_session_then_ends() {

@@ -11,7 +11,7 @@
 //! Either way the server must prove it holds the certificate's key: the handshake
 //! signature is checked against the presented certificate as always.
 
-use crate::tls::TlsError;
+use crate::tls_material::TlsError;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn the_uploaded_certificate_itself_is_trusted_even_as_a_ca_and_for_any_name() {
         let (own, other) = (self_signed("localhost"), self_signed("localhost"));
-        let v = UploadedTrust::new(vec![own.clone()], crate::tls::provider()).unwrap();
+        let v = UploadedTrust::new(vec![own.clone()], crate::tls_material::provider()).unwrap();
         assert!(verify(&v, &own).is_ok());
         let refused = verify(&v, &other).unwrap_err();
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, refused);
@@ -192,12 +192,12 @@ mod tests {
     #[test]
     fn at_most_six_certificates_and_at_least_one() {
         let six: Vec<_> = (0..6).map(|_| self_signed("x")).collect();
-        assert!(UploadedTrust::new(six.clone(), crate::tls::provider()).is_ok());
+        assert!(UploadedTrust::new(six.clone(), crate::tls_material::provider()).is_ok());
         let mut seven = six;
         seven.push(self_signed("x"));
-        let e = UploadedTrust::new(seven, crate::tls::provider()).unwrap_err();
+        let e = UploadedTrust::new(seven, crate::tls_material::provider()).unwrap_err();
         assert!(e.to_string().contains("at most 6"), "{e}");
-        assert!(UploadedTrust::new(Vec::new(), crate::tls::provider()).is_err());
+        assert!(UploadedTrust::new(Vec::new(), crate::tls_material::provider()).is_err());
     }
 
     #[test]

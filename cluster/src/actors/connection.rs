@@ -3,8 +3,7 @@
 //! client and runs the connection's pump (a plain future, not a message per chunk). Its
 //! [`ConnectionGuard`] gives the concurrency slot back when it ends, however it ends.
 
-use super::destination::SourceSlot;
-use super::gateway::{ConnectionGuard, Refused, Ticket};
+use super::admission::{ConnectionGuard, Refused, SourceSlot, Ticket};
 use super::NodeShared;
 use crate::records::EventKind;
 use actix::prelude::*;

@@ -1,12 +1,13 @@
 //! The Destination actor: one per provisioned cloud port. It accepts cloud connections,
-//! applies the checks that need no one else (IP rules), asks its Gateway for a ticket, and
+//! applies the checks that need no one else (IP rules), asks its Gateway for a ticket (through
+//! [`super::admission`], so it needs nothing else of the Gateway), and
 //! hands the socket to a Connection actor on the chosen session's arbiter.
 //!
 //! Supervised: if the actor stops for any reason other than [`Stop`], it is restarted in
 //! place and binds the same port again; a port that cannot be bound is retried with backoff.
 
+use super::admission::{LiveCounters, OpenConnection, Refused, SourceCounts};
 use super::connection::{Carry, Connection, Socket};
-use super::gateway::{Gateway, LiveCounters, OpenConnection, Refused};
 use super::NodeShared;
 use crate::controls::IpRules;
 use crate::records::{DestinationRecord, EventKind};
@@ -17,45 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
-
-/// Connections open now from each source address of one destination.
-#[derive(Debug, Default)]
-pub struct SourceCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, u32>>);
-
-/// One connection counted against its source address; released when dropped.
-#[derive(Debug)]
-pub struct SourceSlot {
-    counts: Arc<SourceCounts>,
-    ip: IpAddr,
-}
-
-impl SourceCounts {
-    /// A slot for `ip`, or `None` when it already holds `cap`.
-    fn try_take(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<SourceSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(SourceSlot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Connections a cloud port queues before it accepts them.
 const ACCEPT_BACKLOG: u32 = 1024;
@@ -108,7 +70,8 @@ pub struct DestinationActor {
     cloud: CloudSide,
     /// The worker arbiter this listener runs on (its gateway's).
     worker: usize,
-    gateway: Addr<Gateway>,
+    /// Where connections ask to be admitted (the destination's Gateway).
+    gateway: Recipient<OpenConnection>,
     record: DestinationRecord,
     listener: Option<TcpListener>,
     retry: Duration,
@@ -118,7 +81,7 @@ pub struct DestinationActor {
 impl DestinationActor {
     pub fn new(
         shared: Arc<NodeShared>,
-        gateway: Addr<Gateway>,
+        gateway: Recipient<OpenConnection>,
         record: DestinationRecord,
         listener: Option<TcpListener>,
         worker: usize,

@@ -13,6 +13,7 @@
 //! Control travels as messages; bytes travel in each Connection's pump, never through a
 //! mailbox.
 
+pub mod admission;
 pub mod client_book;
 pub mod cloud_connection;
 pub mod connection;

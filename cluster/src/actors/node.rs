@@ -3,9 +3,10 @@
 //! the live nodes (told to every client) and the connections each gateway has open on the
 //! other nodes (for its concurrency limit).
 
-use super::gateway::{self, Gateway, GatewayStart, LiveCounters};
+use super::admission::LiveCounters;
+use super::gateway::{self, Gateway, GatewayStart};
 use super::NodeShared;
-use crate::etcd::registry::Fleet;
+use crate::fleet::Fleet;
 use crate::records::Plan;
 use crate::state::Change;
 use actix::prelude::*;

@@ -4,10 +4,11 @@
 //! the caller hears back, so actors apply changes in commit order.
 
 use super::node::{Apply, Node};
+use crate::etcd::replicator::Replicate;
 use crate::etcd::store::Replication;
 use crate::records::EventRecord;
 use crate::state::{Change, State, StateError};
-use crate::store::{Replicated, StoreError};
+use crate::store::StoreError;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,12 +150,6 @@ impl<R: Send + 'static> Handler<Read<R>> for StateActor {
         MessageResult((msg.0)(&self.state))
     }
 }
-
-/// Brings the local copy up to what the cluster's store replicated; the changes go to the
-/// Node like any other.
-#[derive(Message)]
-#[rtype(result = "Result<(), StateError>")]
-pub struct Replicate(pub Replicated);
 
 impl Handler<Replicate> for StateActor {
     type Result = Result<(), StateError>;

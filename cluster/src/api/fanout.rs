@@ -4,7 +4,7 @@
 //! named in the reply instead of stalling it.
 
 use super::ApiState;
-use crate::etcd::registry::{Fleet, NodeRecord};
+use crate::fleet::{Fleet, NodeRecord};
 use actix_web::web;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;

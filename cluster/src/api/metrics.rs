@@ -1,6 +1,7 @@
 //! `GET /metrics`: the node's figures in the Prometheus text format.
 
-use crate::actors::gateway::{GatewayMetrics, Refused};
+use crate::actors::admission::Refused;
+use crate::actors::gateway::GatewayMetrics;
 use crate::records::Plan;
 use std::fmt::Write as _;
 

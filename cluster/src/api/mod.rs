@@ -32,6 +32,9 @@ pub struct ApiState {
     pub admin_token_hash: String,
     /// How this node verifies the other nodes' APIs (the cluster's CA).
     pub peers: sg_proto::tls::ServerTrust,
+    /// This API's OpenAPI document, generated once at start (it never changes while the
+    /// node runs) and served by `GET /v1/openapi.json`.
+    pub document: actix_web::web::Bytes,
 }
 
 impl ApiState {

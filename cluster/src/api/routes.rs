@@ -7,7 +7,7 @@ use super::views::*;
 use super::{Admin, ApiState, Body};
 use crate::actors::gateway::{GetMetrics, GetStats, KillClient, ListClients};
 use crate::actors::node::{AllGateways, GetFleet};
-use crate::etcd::registry::Fleet;
+use crate::fleet::Fleet;
 use crate::listening::Listen;
 use crate::records::DestinationRecord;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -126,10 +126,10 @@ async fn healthz(api: Api) -> HttpResponse {
 /// `GET /v1/openapi.json`: this document (no token: it holds no secret).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "node", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")))]
-async fn openapi() -> HttpResponse {
+async fn openapi(api: Api) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(super::openapi::document())
+        .body(api.document.clone())
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "node",

@@ -1,7 +1,7 @@
 //! The API's views (sg-api) built from the node's records: the one place that knows both.
 
 use crate::controls::{first_fingerprint, CloudTls};
-use crate::etcd::registry::{Fleet, NodeRecord};
+use crate::fleet::{Fleet, NodeRecord};
 use crate::listening::Listen;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::time::{now_secs, rfc3339, rfc3339_millis};

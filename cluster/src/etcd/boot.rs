@@ -2,13 +2,14 @@
 //! the node serves, and start replication and presence once the actors exist.
 
 use super::identity::{self, IdentityError, Membership};
-use super::registry::{self, NodeRecord, RegistryHandle};
+use super::registry::{self, RegistryHandle};
 use super::replicator::Replicator;
 use super::store::{ClusterStore, Replication};
 use super::{Etcd, EtcdError, EtcdRuntime};
 use crate::actors::node::Node;
 use crate::actors::state::StateActor;
 use crate::config::{EtcdConfig, NodeConfig};
+use crate::fleet::NodeRecord;
 use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{SledStore, Store};
 use actix::Addr;
@@ -81,7 +82,7 @@ impl ClusterLink {
         self.etcd.spawn(
             Replicator {
                 etcd: self.etcd.clone(),
-                state,
+                state: state.recipient(),
                 replication: self.replication.clone(),
                 status,
                 cluster_id: self.membership.cluster_id.clone(),

@@ -12,7 +12,7 @@
 //! and refuses changes (the replicator says so); it never wipes itself.
 
 use super::keys::Keys;
-use super::store::chunks;
+use super::txn::chunks;
 use super::{Etcd, EtcdError};
 use crate::config::NodeConfig;
 use crate::ids::{hash_token, new_id};

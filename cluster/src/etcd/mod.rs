@@ -21,6 +21,7 @@ pub mod keys;
 pub mod registry;
 pub mod replicator;
 pub mod store;
+pub mod txn;
 
 use crate::config::EtcdConfig;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};

@@ -9,10 +9,9 @@
 
 use super::Etcd;
 use crate::actors::node::{LocalLoads, Node, SetFleet, SetRemoteLoads};
+use crate::fleet::{Fleet, LoadRecord, NodeRecord};
 use actix::Addr;
 use etcd_client::{EventType, GetOptions, PutOptions, WatchOptions};
-use serde::{Deserialize, Serialize};
-use sg_proto::version::ProtocolVersion;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,42 +26,6 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
 /// Other nodes see a count at most about this much plus one etcd round trip old.
 pub const LOAD_PUBLISH_EVERY: Duration = Duration::from_millis(500);
 const RETRY: Duration = Duration::from_secs(1);
-
-/// `PREFIX/nodes/NODE`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    #[serde(default = "one")]
-    pub v: u32,
-    pub id: String,
-    pub region: String,
-    /// `host:port` clients dial.
-    pub tunnel: String,
-    /// `https://host:port` of the REST API.
-    pub api: String,
-    /// Host name of this node's cloud ports.
-    pub cloud_host: String,
-    pub version: String,
-    pub protocol: ProtocolVersion,
-    pub draining: bool,
-    pub started_at: u64,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// `PREFIX/load/NODE`: open connections per gateway on that node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoadRecord {
-    #[serde(default)]
-    pub gateways: BTreeMap<String, u32>,
-}
-
-/// The live nodes as this node knows them, itself included.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fleet {
-    pub nodes: Vec<NodeRecord>,
-}
 
 enum Command {
     Draining(oneshot::Sender<()>),

@@ -18,18 +18,17 @@
 //! not kept forever.
 
 use super::identity::ClusterRecord;
-use super::keys::Keys;
 use super::Etcd;
-use crate::actors::state::{Replicate, StateActor};
 use crate::state::StateError;
 use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{Op, Replicated, Snapshot, StoreError};
-use actix::Addr;
-use etcd_client::{EventType, GetOptions, Txn, TxnOp, WatchOptions};
+use actix::{Message, Recipient};
+use etcd_client::{GetOptions, Txn, TxnOp, WatchOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::store::{marker_revision, Replication};
+use super::store::Replication;
+use super::txn::{decode_events, marker_revision};
 
 /// How often the watch is checked.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -53,9 +52,16 @@ enum RoundError {
     Stopping,
 }
 
+/// Brings the local copy up to what the cluster's store replicated; the changes go to the
+/// Node like any other. Sent to the state actor, which handles it.
+#[derive(Message)]
+#[rtype(result = "Result<(), StateError>")]
+pub struct Replicate(pub Replicated);
+
 pub struct Replicator {
     pub etcd: Etcd,
-    pub state: Addr<StateActor>,
+    /// The state actor, which applies what was replicated.
+    pub state: Recipient<Replicate>,
     pub replication: Arc<Replication>,
     pub status: Arc<NodeStatus>,
     /// The sg cluster this copy belongs to.
@@ -316,28 +322,6 @@ impl Replicator {
         tracing::info!("resynchronized with etcd at revision {revision} ({gateways} gateway(s))");
         Ok(())
     }
-}
-
-/// Watched configuration events as ops, each with the revision that made it. An event that
-/// cannot be read is logged and skipped.
-pub(crate) fn decode_events(keys: &Keys, events: &[etcd_client::Event]) -> Replicated {
-    let mut changes = Vec::with_capacity(events.len());
-    let mut through = 0;
-    for ev in events {
-        let Some(kv) = ev.kv() else { continue };
-        through = through.max(kv.mod_revision());
-        let Ok(key) = kv.key_str() else { continue };
-        let op = match ev.event_type() {
-            EventType::Put => keys.decode_put(key, kv.value()),
-            EventType::Delete => keys.decode_delete(key),
-        };
-        match op {
-            Ok(Some(op)) => changes.push((kv.mod_revision(), op)),
-            Ok(None) => {}
-            Err(e) => tracing::error!("skipping a configuration change: {e}"),
-        }
-    }
-    Replicated::Changes { through, changes }
 }
 
 /// The end of the key range that starts with `prefix` (its last byte plus one).

@@ -12,25 +12,16 @@
 //! larger change (a gateway's 500 destinations deactivated with it) goes out in chunks, each
 //! chained to the previous one on the marker.
 
-use super::keys::Keys;
-use super::replicator::decode_events;
+use super::txn::{chunks, decode_events, marker_revision};
 use super::Etcd;
 use crate::records::{DestinationRecord, EventRecord, GatewayRecord, Plan};
 use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{Op, Replicated, SledStore, Store, StoreError};
-use etcd_client::{
-    Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
-};
-use std::collections::HashSet;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Operations per transaction, below etcd's default `--max-txn-ops` of 128 (the marker
-/// takes one more).
-const MAX_OPS_PER_TXN: usize = 100;
-/// Bytes of values per transaction, below etcd's default `--max-request-bytes` (1.5 MiB).
-const MAX_BYTES_PER_TXN: usize = 1024 * 1024;
 /// Longest wait for the quorum read that precedes a write.
 const READ_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1500);
 
@@ -148,17 +139,6 @@ impl ClusterStore {
     }
 }
 
-/// The marker's revision, from a transaction that read it (0 if it does not exist yet).
-pub(crate) fn marker_revision(resp: &TxnResponse) -> i64 {
-    resp.op_responses()
-        .into_iter()
-        .find_map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
 impl ClusterStore {
     /// The marker's revision, read with quorum (a short deadline: etcd answers in
     /// milliseconds when it can).
@@ -189,81 +169,6 @@ impl ClusterStore {
             self.status.set_store(StoreHealth::Unreachable);
         }
     }
-}
-
-/// The etcd operations of a batch, in chunks that etcd accepts.
-pub(crate) fn chunks(keys: &Keys, ops: &[Op]) -> Result<Vec<Vec<TxnOp>>, StoreError> {
-    let deleted_gateways: HashSet<&str> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::DeleteGateway(id) => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut out: Vec<Vec<TxnOp>> = vec![Vec::new()];
-    let mut bytes = 0usize;
-    for op in ops {
-        let (txn_ops, size): (Vec<TxnOp>, usize) = match op {
-            Op::PutGateway(g) => {
-                let v = json("gateway", g)?;
-                let n = v.len();
-                (vec![TxnOp::put(keys.gateway(&g.id), v, None)], n)
-            }
-            Op::DeleteGateway(id) => (
-                vec![
-                    TxnOp::delete(keys.gateway(id), None),
-                    // Its destinations go in the same operation, however many they are.
-                    TxnOp::delete(
-                        keys.destinations_of(id),
-                        Some(DeleteOptions::new().with_prefix()),
-                    ),
-                ],
-                0,
-            ),
-            Op::PutDestination(d) => {
-                let v = json("destination", d)?;
-                let n = v.len();
-                (
-                    vec![TxnOp::put(keys.destination(&d.gateway_id, &d.id), v, None)],
-                    n,
-                )
-            }
-            Op::DeleteDestination { gateway_id, id } => {
-                if deleted_gateways.contains(gateway_id.as_str()) {
-                    continue;
-                }
-                (
-                    vec![TxnOp::delete(keys.destination(gateway_id, id), None)],
-                    0,
-                )
-            }
-            Op::PutPlan(p) => {
-                let v = json("plan", p)?;
-                let n = v.len();
-                (vec![TxnOp::put(keys.plan(), v, None)], n)
-            }
-        };
-        let full = out.last().is_some_and(|c| {
-            !c.is_empty()
-                && (c.len() + txn_ops.len() > MAX_OPS_PER_TXN || bytes + size > MAX_BYTES_PER_TXN)
-        });
-        if full {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += size;
-        if let Some(chunk) = out.last_mut() {
-            chunk.extend(txn_ops);
-        }
-    }
-    Ok(out)
-}
-
-fn json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Encode {
-        what,
-        detail: e.to_string(),
-    })
 }
 
 impl Store for ClusterStore {
@@ -372,65 +277,5 @@ impl Store for ClusterStore {
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.local.set_meta(key, value)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::records::RECORD_VERSION;
-
-    fn dest(i: usize) -> DestinationRecord {
-        DestinationRecord {
-            v: RECORD_VERSION,
-            id: format!("ds_{i}"),
-            gateway_id: "gw_a".into(),
-            name: "d".into(),
-            resource_host: "10.0.0.1".into(),
-            resource_port: 80,
-            protocol: Default::default(),
-            cloud_port: None,
-            last_cloud_port: None,
-            active: false,
-            enabled: true,
-            suspended: false,
-            created_at: 0,
-            ip_rules: vec![],
-            cloud_tls: Default::default(),
-            resource_tls: None,
-            epoch: 0,
-            idle_timeout_secs: 0,
-            max_connections_per_source: 0,
-            proxy_protocol: None,
-            host_rewrite: false,
-            kind: Default::default(),
-            client_port: None,
-            health_check: None,
-        }
-    }
-
-    #[test]
-    fn large_batches_are_split_below_etcds_limits() {
-        let keys = Keys::new("/sg");
-        let ops: Vec<Op> = (0..250).map(|i| Op::PutDestination(dest(i))).collect();
-        let c = chunks(&keys, &ops).unwrap();
-        assert_eq!(c.len(), 3);
-        assert!(c.iter().all(|c| c.len() <= MAX_OPS_PER_TXN));
-        assert_eq!(c.iter().map(Vec::len).sum::<usize>(), 250);
-    }
-
-    #[test]
-    fn a_gateway_delete_is_two_operations_whatever_it_holds() {
-        let keys = Keys::new("/sg");
-        let mut ops: Vec<Op> = (0..500)
-            .map(|i| Op::DeleteDestination {
-                gateway_id: "gw_a".into(),
-                id: format!("ds_{i}"),
-            })
-            .collect();
-        ops.push(Op::DeleteGateway("gw_a".into()));
-        let c = chunks(&keys, &ops).unwrap();
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].len(), 2);
     }
 }
