@@ -188,18 +188,38 @@ pub enum MuxEvent {
     },
 }
 
+/// How far the local side has closed its half of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outgoing {
+    /// Bytes may still be queued.
+    Open,
+    /// FIN is queued behind what is pending; nothing more may be queued.
+    FinQueued,
+    /// FIN was written: the local half is closed.
+    FinSent,
+}
+
+/// Whether the peer has closed its half of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incoming {
+    Open,
+    /// The peer's FIN arrived: any more data from it is a protocol error.
+    Finished,
+}
+
 #[derive(Debug)]
 struct Stream {
     /// Bytes the local side may still queue (peer's grant minus what was queued).
     send_window: u64,
     pending: VecDeque<Bytes>,
-    fin_queued: bool,
-    fin_sent: bool,
-    remote_fin: bool,
+    outgoing: Outgoing,
+    incoming: Incoming,
     /// Bytes the peer may still send us.
     recv_window: u64,
     /// Bytes consumed locally and not yet credited back.
     recv_unacked: u64,
+    /// Whether the stream's id is in [`Mux::ready`] (queue membership, so an id is queued
+    /// once however many times the stream becomes sendable).
     in_ready: bool,
 }
 
@@ -208,12 +228,28 @@ impl Stream {
         Stream {
             send_window: u64::from(INITIAL_STREAM_WINDOW),
             pending: VecDeque::new(),
-            fin_queued: false,
-            fin_sent: false,
-            remote_fin: false,
+            outgoing: Outgoing::Open,
+            incoming: Incoming::Open,
             recv_window: u64::from(INITIAL_STREAM_WINDOW),
             recv_unacked: 0,
             in_ready: false,
+        }
+    }
+
+    /// The local side queued or sent its FIN.
+    fn local_closed(&self) -> bool {
+        self.outgoing != Outgoing::Open
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.incoming == Incoming::Finished
+    }
+
+    /// Puts the stream's id in the send queue unless it is there already.
+    fn schedule(&mut self, id: StreamId, ready: &mut VecDeque<StreamId>) {
+        if !self.in_ready {
+            self.in_ready = true;
+            ready.push_back(id);
         }
     }
 }
@@ -307,7 +343,7 @@ impl Mux {
     /// granted through [`MuxEvent::Credit`] (plus the initial window).
     pub fn send_data(&mut self, id: StreamId, payload: Bytes) -> Result<(), MuxError> {
         let st = self.streams.get_mut(&id).ok_or(MuxError::StreamGone(id))?;
-        if st.fin_queued {
+        if st.local_closed() {
             return Err(MuxError::AfterFin(id));
         }
         let len = payload.len();
@@ -323,24 +359,18 @@ impl Mux {
         }
         st.send_window -= len as u64;
         st.pending.push_back(payload);
-        if !st.in_ready {
-            st.in_ready = true;
-            self.ready.push_back(id);
-        }
+        st.schedule(id, &mut self.ready);
         Ok(())
     }
 
     /// Half-closes a stream: FIN goes out after everything already queued.
     pub fn send_fin(&mut self, id: StreamId) -> Result<(), MuxError> {
         let st = self.streams.get_mut(&id).ok_or(MuxError::StreamGone(id))?;
-        if st.fin_queued {
+        if st.local_closed() {
             return Err(MuxError::AfterFin(id));
         }
-        st.fin_queued = true;
-        if !st.in_ready {
-            st.in_ready = true;
-            self.ready.push_back(id);
-        }
+        st.outgoing = Outgoing::FinQueued;
+        st.schedule(id, &mut self.ready);
         Ok(())
     }
 
@@ -358,7 +388,7 @@ impl Mux {
         let clean = self
             .streams
             .get(&id)
-            .is_some_and(|st| st.fin_queued && st.remote_fin);
+            .is_some_and(|st| st.local_closed() && st.peer_closed());
         if !clean {
             self.reset(
                 id,
@@ -371,7 +401,7 @@ impl Mux {
     pub fn consumed(&mut self, id: StreamId, n: usize) {
         let n = n as u64;
         if let Some(st) = self.streams.get_mut(&id) {
-            if !st.remote_fin {
+            if !st.peer_closed() {
                 st.recv_unacked += n;
                 if st.recv_unacked >= u64::from(INITIAL_STREAM_WINDOW / 4) {
                     let increment = st.recv_unacked as u32;
@@ -477,7 +507,7 @@ impl Mux {
         }
         match self.streams.get_mut(&id) {
             Some(st) => {
-                if st.remote_fin {
+                if st.peer_closed() {
                     return Err(ProtocolError::DataAfterFin { stream: id });
                 }
                 if len as u64 > st.recv_window {
@@ -511,10 +541,10 @@ impl Mux {
     fn on_fin(&mut self, id: StreamId) -> Result<(), ProtocolError> {
         match self.streams.get_mut(&id) {
             Some(st) => {
-                if st.remote_fin {
+                if st.peer_closed() {
                     return Err(ProtocolError::DuplicateFin { stream: id });
                 }
-                st.remote_fin = true;
+                st.incoming = Incoming::Finished;
                 self.events.push_back(MuxEvent::Fin { stream: id });
                 self.maybe_remove(id);
                 Ok(())
@@ -567,7 +597,7 @@ impl Mux {
                 let capped = next.min(u64::from(INITIAL_STREAM_WINDOW));
                 let usable = capped.saturating_sub(st.send_window);
                 st.send_window = st.send_window.max(capped);
-                if !st.fin_queued && usable > 0 {
+                if !st.local_closed() && usable > 0 {
                     self.events.push_back(MuxEvent::Credit {
                         stream: id,
                         increment: usable as u32,
@@ -626,7 +656,7 @@ impl Mux {
             || self.ready.iter().any(|id| {
                 self.streams
                     .get(id)
-                    .is_some_and(|st| st.pending.is_empty() && st.fin_queued)
+                    .is_some_and(|st| st.pending.is_empty() && st.local_closed())
             })
     }
 
@@ -672,8 +702,7 @@ impl Mux {
             if let Some(front) = st.pending.front_mut() {
                 if self.session_send == 0 {
                     // Waiting for session credit; keep the turn order.
-                    st.in_ready = true;
-                    self.ready.push_back(id);
+                    st.schedule(id, &mut self.ready);
                     blocked += 1;
                     continue;
                 }
@@ -690,15 +719,14 @@ impl Mux {
                 dst.put_payload(chunk);
                 self.session_send -= n as u64;
             }
-            if st.pending.is_empty() && st.fin_queued && !st.fin_sent {
+            if st.pending.is_empty() && st.outgoing == Outgoing::FinQueued {
                 put_header(dst.buf(), FrameKind::Fin, id, 0);
-                st.fin_sent = true;
+                st.outgoing = Outgoing::FinSent;
                 self.maybe_remove(id);
                 continue;
             }
             if !st.pending.is_empty() {
-                st.in_ready = true;
-                self.ready.push_back(id);
+                st.schedule(id, &mut self.ready);
             }
         }
         dst.len() > start
@@ -723,10 +751,9 @@ impl Mux {
     }
 
     fn maybe_remove(&mut self, id: StreamId) {
-        let done = self
-            .streams
-            .get(&id)
-            .is_some_and(|st| st.fin_sent && st.remote_fin && st.pending.is_empty());
+        let done = self.streams.get(&id).is_some_and(|st| {
+            st.outgoing == Outgoing::FinSent && st.peer_closed() && st.pending.is_empty()
+        });
         if done {
             self.remove_stream(id);
             self.closed.insert(id);
