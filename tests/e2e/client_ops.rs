@@ -944,9 +944,7 @@ fn service_mode_restarts_a_killed_worker_and_stops_it_on_sigterm() {
             .and_then(|p| p.parse().ok())
     };
     let first = pid_of(&c.log(), 0).expect("the supervisor names its worker");
-    unsafe {
-        libc::kill(first, libc::SIGKILL);
-    }
+    send_signal(first, libc::SIGKILL);
     assert!(
         wait_until(Duration::from_secs(60), || pid_of(&c.log(), 1).is_some()),
         "{}",
@@ -959,15 +957,13 @@ fn service_mode_restarts_a_killed_worker_and_stops_it_on_sigterm() {
     // SIGTERM to the supervisor reaches the worker: both end, and nothing is restarted.
     let worker = pid_of(&c.log(), 1).expect("the second worker");
     let supervisor = c.pid().expect("running") as i32;
-    unsafe {
-        libc::kill(supervisor, libc::SIGTERM);
-    }
+    send_signal(supervisor, libc::SIGTERM);
     assert!(
         c.wait_exit(Duration::from_secs(30)).is_some(),
         "the supervisor stops: {}",
         c.log()
     );
-    let gone = |pid: i32| unsafe { libc::kill(pid, 0) } != 0;
+    let gone = |pid: i32| !send_signal(pid, 0);
     assert!(
         wait_until(Duration::from_secs(10), || gone(worker)),
         "the worker stopped with it"

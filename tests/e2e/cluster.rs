@@ -224,9 +224,7 @@ fn sigterm_drains_a_node_without_resetting_anything() {
         .collect();
     let b_health = c.nodes[1].api.clone();
     let pid = c.nodes[1].pid().expect("running");
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
+    send_signal(pid as i32, libc::SIGTERM);
     let sent = Instant::now();
     assert!(
         client.wait_log("asks clients to move", Duration::from_secs(5)),

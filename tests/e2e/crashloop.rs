@@ -251,8 +251,7 @@ fn kill9_at_random_moments_never_loses_or_half_applies_a_change() {
         let delay = Duration::from_millis(rng.below(400));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
-            // SAFETY: signalling a child process this test started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            send_signal(pid, libc::SIGKILL);
         });
         let mut in_flight = None;
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -20,9 +20,7 @@ fn node_with(grace: &str, timeout: &str) -> Node {
 
 fn sigterm(node: &Node) {
     let pid = node.pid().expect("running");
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
+    send_signal(pid as i32, libc::SIGTERM);
 }
 
 fn held(port: u16) -> TcpStream {

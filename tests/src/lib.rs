@@ -27,6 +27,8 @@ pub use net::{
 };
 pub use node::{has_event, Node, NodeOptions};
 pub use openssl::{openssl_ca, openssl_cert, openssl_echo, CertUse, OpensslRun};
-pub use process::{artifacts_dir, bin, env_or, free_port, run_cmd, run_with_timeout, wait_until};
+pub use process::{
+    artifacts_dir, bin, env_or, free_port, run_cmd, run_with_timeout, send_signal, wait_until,
+};
 pub(crate) use process::{free_block, kill, read_log};
 pub use servers::{http_get, http_request, EchoServer, EchoTunnel, PathServer};

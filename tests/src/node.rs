@@ -1,6 +1,6 @@
 //! A real `sg-node` process on loopback, with its data dir, API client and log.
 
-use crate::{bin, free_block, free_port, kill, read_log, wait_until};
+use crate::{bin, free_block, free_port, kill, read_log, send_signal, wait_until};
 use serde_json::Value;
 use sg_api::client::{ApiClient, ApiResponse};
 use sg_api::clients::{ClientState, ClientView};
@@ -245,9 +245,7 @@ impl Node {
     /// Sends SIGTERM and waits for the node to exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
+        send_signal(child.id() as i32, libc::SIGTERM);
         let end = Instant::now() + timeout;
         while Instant::now() < end {
             if let Ok(Some(status)) = child.try_wait() {

@@ -146,3 +146,10 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Sends `signal` to process `pid` (one this test started); `false` if there is no such
+/// process (`signal` 0 only asks whether it exists).
+pub fn send_signal(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) takes no pointers; a stale pid at worst signals nothing.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
