@@ -8,9 +8,36 @@ use sg_proto::frame::DestinationSpec;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Why a destination's host stands for no address to dial (the service is unreachable,
+/// not refused).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {host}: {source}")]
+    Failed {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve {host} within {secs}s")]
+    TimedOut { host: String, secs: u64 },
+}
+
+/// Why the ACL refused a stream at one address: the gateway's shared ACL, or the client's
+/// locked ACL file that the shared one cannot widen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AclRefusal {
+    #[error("{0}")]
+    Gateway(String),
+    #[error("the client's locked ACL file: {0}")]
+    LockedFile(String),
+}
+
 /// The addresses a destination's host stands for: itself when it is an address in any
 /// form, else what it resolves to.
-pub async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<Vec<SocketAddr>, ResolveError> {
     if let Some(ip) = parse_ip_loose(host) {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
@@ -18,8 +45,14 @@ pub async fn resolve(host: &str, port: u16, limit: Duration) -> Result<Vec<Socke
         Ok(Ok(addrs)) => Ok(addrs
             .map(|a| SocketAddr::new(canonical(a.ip()), a.port()))
             .collect()),
-        Ok(Err(e)) => Err(format!("cannot resolve {host}: {e}")),
-        Err(_) => Err(format!("cannot resolve {host} within {}s", limit.as_secs())),
+        Ok(Err(source)) => Err(ResolveError::Failed {
+            host: host.to_string(),
+            source,
+        }),
+        Err(_) => Err(ResolveError::TimedOut {
+            host: host.to_string(),
+            secs: limit.as_secs(),
+        }),
     }
 }
 
@@ -30,20 +63,18 @@ pub fn decide(
     acl: &Acl,
     dest: &DestinationSpec,
     addr: SocketAddr,
-) -> Result<Vec<Vec<Rule>>, String> {
+) -> Result<Vec<Vec<Rule>>, AclRefusal> {
     let (host, ip, port) = (dest.resource_host.as_str(), Some(addr.ip()), addr.port());
     let default = gateway.acl_default;
     let mut sets = Vec::new();
     match acl.decide_at(host, ip, port, true, default) {
         Decision::Allow { path_rules } => sets.push(path_rules),
-        Decision::Deny { reason } => return Err(reason),
+        Decision::Deny { reason } => return Err(AclRefusal::Gateway(reason)),
     }
     if let Some(ceiling) = gateway.ceiling() {
         match ceiling.decide_at(host, ip, port, true, default) {
             Decision::Allow { path_rules } => sets.push(path_rules),
-            Decision::Deny { reason } => {
-                return Err(format!("the client's locked ACL file: {reason}"))
-            }
+            Decision::Deny { reason } => return Err(AclRefusal::LockedFile(reason)),
         }
     }
     Ok(sets)

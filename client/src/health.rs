@@ -106,7 +106,7 @@ async fn probe(
 ) -> Option<Result<(), String>> {
     let addresses = match resolve(&dest.resource_host, dest.resource_port, check.timeout()).await {
         Ok(a) => a,
-        Err(why) => return Some(Err(why)),
+        Err(why) => return Some(Err(why.to_string())),
     };
     let acl = gw.acl();
     let addr = addresses

@@ -125,7 +125,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
     let addresses =
         match resolve(&dest.resource_host, dest.resource_port, ctx.connect_timeout).await {
             Ok(a) => a,
-            Err(why) => return refuse_connect(&ctx, stream, dest, &target, n, why),
+            Err(why) => return refuse_connect(&ctx, stream, dest, &target, n, why.to_string()),
         };
     let mut refusal = None;
     let mut chosen = None;
@@ -141,7 +141,7 @@ pub async fn serve_stream(ctx: Arc<ServeContext>, stream: StreamHandle, open: Op
         }
     }
     let Some((addr, path_rules)) = chosen else {
-        let reason = refusal.unwrap_or_else(|| "no address to dial".into());
+        let reason = refusal.map_or_else(|| "no address to dial".into(), |r| r.to_string());
         let message = format!(
             "connection from {} to {} ({target}) refused by the ACL: {reason}",
             open.peer, dest.name

@@ -12,6 +12,7 @@ use super::NodeShared;
 use crate::controls::IpRules;
 use crate::records::{DestinationRecord, EventKind};
 use actix::prelude::*;
+use sg_proto::backoff::Backoff;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 const ACCEPT_BACKLOG: u32 = 1024;
 /// Pause after an accept error such as "too many open files", so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+const FIRST_BIND_RETRY: Duration = Duration::from_millis(500);
 const MAX_BIND_RETRY: Duration = Duration::from_secs(30);
 
 /// Binds a cloud port (with SO_REUSEADDR, so a restarted node gets its ports back while old
@@ -74,7 +76,8 @@ pub struct DestinationActor {
     gateway: Recipient<OpenConnection>,
     record: DestinationRecord,
     listener: Option<TcpListener>,
-    retry: Duration,
+    /// Waits between attempts to bind a port that is taken.
+    retry: Backoff,
     stopping: bool,
 }
 
@@ -102,7 +105,7 @@ impl DestinationActor {
             gateway,
             record,
             listener,
-            retry: Duration::from_millis(500),
+            retry: Backoff::new(FIRST_BIND_RETRY, MAX_BIND_RETRY),
             stopping: false,
         }
     }
@@ -124,22 +127,20 @@ impl DestinationActor {
                         l
                     }
                     Err(e) => {
+                        let wait = self.retry.next_wait();
                         self.shared.listening.failed(&self.record.id, e.to_string());
                         tracing::warn!(
                             destination = %self.record.id,
                             port,
-                            "cannot listen on cloud port: {e}; retrying in {:?}",
-                            self.retry
+                            "cannot listen on cloud port: {e}; retrying in {wait:?}"
                         );
-                        let wait = self.retry;
-                        self.retry = (self.retry * 2).min(MAX_BIND_RETRY);
                         ctx.run_later(wait, |act, ctx| act.serve(ctx));
                         return;
                     }
                 }
             }
         };
-        self.retry = Duration::from_millis(500);
+        self.retry.reset();
         tracing::info!(
             destination = %self.record.id,
             gateway = %self.record.gateway_id,

@@ -24,6 +24,7 @@ use crate::status::{NodeStatus, StoreHealth};
 use crate::store::{Op, Replicated, Snapshot, StoreError};
 use actix::{Message, Recipient};
 use etcd_client::{GetOptions, Txn, TxnOp, WatchOptions};
+use sg_proto::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ use super::txn::{decode_events, marker_revision};
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Keys read per page of a full resync (a page stays far below gRPC's 4 MiB message cap).
 const PAGE: i64 = 500;
-/// Waits between rounds while etcd is away.
+/// Waits between rounds while etcd is away (jittered, so the nodes of a cluster do not
+/// come back to etcd in lockstep).
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -71,7 +73,7 @@ pub struct Replicator {
 impl Replicator {
     /// Runs until the node stops.
     pub async fn run(self) {
-        let mut wait = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut last_error = String::new();
         loop {
             let started = Instant::now();
@@ -98,10 +100,10 @@ impl Replicator {
                 last_error = text;
             }
             if started.elapsed() > RETRY_MAX {
-                wait = RETRY_MIN;
+                // The round ran a while before it ended: a new outage, not the same one.
+                backoff.reset();
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(RETRY_MAX);
+            tokio::time::sleep(backoff.next_wait()).await;
         }
     }
 
