@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -63,18 +63,6 @@ fn wanted(config: Option<&GatewayConfig>) -> HashMap<String, (u16, DestinationSp
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
 }
 
 /// Keeps `gw`'s client ports equal to its configuration until shut down.
@@ -121,7 +109,7 @@ fn reconcile(
         if entry.accepting.is_some() {
             continue;
         }
-        match bind(entry.address) {
+        match sg_proto::listener::bind(entry.address) {
             Ok(listener) => {
                 tracing::info!(
                     gateway = %id,

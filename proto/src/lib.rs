@@ -39,6 +39,7 @@ pub mod health;
 pub mod hostport;
 pub mod ids;
 pub mod limits;
+pub mod listener;
 pub mod log_throttle;
 pub mod logging;
 pub mod loglevel;

@@ -17,31 +17,17 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-/// Connections a cloud port queues before it accepts them.
-const ACCEPT_BACKLOG: u32 = 1024;
 /// Pause after an accept error such as "too many open files", so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const FIRST_BIND_RETRY: Duration = Duration::from_millis(500);
 const MAX_BIND_RETRY: Duration = Duration::from_secs(30);
 
-/// Binds a cloud port (with SO_REUSEADDR, so a restarted node gets its ports back while old
-/// connections linger in TIME_WAIT, and TCP_NODELAY for every connection it accepts).
+/// Binds a cloud port (see [`sg_proto::listener::bind`]).
 pub fn bind(ip: IpAddr, port: u16) -> io::Result<TcpListener> {
-    let addr = SocketAddr::new(ip, port);
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    // Accepted connections inherit TCP_NODELAY from the listener (Linux), which saves a
-    // syscall per connection.
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(ACCEPT_BACKLOG)
+    sg_proto::listener::bind(SocketAddr::new(ip, port))
 }
 
 /// What a cloud port speaks, ready to use.
