@@ -22,19 +22,12 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let args = ClientArgs::parse();
-    if let Some(code) = sg_proto::cli_docs::answer(
-        <ClientArgs as clap::CommandFactory>::command(),
-        args.generate.as_deref(),
-    ) {
-        return code;
-    }
-    let config = match ClientConfig::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sg-client: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let generate = args.generate.clone();
+    let config =
+        match sg_proto::cli_docs::configure(args, generate.as_deref(), ClientConfig::from_args) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
     let log = match sg_proto::logging::init(&config.log) {
         Ok(l) => l,
         Err(e) => {

@@ -22,6 +22,30 @@ pub fn answer(cmd: clap::Command, what: Option<&str>) -> Option<std::process::Ex
     })
 }
 
+/// The start both binaries share: answer `--generate` for `A`'s flags, else turn the parsed
+/// flags into a configuration. `Err` is the status to exit with now: the generator's, or 2
+/// with the reason on stderr when the configuration is wrong (a service manager does not
+/// restart on 2: see `RestartPreventExitStatus` in deploy/systemd).
+pub fn configure<A, C, E>(
+    args: A,
+    generate: Option<&str>,
+    into_config: impl FnOnce(A) -> Result<C, E>,
+) -> Result<C, std::process::ExitCode>
+where
+    A: clap::CommandFactory,
+    E: std::fmt::Display,
+{
+    let cmd = A::command();
+    let name = cmd.get_name().to_string();
+    if let Some(code) = answer(cmd, generate) {
+        return Err(code);
+    }
+    into_config(args).map_err(|e| {
+        eprintln!("{name}: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 /// Writes the man page (roff) or the completion script `what` names for `cmd` to stdout.
 pub fn generate(mut cmd: clap::Command, what: &str) -> Result<(), String> {
     let name = cmd.get_name().to_string();

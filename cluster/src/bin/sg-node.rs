@@ -15,19 +15,12 @@ fn main() -> ExitCode {
         print!("{}", sg_cluster::api::openapi::document());
         return ExitCode::SUCCESS;
     }
-    if let Some(code) = sg_proto::cli_docs::answer(
-        <NodeArgs as clap::CommandFactory>::command(),
-        args.generate.as_deref(),
-    ) {
-        return code;
-    }
-    let config = match NodeConfig::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("sg-node: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let generate = args.generate.clone();
+    let config =
+        match sg_proto::cli_docs::configure(args, generate.as_deref(), NodeConfig::from_args) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
     let logging = sg_proto::logging::init(&config.log);
     if let Err(e) = logging {
         eprintln!("sg-node: {e}");
