@@ -6,8 +6,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Schema of the data dir; bump when a migration is needed.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -23,6 +25,9 @@ pub struct SledStore {
     events: sled::Tree,
     meta: sled::Tree,
     event_seq: AtomicU64,
+    /// Events held per gateway, counted once per gateway from disk and then kept up to
+    /// date, so trimming the oldest costs one lookup rather than a walk of the whole log.
+    event_counts: Mutex<HashMap<String, usize>>,
 }
 
 impl SledStore {
@@ -39,6 +44,7 @@ impl SledStore {
             events: db.open_tree("events")?,
             meta: db.open_tree("meta")?,
             event_seq: AtomicU64::new(0),
+            event_counts: Mutex::new(HashMap::new()),
             db,
         };
         match store.meta("schema")? {
@@ -184,17 +190,25 @@ impl Store for SledStore {
         let mut key = prefix.clone();
         key.extend_from_slice(&event.at.to_be_bytes());
         key.extend_from_slice(&self.event_seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.events.insert(key, encode("event", event)?)?;
-        // Trim the oldest beyond `keep`.
-        let excess: Vec<_> = self
-            .events
-            .scan_prefix(&prefix)
-            .rev()
-            .skip(keep)
-            .filter_map(|item| item.ok().map(|(k, _)| k))
-            .collect();
-        for k in excess {
-            self.events.remove(k)?;
+        let value = encode("event", event)?;
+        let mut counts = self.event_counts.lock().unwrap_or_else(|p| p.into_inner());
+        let held = match counts.get_mut(&event.gateway_id) {
+            Some(n) => n,
+            None => {
+                let n = self.events.scan_prefix(&prefix).count();
+                counts.entry(event.gateway_id.clone()).or_insert(n)
+            }
+        };
+        self.events.insert(key, value)?;
+        *held += 1;
+        // Trim the oldest beyond `keep` (keys sort by time, then by sequence).
+        while *held > keep {
+            let Some((oldest, _)) = self.events.scan_prefix(&prefix).next().transpose()? else {
+                *held = 0;
+                break;
+            };
+            self.events.remove(oldest)?;
+            *held -= 1;
         }
         Ok(())
     }
@@ -212,6 +226,9 @@ impl Store for SledStore {
     }
 
     fn delete_events(&self, gateway_id: &str) -> Result<(), StoreError> {
+        // Held throughout, so an append cannot count an event this delete then removes.
+        let mut counts = self.event_counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.remove(gateway_id);
         let keys: Vec<_> = self
             .events
             .scan_prefix(event_prefix(gateway_id))
@@ -309,6 +326,38 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(got, vec!["e4", "e3", "e2"]);
         assert!(s.events("gw_b", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_event_log_stays_bounded_across_a_reopen_and_a_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |i: u64| EventRecord {
+            v: RECORD_VERSION,
+            at: 1000 + i,
+            gateway_id: "gw_a".into(),
+            kind: EventKind::BadToken,
+            message: format!("e{i}"),
+            destination_id: None,
+            client_id: None,
+        };
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            for i in 0..5 {
+                s.append_event(&event(i), 3).unwrap();
+            }
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        s.append_event(&event(5), 3).unwrap();
+        let got: Vec<_> = s
+            .events("gw_a", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(got, vec!["e5", "e4", "e3"]);
+        s.delete_events("gw_a").unwrap();
+        s.append_event(&event(6), 3).unwrap();
+        assert_eq!(s.events("gw_a", 10).unwrap().len(), 1);
     }
 
     #[test]
