@@ -2,7 +2,12 @@
 //! plan limits and downgrades, the concurrency limit and its notices, token regeneration,
 //! and every change surviving `kill -9`.
 
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use sg_api::destinations::{CloudTlsMode, DestinationView, IpRule};
+use sg_api::gateways::{GatewayView, TokenView};
+use sg_api::node::PlanView;
+use sg_api::{ErrorBody, ErrorCode};
 use sg_e2e::*;
 use std::net::TcpStream;
 use std::time::Duration;
@@ -11,10 +16,8 @@ fn setup() -> EchoTunnel {
     EchoTunnel::start("life", &[])
 }
 
-fn patch(node: &Node, path: &str, body: Value) -> Value {
-    let r = node.call("PATCH", path, Some(body));
-    assert_eq!(r.status, 200, "PATCH {path}: {}", r.body);
-    r.body
+fn patch<T: DeserializeOwned>(node: &Node, path: &str, body: Value) -> T {
+    node.call_as("PATCH", path, Some(body), 200)
 }
 
 fn listening(port: u16) -> bool {
@@ -25,13 +28,9 @@ fn listening(port: u16) -> bool {
 fn a_disabled_destination_refuses_connections_but_keeps_its_port() {
     let s = setup();
     let path = format!("/v1/gateways/{}/destinations/{}", s.gw, s.did);
-    let d = patch(&s.node, &path, json!({ "enabled": false }));
-    assert_eq!(d["enabled"], false);
-    assert_eq!(
-        d["cloud_port"].as_u64(),
-        Some(s.port as u64),
-        "the port stays provisioned"
-    );
+    let d: DestinationView = patch(&s.node, &path, json!({ "enabled": false }));
+    assert!(!d.enabled);
+    assert_eq!(d.cloud_port, Some(s.port), "the port stays provisioned");
     let before = s.echo.accepted();
     assert!(listening(s.port), "something still listens on the port");
     assert_eq!(
@@ -45,7 +44,7 @@ fn a_disabled_destination_refuses_connections_but_keeps_its_port() {
         "nothing reached the private service"
     );
     assert!(has_event(&s.node, &s.gw, EventKind::DestinationDisabled));
-    patch(&s.node, &path, json!({ "enabled": true }));
+    patch::<DestinationView>(&s.node, &path, json!({ "enabled": true }));
     assert_eq!(echo_once(s.port, b"back").as_deref(), Some(&b"back"[..]));
 }
 
@@ -53,23 +52,16 @@ fn a_disabled_destination_refuses_connections_but_keeps_its_port() {
 fn an_inactive_destination_has_no_port_and_gets_the_same_one_back() {
     let s = setup();
     let path = format!("/v1/gateways/{}/destinations/{}", s.gw, s.did);
-    let d = patch(&s.node, &path, json!({ "active": false }));
-    assert_eq!(d["cloud_port"], Value::Null);
+    let d: DestinationView = patch(&s.node, &path, json!({ "active": false }));
+    assert_eq!(d.cloud_port, None);
     assert!(
         wait_until(Duration::from_secs(5), || !listening(s.port)),
         "nothing listens any more"
     );
-    let plan = s.node.call("GET", "/v1/plan", None).body;
-    assert_eq!(
-        plan["usage"]["active_destinations"], 0,
-        "inactive is not counted"
-    );
-    let d = patch(&s.node, &path, json!({ "active": true }));
-    assert_eq!(
-        d["cloud_port"].as_u64(),
-        Some(s.port as u64),
-        "same port again"
-    );
+    let plan: PlanView = s.node.fetch("/v1/plan");
+    assert_eq!(plan.usage.active_destinations, 0, "inactive is not counted");
+    let d: DestinationView = patch(&s.node, &path, json!({ "active": true }));
+    assert_eq!(d.cloud_port, Some(s.port), "same port again");
     assert!(wait_echo(s.port));
 }
 
@@ -77,7 +69,7 @@ fn an_inactive_destination_has_no_port_and_gets_the_same_one_back() {
 fn a_disabled_gateway_carries_nothing_until_enabled() {
     let s = setup();
     let path = format!("/v1/gateways/{}", s.gw);
-    patch(&s.node, &path, json!({ "enabled": false }));
+    patch::<GatewayView>(&s.node, &path, json!({ "enabled": false }));
     assert!(refused_at(s.port, b"x"));
     assert!(has_event(&s.node, &s.gw, EventKind::GatewayDisabled));
     assert!(
@@ -86,7 +78,7 @@ fn a_disabled_gateway_carries_nothing_until_enabled() {
         "the client is told: {}",
         s.client.log()
     );
-    patch(&s.node, &path, json!({ "enabled": true }));
+    patch::<GatewayView>(&s.node, &path, json!({ "enabled": true }));
     assert_eq!(echo_once(s.port, b"again").as_deref(), Some(&b"again"[..]));
 }
 
@@ -95,30 +87,22 @@ fn an_inactive_gateway_takes_its_destinations_down_and_brings_them_back() {
     let s = setup();
     let gpath = format!("/v1/gateways/{}", s.gw);
     let dpath = format!("{gpath}/destinations/{}", s.did);
-    patch(&s.node, &gpath, json!({ "active": false }));
-    let d = s.node.call("GET", &dpath, None).body;
-    assert_eq!(
-        (d["active"].clone(), d["cloud_port"].clone()),
-        (json!(false), Value::Null)
-    );
+    patch::<GatewayView>(&s.node, &gpath, json!({ "active": false }));
+    let d: DestinationView = s.node.fetch(&dpath);
+    assert_eq!((d.active, d.cloud_port), (false, None));
     assert!(wait_until(Duration::from_secs(5), || !listening(s.port)));
     assert!(s.node.wait_clients(&s.gw, 0), "its sessions are closed");
     // A destination of an inactive gateway cannot be activated; the error names the gateway.
-    let r = s
+    let e: ErrorBody = s
         .node
-        .call("PATCH", &dpath, Some(json!({ "active": true })));
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert_eq!(r.body["error"], "gateway_inactive");
-    assert!(
-        r.body["message"].as_str().unwrap_or("").contains(&s.gw),
-        "{}",
-        r.body
-    );
+        .call_as("PATCH", &dpath, Some(json!({ "active": true })), 409);
+    assert_eq!(e.error, ErrorCode::GatewayInactive);
+    assert!(e.message.contains(&s.gw), "{e:?}");
     // Reactivating the gateway brings the destination back on its port; the client
     // reconnects by itself.
-    patch(&s.node, &gpath, json!({ "active": true }));
-    let d = s.node.call("GET", &dpath, None).body;
-    assert_eq!(d["cloud_port"].as_u64(), Some(s.port as u64));
+    patch::<GatewayView>(&s.node, &gpath, json!({ "active": true }));
+    let d: DestinationView = s.node.fetch(&dpath);
+    assert_eq!(d.cloud_port, Some(s.port));
     assert!(wait_echo(s.port), "{}", s.client.log());
 }
 
@@ -134,51 +118,30 @@ fn plan_limits_refuse_creates_and_a_downgrade_deactivates_everything() {
     assert_eq!(r.status, 200, "{}", r.body);
     let (a, token_a) = node.create_gateway("a");
     let (b, _) = node.create_gateway("b");
-    let r = node.call("POST", "/v1/gateways", Some(json!({ "name": "c" })));
-    assert_eq!(r.status, 409);
-    assert_eq!(r.body["error"], "limit_reached");
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("max_gateways"),
-        "{}",
-        r.body
-    );
+    let e: ErrorBody = node.call_as("POST", "/v1/gateways", Some(json!({ "name": "c" })), 409);
+    assert_eq!(e.error, ErrorCode::LimitReached);
+    assert!(e.message.contains("max_gateways"), "{e:?}");
     let (_, port_a) = node.create_destination(&a, "echo", echo.addr);
     let (_, port_b) = node.create_destination(&b, "echo", echo.addr);
-    let r = node.call(
+    let e: ErrorBody = node.call_as(
         "POST",
         &format!("/v1/gateways/{a}/destinations"),
         Some(json!({ "name": "third", "resource_host": "127.0.0.1", "resource_port": 1 })),
+        409,
     );
-    assert_eq!(r.status, 409);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("max_destinations"),
-        "{}",
-        r.body
-    );
+    assert!(e.message.contains("max_destinations"), "{e:?}");
 
     // Below current usage: every gateway goes inactive, every cloud port is released.
-    let r = node.call("PUT", "/v1/plan", Some(json!({ "max_gateways": 1 })));
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["usage"]["active_gateways"], 0);
-    assert_eq!(r.body["usage"]["active_destinations"], 0);
+    let plan: PlanView = node.call_as("PUT", "/v1/plan", Some(json!({ "max_gateways": 1 })), 200);
+    assert_eq!(plan.usage.active_gateways, 0);
+    assert_eq!(plan.usage.active_destinations, 0);
     assert!(wait_until(Duration::from_secs(5), || !listening(port_a)
         && !listening(port_b)));
-    for g in node
-        .call("GET", "/v1/gateways", None)
-        .body
-        .as_array()
-        .unwrap()
-    {
-        assert_eq!(g["active"], false);
+    for g in node.fetch::<Vec<GatewayView>>("/v1/gateways") {
+        assert!(!g.active);
     }
     // One gateway can be reactivated under the new plan; a second cannot.
-    patch(
+    patch::<GatewayView>(
         &node,
         &format!("/v1/gateways/{a}"),
         json!({ "active": true }),
@@ -263,11 +226,10 @@ fn connections_past_the_limit_are_refused_and_clients_hear_at_most_every_30s() {
 #[test]
 fn regenerating_the_token_closes_sessions_and_refuses_the_old_token() {
     let mut s = setup();
-    let r = s
-        .node
-        .call("POST", &format!("/v1/gateways/{}/token", s.gw), None);
-    assert_eq!(r.status, 200, "{}", r.body);
-    let new_token = r.body["token"].as_str().unwrap().to_string();
+    let issued: TokenView =
+        s.node
+            .call_as("POST", &format!("/v1/gateways/{}/token", s.gw), None, 200);
+    let new_token = issued.token;
     assert_ne!(new_token, s.token);
     assert!(
         s.client
@@ -296,41 +258,43 @@ fn every_change_survives_kill9() {
         "/v1/plan",
         Some(json!({ "max_connections_per_gateway": 77 })),
     );
-    patch(
+    patch::<GatewayView>(
         &node,
         &format!("/v1/gateways/{gw}"),
         json!({ "name": "renamed", "enabled": false }),
     );
     let dpath = format!("/v1/gateways/{gw}/destinations/{did}");
-    patch(
+    patch::<DestinationView>(
         &node,
         &dpath,
         json!({ "ip_rules": [{ "cidr": "127.0.0.1" }], "cloud_tls": { "mode": "tls" }, "enabled": false }),
     );
     let token = node
-        .call("POST", &format!("/v1/gateways/{gw}/token"), None)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let before = (
-        node.call("GET", "/v1/plan", None).body,
-        node.call("GET", &format!("/v1/gateways/{gw}"), None).body,
-        node.call("GET", &dpath, None).body,
-    );
+        .typed::<(), TokenView>("POST", &format!("/v1/gateways/{gw}/token"), None)
+        .token;
+    let read = |node: &Node| {
+        (
+            node.fetch::<PlanView>("/v1/plan"),
+            node.fetch::<GatewayView>(&format!("/v1/gateways/{gw}")),
+            node.fetch::<DestinationView>(&dpath),
+        )
+    };
+    let before = read(&node);
 
     node.restart();
 
-    let after = (
-        node.call("GET", "/v1/plan", None).body,
-        node.call("GET", &format!("/v1/gateways/{gw}"), None).body,
-        node.call("GET", &dpath, None).body,
-    );
+    let after = read(&node);
     assert_eq!(before, after);
-    assert_eq!(after.0["max_connections_per_gateway"], 77);
-    assert_eq!(after.1["name"], "renamed");
-    assert_eq!(after.2["ip_rules"], json!([{ "cidr": "127.0.0.1/32" }]));
-    assert_eq!(after.2["cloud_tls"]["mode"], "tls");
+    assert_eq!(after.0.max_connections_per_gateway, 77);
+    assert_eq!(after.1.name, "renamed");
+    assert_eq!(
+        after.2.ip_rules,
+        vec![IpRule {
+            cidr: "127.0.0.1/32".into(),
+            ports: None
+        }]
+    );
+    assert_eq!(after.2.cloud_tls.mode, CloudTlsMode::Tls);
     // The regenerated token is the one that works.
     let c = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1), "{}", c.log());

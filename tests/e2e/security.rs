@@ -3,18 +3,26 @@
 //! the event log and /metrics.
 
 use serde_json::{json, Value};
+use sg_api::destinations::{CloudTlsMode, DestinationView, IpRule};
+use sg_api::gateways::GatewayView;
+use sg_api::ErrorBody;
 use sg_e2e::*;
 use std::path::Path;
 use std::time::Duration;
 
-fn create(node: &Node, gw: &str, body: Value) -> Value {
+/// Creates a destination; the API's answer as it came (201 checked).
+fn create_raw(node: &Node, gw: &str, body: Value) -> ApiResponse {
     let r = node.call(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(body),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    r.body
+    r
+}
+
+fn create(node: &Node, gw: &str, body: Value) -> DestinationView {
+    Node::body_of(&create_raw(node, gw, body))
 }
 
 #[test]
@@ -29,14 +37,14 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
         json!({ "name": "only-127.0.0.1", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
                 "ip_rules": [{ "cidr": "127.0.0.1/32" }, { "cidr": "::1/128" }] }),
     );
-    let port = d["cloud_port"].as_u64().unwrap() as u16;
+    let port = d.cloud_port.unwrap();
     let ported = create(
         &node,
         &gw,
         json!({ "name": "ports", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
                 "ip_rules": [{ "cidr": "127.0.0.0/8", "ports": "1024-65535" }] }),
     );
-    let ported_port = ported["cloud_port"].as_u64().unwrap() as u16;
+    let ported_port = ported.cloud_port.unwrap();
     // Ephemeral source ports are never below 1024: everything is outside this range.
     let low = create(
         &node,
@@ -44,7 +52,7 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
         json!({ "name": "low-ports", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
                 "ip_rules": [{ "cidr": "127.0.0.0/8", "ports": "1-1023" }] }),
     );
-    let low_port = low["cloud_port"].as_u64().unwrap() as u16;
+    let low_port = low.cloud_port.unwrap();
     let _client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(port), "{addr}");
 
@@ -74,10 +82,8 @@ fn ip_rules_refuse_other_sources_before_a_single_byte() {
         .filter(|e| e.kind == EventKind::IpRefused)
         .collect();
     assert!(
-        refusals
-            .iter()
-            .any(|e| e.message.contains("127.0.0.2:")
-                && e.destination_id.as_deref() == d["id"].as_str()),
+        refusals.iter().any(|e| e.message.contains("127.0.0.2:")
+            && e.destination_id.as_deref() == Some(d.id.as_str())),
         "{refusals:?}"
     );
 }
@@ -97,13 +103,15 @@ fn tls_and_mutual_tls_cloud_ports_work_with_openssl() {
     let mut tls_body = base.clone();
     tls_body["name"] = json!("tls");
     tls_body["cloud_tls"] = json!({ "mode": "tls" });
-    let tls = create(&node, &gw, tls_body);
-    assert_eq!(tls["cloud_tls"]["issued_by_node"], true);
+    let raw = create_raw(&node, &gw, tls_body);
+    // What the node sent, not what the view keeps of it.
     assert!(
-        !tls.to_string().contains("PRIVATE KEY"),
+        !raw.body.to_string().contains("PRIVATE KEY"),
         "the key is never shown"
     );
-    let tls_port = tls["cloud_port"].as_u64().unwrap() as u16;
+    let tls: DestinationView = Node::body_of(&raw);
+    assert!(tls.cloud_tls.issued_by_node);
+    let tls_port = tls.cloud_port.unwrap();
 
     let pki = tempfile::tempdir().unwrap();
     client_pki(pki.path());
@@ -114,7 +122,7 @@ fn tls_and_mutual_tls_cloud_ports_work_with_openssl() {
         "client_ca_pem": std::fs::read_to_string(pki.path().join("cca.pem")).unwrap(),
     });
     let mutual = create(&node, &gw, mutual_body);
-    let mutual_port = mutual["cloud_port"].as_u64().unwrap() as u16;
+    let mutual_port = mutual.cloud_port.unwrap();
     let _client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
 
@@ -215,27 +223,21 @@ fn bad_security_input_names_the_field_and_stores_nothing() {
             Some(body),
         );
         assert_eq!(r.status, 400, "{extra}: {}", r.body);
-        let message = r.body["message"].as_str().unwrap_or("");
+        let message = Node::body_of::<ErrorBody>(&r).message;
         assert!(
             message.contains(field),
             "{extra}: {message:?} should name {field}"
         );
     }
-    assert_eq!(
-        node.call("GET", &format!("/v1/gateways/{gw}/destinations"), None)
-            .body,
-        json!([])
-    );
+    let stored: Vec<DestinationView> = node.fetch(&format!("/v1/gateways/{gw}/destinations"));
+    assert!(stored.is_empty(), "{stored:?}");
     // A bad patch leaves the stored rules alone.
-    let d = node.call(
+    let d: DestinationView = node.typed(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
-        Some(base(json!({ "ip_rules": [{ "cidr": "192.0.2.0/24" }] }))),
+        Some(&base(json!({ "ip_rules": [{ "cidr": "192.0.2.0/24" }] }))),
     );
-    let path = format!(
-        "/v1/gateways/{gw}/destinations/{}",
-        d.body["id"].as_str().unwrap()
-    );
+    let path = format!("/v1/gateways/{gw}/destinations/{}", d.id);
     let r = node.call(
         "PATCH",
         &path,
@@ -243,8 +245,11 @@ fn bad_security_input_names_the_field_and_stores_nothing() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(
-        node.call("GET", &path, None).body["ip_rules"],
-        json!([{ "cidr": "192.0.2.0/24" }])
+        node.fetch::<DestinationView>(&path).ip_rules,
+        vec![IpRule {
+            cidr: "192.0.2.0/24".into(),
+            ports: None
+        }]
     );
 }
 
@@ -259,7 +264,7 @@ fn events_and_metrics_tell_operators_what_was_refused() {
         json!({ "name": "e", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
                 "ip_rules": [{ "cidr": "127.0.0.1/32" }] }),
     );
-    let port = d["cloud_port"].as_u64().unwrap() as u16;
+    let port = d.cloud_port.unwrap();
     let mut bad = Client::start(&node, &[(&gw, "sgt_wrong")], &[]);
     assert!(bad.wait_exit(Duration::from_secs(20)).is_some());
     let _good = Client::start(&node, &[(&gw, &token)], &[]);
@@ -269,13 +274,9 @@ fn events_and_metrics_tell_operators_what_was_refused() {
     }
     assert!(has_event(&node, &gw, EventKind::IpRefused));
 
-    let r = node.call("GET", &format!("/v1/gateways/{gw}/events?limit=2"), None);
-    let events = r.body.as_array().unwrap();
+    let events: Vec<EventView> = node.fetch(&format!("/v1/gateways/{gw}/events?limit=2"));
     assert_eq!(events.len(), 2);
-    assert!(
-        events[0]["at"].as_str() >= events[1]["at"].as_str(),
-        "newest first: {events:?}"
-    );
+    assert!(events[0].at >= events[1].at, "newest first: {events:?}");
     let all = node.events(&gw);
     let first = |kind: EventKind| all.iter().position(|e| e.kind == kind);
     assert!(first(EventKind::BadToken).is_some(), "{all:?}");
@@ -313,7 +314,8 @@ fn sgctl_drives_every_control() {
     let node = Node::start();
     let echo = EchoServer::start();
     let run = |args: &[&str]| node.sgctl_ok(args);
-    let created: Value = serde_json::from_str(&run(&[
+    // `--json` prints what the node answered.
+    let created: GatewayView = serde_json::from_str(&run(&[
         "--json",
         "gateway",
         "create",
@@ -322,9 +324,9 @@ fn sgctl_drives_every_control() {
         "30",
     ]))
     .unwrap();
-    let gw = created["id"].as_str().unwrap().to_string();
+    let gw = created.id;
     let resource = echo.addr.to_string();
-    let d: Value = serde_json::from_str(&run(&[
+    let d: DestinationView = serde_json::from_str(&run(&[
         "--json",
         "destination",
         "create",
@@ -342,11 +344,14 @@ fn sgctl_drives_every_control() {
     ]))
     .unwrap();
     assert_eq!(
-        d["ip_rules"][1],
-        json!({ "cidr": "10.0.0.0/8", "ports": "1024-65535" })
+        d.ip_rules[1],
+        IpRule {
+            cidr: "10.0.0.0/8".into(),
+            ports: Some("1024-65535".into())
+        }
     );
-    assert_eq!(d["cloud_tls"]["mode"], "tls");
-    let did = d["id"].as_str().unwrap().to_string();
+    assert_eq!(d.cloud_tls.mode, CloudTlsMode::Tls);
+    let did = d.id;
     let shown = run(&["destination", "show", &gw, &did]);
     assert!(
         shown.contains("issued by the node's CA") && shown.contains("10.0.0.0/8 ports 1024-65535"),
@@ -363,30 +368,16 @@ fn sgctl_drives_every_control() {
         "--enabled",
         "false",
     ]);
-    let d = node
-        .call(
-            "GET",
-            &format!("/v1/gateways/{gw}/destinations/{did}"),
-            None,
-        )
-        .body;
+    let d: DestinationView = node.fetch(&format!("/v1/gateways/{gw}/destinations/{did}"));
     assert_eq!(
-        (
-            d["ip_rules"].clone(),
-            d["cloud_tls"]["mode"].clone(),
-            d["enabled"].clone()
-        ),
-        (json!([]), json!("none"), json!(false))
+        (d.ip_rules, d.cloud_tls.mode, d.enabled),
+        (vec![], CloudTlsMode::None, false)
     );
     run(&["destination", "update", &gw, &did, "--active", "false"]);
     assert_eq!(
-        node.call(
-            "GET",
-            &format!("/v1/gateways/{gw}/destinations/{did}"),
-            None
-        )
-        .body["cloud_port"],
-        Value::Null
+        node.fetch::<DestinationView>(&format!("/v1/gateways/{gw}/destinations/{did}"))
+            .cloud_port,
+        None
     );
     run(&[
         "gateway",
@@ -398,10 +389,10 @@ fn sgctl_drives_every_control() {
         "renamed",
     ]);
     run(&["gateway", "update", &gw, "--active", "false"]);
-    let g = node.call("GET", &format!("/v1/gateways/{gw}"), None).body;
+    let g: GatewayView = node.fetch(&format!("/v1/gateways/{gw}"));
     assert_eq!(
-        (g["name"].clone(), g["enabled"].clone(), g["active"].clone()),
-        (json!("renamed"), json!(false), json!(false))
+        (g.name.as_str(), g.enabled, g.active),
+        ("renamed", false, false)
     );
     let plan = run(&["plan", "set", "--max-connections-per-gateway", "9"]);
     assert!(

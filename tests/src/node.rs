@@ -312,6 +312,39 @@ impl Node {
         self.typed::<(), T>("GET", path, None)
     }
 
+    /// A typed `GET` for loops that wait: `None` while the node refuses (or answers with
+    /// something that is not a `T`); panics, like [`Node::call`], if it does not answer.
+    pub fn try_fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
+        self.call("GET", path, None).into_typed().ok()
+    }
+
+    /// One request whose answer must have exactly `status`; its body read as sg-api's `T`
+    /// (an [`sg_api::ErrorBody`] for a refusal).
+    pub fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> T {
+        let r = self.call(method, path, body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        Node::body_of(&r)
+    }
+
+    /// An answer's body as sg-api's `T` (an [`sg_api::ErrorBody`] for a refusal), whatever its
+    /// status; panics with the body if it is not one.
+    pub fn body_of<T: serde::de::DeserializeOwned>(r: &ApiResponse) -> T {
+        serde_json::from_value(r.body.clone()).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {}: not a {}: {e}: {}",
+                r.status,
+                std::any::type_name::<T>(),
+                r.body
+            )
+        })
+    }
+
     /// Creates a gateway; returns its id and token.
     pub fn create_gateway(&self, name: &str) -> (String, String) {
         let body = sg_api::gateways::NewGateway {
