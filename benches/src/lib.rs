@@ -8,7 +8,8 @@
 //! - [`hold`]: holds thousands of idle connections and measures the RSS they cost;
 //! - [`procstat`]: CPU time and RSS of processes, from /proc;
 //! - [`report`]: the table, JSON and SVG chart of a run;
-//! - [`timeline`]: success and failure per 100 ms around marked events (failover runs).
+//! - [`timeline`]: success and failure per 100 ms around marked events (failover runs);
+//! - [`wrk`]: Debian's wrk as a second, independent HTTP load generator.
 
 pub mod bulk;
 pub mod echo;
@@ -18,3 +19,4 @@ pub mod http_server;
 pub mod procstat;
 pub mod report;
 pub mod timeline;
+pub mod wrk;

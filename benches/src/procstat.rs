@@ -74,6 +74,8 @@ pub struct CpuUse {
     pub pid: u32,
     /// CPU seconds per wall second: 2.0 means two full cores.
     pub cores: f64,
+    /// CPU seconds (user + system) used over the interval.
+    pub seconds: f64,
     /// The same per thread, busiest first (threads under 1% of a core left out).
     pub threads: Vec<ThreadUse>,
 }
@@ -113,6 +115,7 @@ impl CpuWatch {
                 Some(CpuUse {
                     pid: *pid,
                     cores: (c1 - c0) / wall,
+                    seconds: c1 - c0,
                     threads,
                 })
             })

@@ -5,21 +5,44 @@ use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
 
-/// One figure for the three paths.
+/// What a row's ratio must reach, against which path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// `peer`, `direct` or `onehop`.
+    pub against: &'static str,
+    /// The ratio sg/that path must reach (at least when higher is better, else at most).
+    pub ratio: f64,
+}
+
+/// One figure for every path of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub metric: String,
     pub unit: String,
-    /// Whether bigger is better (throughput) or smaller (latency, memory).
+    /// Whether bigger is better (throughput) or smaller (latency, memory, CPU).
     pub higher_is_better: bool,
     pub direct: Option<f64>,
+    /// The one-hop plain TCP proxy (haproxy): the near-limit reference of a relay.
+    pub onehop: Option<f64>,
     pub sg: Option<f64>,
     pub peer: Option<f64>,
     pub sg_vs_peer: Option<f64>,
     pub sg_vs_direct: Option<f64>,
+    pub sg_vs_onehop: Option<f64>,
+    pub goals: Vec<Goal>,
 }
 
-/// A target of issue 3, checked against the peer in the same run.
+impl Row {
+    fn ratio_against(&self, against: &str) -> Option<f64> {
+        match against {
+            "peer" => self.sg_vs_peer,
+            "direct" => self.sg_vs_direct,
+            _ => self.sg_vs_onehop,
+        }
+    }
+}
+
+/// A goal of the run, checked against the other paths in the same run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub name: String,
@@ -38,6 +61,9 @@ pub struct Summary {
     pub records: Vec<Value>,
 }
 
+/// The label of the one-hop proxy path in the records.
+pub const ONEHOP: &str = "haproxy";
+
 fn find<'a>(records: &'a [Value], path: &str, test: &str) -> Option<&'a Value> {
     records
         .iter()
@@ -45,8 +71,11 @@ fn find<'a>(records: &'a [Value], path: &str, test: &str) -> Option<&'a Value> {
         .find(|r| r["path"] == path && r["test"] == test)
 }
 
+/// A figure of the latest record of `path` and `test`: a field of its result, or of the
+/// record itself (`cpu_us_per_request`).
 fn number(records: &[Value], path: &str, test: &str, field: &str) -> Option<f64> {
-    find(records, path, test)?["result"][field].as_f64()
+    let r = find(records, path, test)?;
+    r["result"][field].as_f64().or_else(|| r[field].as_f64())
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -56,99 +85,204 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// One row to read from the records.
+struct Spec {
+    metric: &'static str,
+    unit: &'static str,
+    test: &'static str,
+    field: &'static str,
+    scale: f64,
+    higher: bool,
+    goals: &'static [(&'static str, f64)],
+}
+
+const fn spec(
+    metric: &'static str,
+    unit: &'static str,
+    test: &'static str,
+    field: &'static str,
+    scale: f64,
+    higher: bool,
+    goals: &'static [(&'static str, f64)],
+) -> Spec {
+    Spec {
+        metric,
+        unit,
+        test,
+        field,
+        scale,
+        higher,
+        goals,
+    }
+}
+
+/// The rows, with the goals of issue 13 (efficiency) on those that have one.
+const SPECS: &[Spec] = &[
+    spec(
+        "keep-alive HTTP",
+        "req/s",
+        "keep_alive",
+        "requests_per_s",
+        1.0,
+        true,
+        &[("peer", 1.6)],
+    ),
+    spec(
+        "keep-alive p50",
+        "ms",
+        "keep_alive",
+        "p50_us",
+        1e-3,
+        false,
+        &[],
+    ),
+    spec(
+        "keep-alive p99",
+        "ms",
+        "keep_alive",
+        "p99_us",
+        1e-3,
+        false,
+        &[],
+    ),
+    spec(
+        "keep-alive p99.9",
+        "ms",
+        "keep_alive",
+        "p999_us",
+        1e-3,
+        false,
+        &[],
+    ),
+    spec(
+        "keep-alive CPU per request",
+        "µs",
+        "keep_alive",
+        "cpu_us_per_request",
+        1.0,
+        false,
+        &[("peer", 0.45), ("onehop", 1.3)],
+    ),
+    spec(
+        "wrk keep-alive HTTP",
+        "req/s",
+        "wrk_keep_alive",
+        "requests_per_s",
+        1.0,
+        true,
+        &[("peer", 1.6)],
+    ),
+    spec(
+        "wrk keep-alive p99",
+        "ms",
+        "wrk_keep_alive",
+        "p99_us",
+        1e-3,
+        false,
+        &[],
+    ),
+    spec(
+        "wrk CPU per request",
+        "µs",
+        "wrk_keep_alive",
+        "cpu_us_per_request",
+        1.0,
+        false,
+        &[("peer", 0.45), ("onehop", 1.3)],
+    ),
+    spec(
+        "new connection per request",
+        "req/s",
+        "new_connection",
+        "requests_per_s",
+        1.0,
+        true,
+        &[("peer", 15.0)],
+    ),
+    spec(
+        "new connection p99",
+        "ms",
+        "new_connection",
+        "p99_us",
+        1e-3,
+        false,
+        &[],
+    ),
+    spec(
+        "new connection CPU per request",
+        "µs",
+        "new_connection",
+        "cpu_us_per_request",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "bulk upload",
+        "Gbit/s",
+        "bulk_up",
+        "gbit_per_s",
+        1.0,
+        true,
+        &[("direct", 0.3)],
+    ),
+    spec(
+        "bulk download",
+        "Gbit/s",
+        "bulk_down",
+        "gbit_per_s",
+        1.0,
+        true,
+        &[("direct", 0.3)],
+    ),
+    spec(
+        "RSS per held idle connection (both ends)",
+        "KiB",
+        "hold",
+        "bytes_per_connection",
+        1.0 / 1024.0,
+        false,
+        &[],
+    ),
+];
+
+/// Most a held idle connection may cost, both ends together (issue 13, goal 3).
+const HOLD_KIB_GOAL: f64 = 8.0;
+
 pub fn summarize(records: Vec<Value>) -> Summary {
     let peer = records
         .iter()
         .filter_map(|r| r["path"].as_str())
-        .find(|p| *p != "direct" && *p != "sg")
+        .find(|p| !matches!(*p, "direct" | "sg" | ONEHOP))
         .map(str::to_string);
     let peer_name = peer.clone().unwrap_or_default();
-    let specs: [(&str, &str, &str, &str, f64, bool); 9] = [
-        (
-            "keep-alive HTTP",
-            "req/s",
-            "keep_alive",
-            "requests_per_s",
-            1.0,
-            true,
-        ),
-        ("keep-alive p50", "ms", "keep_alive", "p50_us", 1e-3, false),
-        ("keep-alive p99", "ms", "keep_alive", "p99_us", 1e-3, false),
-        (
-            "keep-alive p99.9",
-            "ms",
-            "keep_alive",
-            "p999_us",
-            1e-3,
-            false,
-        ),
-        (
-            "new connection per request",
-            "req/s",
-            "new_connection",
-            "requests_per_s",
-            1.0,
-            true,
-        ),
-        (
-            "new connection p99",
-            "ms",
-            "new_connection",
-            "p99_us",
-            1e-3,
-            false,
-        ),
-        ("bulk upload", "Gbit/s", "bulk_up", "gbit_per_s", 1.0, true),
-        (
-            "bulk download",
-            "Gbit/s",
-            "bulk_down",
-            "gbit_per_s",
-            1.0,
-            true,
-        ),
-        (
-            "RSS per held idle connection (both ends)",
-            "KiB",
-            "hold",
-            "bytes_per_connection",
-            1.0 / 1024.0,
-            false,
-        ),
-    ];
-    let rows: Vec<Row> = specs
+    let rows: Vec<Row> = SPECS
         .iter()
-        .map(|(metric, unit, test, field, scale, higher)| {
-            let get = |path: &str| number(&records, path, test, field).map(|v| v * scale);
-            let (direct, sg, p) = (
-                if *test == "hold" { None } else { get("direct") },
-                get("sg"),
-                get(&peer_name),
-            );
+        .map(|sp| {
+            let get = |path: &str| number(&records, path, sp.test, sp.field).map(|v| v * sp.scale);
+            let (direct, onehop, sg, p) = (get("direct"), get(ONEHOP), get("sg"), get(&peer_name));
             Row {
-                metric: metric.to_string(),
-                unit: unit.to_string(),
-                higher_is_better: *higher,
+                metric: sp.metric.to_string(),
+                unit: sp.unit.to_string(),
+                higher_is_better: sp.higher,
                 direct,
+                onehop,
                 sg,
                 peer: p,
                 sg_vs_peer: ratio(sg, p),
                 sg_vs_direct: ratio(sg, direct),
+                sg_vs_onehop: ratio(sg, onehop),
+                goals: sp
+                    .goals
+                    .iter()
+                    .map(|(against, ratio)| Goal {
+                        against,
+                        ratio: *ratio,
+                    })
+                    .collect(),
             }
         })
         .collect();
-    let row = |m: &str| rows.iter().find(|r| r.metric == m);
-    let target = |name: &str, wanted: &str, got: Option<f64>, ok: &dyn Fn(f64) -> bool| Target {
-        name: name.into(),
-        wanted: wanted.into(),
-        got,
-        met: got.map(ok),
-    };
-    let bulk = |m: &str| row(m).and_then(|r| r.sg_vs_peer);
-    let bulk_min = match (bulk("bulk upload"), bulk("bulk download")) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
     let node_cpu = records
         .iter()
         .filter(|r| r["path"] == "sg")
@@ -166,44 +300,47 @@ pub fn summarize(records: Vec<Value>) -> Summary {
                 .count() as f64
         })
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    let targets = vec![
-        target(
-            "keep-alive req/s vs peer",
-            ">= 1.30x",
-            row("keep-alive HTTP").and_then(|r| r.sg_vs_peer),
-            &|v| v >= 1.3,
-        ),
-        target(
-            "keep-alive p99 vs peer",
-            "<= 1.00x",
-            row("keep-alive p99").and_then(|r| r.sg_vs_peer),
-            &|v| v <= 1.0,
-        ),
-        target(
-            "new connections/s vs peer",
-            ">= 10x",
-            row("new connection per request").and_then(|r| r.sg_vs_peer),
-            &|v| v >= 10.0,
-        ),
-        target(
-            "bulk throughput vs peer (worse direction)",
-            ">= 1.25x",
-            bulk_min,
-            &|v| v >= 1.25,
-        ),
-        target(
-            "RSS per idle connection vs peer",
-            "<= 0.33x",
-            row("RSS per held idle connection (both ends)").and_then(|r| r.sg_vs_peer),
-            &|v| v <= 0.33,
-        ),
-        target(
-            "node threads each using >= 10% of a core",
-            ">= 2",
-            node_threads,
-            &|v| v >= 2.0,
-        ),
-    ];
+    let peer_label = peer_name.as_str();
+    let mut targets: Vec<Target> = rows
+        .iter()
+        .flat_map(|r| {
+            r.goals.iter().map(move |g| {
+                let against = match g.against {
+                    "peer" => peer_label,
+                    "onehop" => ONEHOP,
+                    other => other,
+                };
+                let got = r.ratio_against(g.against);
+                let (op, met): (&str, Option<bool>) = if r.higher_is_better {
+                    (">=", got.map(|v| v >= g.ratio))
+                } else {
+                    ("<=", got.map(|v| v <= g.ratio))
+                };
+                Target {
+                    name: format!("{} vs {against}", r.metric),
+                    wanted: format!("{op} {:.2}x", g.ratio),
+                    got,
+                    met,
+                }
+            })
+        })
+        .collect();
+    let held = rows
+        .iter()
+        .find(|r| r.metric.starts_with("RSS per held"))
+        .and_then(|r| r.sg);
+    targets.push(Target {
+        name: "RSS per held idle connection, both ends (KiB)".into(),
+        wanted: format!("<= {HOLD_KIB_GOAL:.0}"),
+        got: held,
+        met: held.map(|v| v <= HOLD_KIB_GOAL),
+    });
+    targets.push(Target {
+        name: "node threads each using >= 10% of a core".into(),
+        wanted: ">= 2".into(),
+        got: node_threads,
+        met: node_threads.map(|v| v >= 2.0),
+    });
     Summary {
         peer,
         rows,
@@ -233,20 +370,22 @@ pub fn table(s: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| metric | unit | direct | sg | {peer} | sg/{peer} | sg/direct |"
+        "| metric | unit | direct | {ONEHOP} | sg | {peer} | sg/{peer} | sg/direct | sg/{ONEHOP} |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &s.rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.metric,
             r.unit,
             cell(r.direct),
+            cell(r.onehop),
             cell(r.sg),
             cell(r.peer),
             times(r.sg_vs_peer),
-            times(r.sg_vs_direct)
+            times(r.sg_vs_direct),
+            times(r.sg_vs_onehop)
         );
     }
     if let Some(c) = s.node_cpu_cores {
@@ -280,7 +419,7 @@ pub fn table(s: &Summary) -> String {
             threads.join(", ")
         );
     }
-    if s.peer.is_some() {
+    {
         let _ = writeln!(out, "\n| target | wanted | got | met |\n|---|---|---:|---|");
         for t in &s.targets {
             let _ = writeln!(
@@ -302,72 +441,138 @@ pub fn table(s: &Summary) -> String {
     out
 }
 
-/// A horizontal bar chart of sg/peer and sg/direct per metric, 1.0 marked.
+/// A horizontal bar chart of sg's ratios per metric on a log scale (so a 13x bar does not
+/// drown a 0.3x one), 1.0 marked, and each goal as a red tick on the bar it applies to.
 pub fn svg(s: &Summary) -> String {
-    let bars: Vec<(&str, Option<f64>, Option<f64>, bool)> = s
-        .rows
-        .iter()
-        .map(|r| {
-            (
-                r.metric.as_str(),
-                r.sg_vs_peer,
-                r.sg_vs_direct,
-                r.higher_is_better,
-            )
-        })
-        .collect();
-    let max = bars
-        .iter()
-        .flat_map(|(_, a, b, _)| [*a, *b])
-        .flatten()
-        .fold(2.0f64, f64::max)
-        .min(40.0);
-    let (left, width, row_h) = (300.0, 560.0, 44.0);
-    let height = 90.0 + row_h * bars.len() as f64;
-    let x = |v: f64| left + width * (v.min(max) / max);
+    const BARS: [(&str, &str); 3] = [
+        ("peer", "#1f6feb"),
+        ("direct", "#9aa0a6"),
+        ("onehop", "#e8912d"),
+    ];
+    let (lo, hi) = (0.01f64, 100.0f64);
+    let (left, width, row_h) = (300.0, 560.0, 60.0);
+    let height = 90.0 + row_h * s.rows.len() as f64;
+    let x = |v: f64| {
+        let v = v.clamp(lo, hi);
+        left + width * (v.log10() - lo.log10()) / (hi.log10() - lo.log10())
+    };
     let peer = s.peer.clone().unwrap_or_else(|| "peer".into());
     let mut out = String::new();
     let _ = write!(
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="22" font-size="15" font-weight="bold">sg load test: ratios (blue sg/{peer}, grey sg/direct; right of the line is "more")</text>
-<line x1="{one}" y1="40" x2="{one}" y2="{bottom}" stroke="black" stroke-dasharray="4 3"/>
-<text x="{one}" y="36" text-anchor="middle">1.0</text>
+<text x="10" y="22" font-size="15" font-weight="bold">sg load test: ratios, log scale (blue sg/{peer}, grey sg/direct, orange sg/{ONEHOP}; red tick: the goal)</text>
 "##,
         w = left + width + 80.0,
-        one = x(1.0),
-        bottom = height - 20.0
     );
-    for (i, (name, vs_peer, vs_direct, higher)) in bars.iter().enumerate() {
+    for tick in [0.01, 0.1, 1.0, 10.0, 100.0] {
+        let dash = if tick == 1.0 { "4 3" } else { "1 4" };
+        let _ = writeln!(
+            out,
+            r##"<line x1="{tx:.1}" y1="40" x2="{tx:.1}" y2="{bottom}" stroke="black" stroke-dasharray="{dash}"/><text x="{tx:.1}" y="36" text-anchor="middle">{tick}</text>"##,
+            tx = x(tick),
+            bottom = height - 20.0
+        );
+    }
+    for (i, r) in s.rows.iter().enumerate() {
         let y = 50.0 + i as f64 * row_h;
-        let better = if *higher {
+        let better = if r.higher_is_better {
             "higher is better"
         } else {
             "lower is better"
         };
         let _ = writeln!(
             out,
-            r##"<text x="10" y="{}">{name}</text><text x="10" y="{}" fill="#666" font-size="10">{better}</text>"##,
+            r##"<text x="10" y="{}">{}</text><text x="10" y="{}" fill="#666" font-size="10">{better}</text>"##,
             y + 14.0,
+            r.metric,
             y + 27.0
         );
-        for (j, (v, color)) in [(vs_peer, "#1f6feb"), (vs_direct, "#9aa0a6")]
-            .iter()
-            .enumerate()
-        {
-            if let Some(v) = v {
-                let yy = y + j as f64 * 16.0;
+        for (j, (against, color)) in BARS.iter().enumerate() {
+            let Some(v) = r.ratio_against(against) else {
+                continue;
+            };
+            let yy = y + j as f64 * 16.0;
+            let _ = writeln!(
+                out,
+                r##"<rect x="{left}" y="{yy}" width="{bw:.1}" height="13" fill="{color}"/><text x="{tx:.1}" y="{ty}">{v:.2}x</text>"##,
+                bw = x(v) - left,
+                tx = x(v) + 4.0,
+                ty = yy + 11.0
+            );
+            for g in r.goals.iter().filter(|g| g.against == *against) {
                 let _ = writeln!(
                     out,
-                    r##"<rect x="{left}" y="{yy}" width="{bw:.1}" height="13" fill="{color}"/><text x="{tx:.1}" y="{ty}">{v:.2}x</text>"##,
-                    bw = x(*v) - left,
-                    tx = x(*v) + 4.0,
-                    ty = yy + 11.0
+                    r##"<line x1="{gx:.1}" y1="{y1}" x2="{gx:.1}" y2="{y2}" stroke="#d00" stroke-width="3"/>"##,
+                    gx = x(g.ratio),
+                    y1 = yy - 2.0,
+                    y2 = yy + 15.0
                 );
             }
         }
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(path: &str, test: &str, result: Value, cpu_us: Option<f64>) -> Value {
+        json!({ "path": path, "test": test, "result": result, "cpu_us_per_request": cpu_us })
+    }
+
+    #[test]
+    fn ratios_and_goals_come_from_one_run() {
+        let records = vec![
+            rec(
+                "direct",
+                "keep_alive",
+                json!({ "requests_per_s": 40000.0 }),
+                None,
+            ),
+            rec(
+                "haproxy",
+                "keep_alive",
+                json!({ "requests_per_s": 20000.0 }),
+                Some(36.0),
+            ),
+            rec(
+                "sg",
+                "keep_alive",
+                json!({ "requests_per_s": 18000.0 }),
+                Some(40.0),
+            ),
+            rec(
+                "rathole",
+                "keep_alive",
+                json!({ "requests_per_s": 10000.0 }),
+                Some(100.0),
+            ),
+        ];
+        let s = summarize(records);
+        assert_eq!(
+            s.peer.as_deref(),
+            Some("rathole"),
+            "haproxy is not the peer"
+        );
+        let cpu = s
+            .rows
+            .iter()
+            .find(|r| r.metric == "keep-alive CPU per request")
+            .unwrap();
+        assert_eq!(cpu.sg_vs_peer, Some(0.4));
+        assert!((cpu.sg_vs_onehop.unwrap() - 40.0 / 36.0).abs() < 1e-9);
+        let met = |name: &str| s.targets.iter().find(|t| t.name == name).unwrap().met;
+        assert_eq!(met("keep-alive CPU per request vs rathole"), Some(true));
+        assert_eq!(met("keep-alive CPU per request vs haproxy"), Some(true));
+        assert_eq!(met("keep-alive HTTP vs rathole"), Some(true));
+        assert_eq!(met("bulk upload vs direct"), None, "not measured");
+        let chart = svg(&s);
+        assert!(chart.contains("log scale") && chart.contains("#d00"));
+        assert!(table(&s).contains("| sg/haproxy |"));
+    }
 }

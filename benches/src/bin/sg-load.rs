@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report, timeline};
+use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report, timeline, wrk};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +66,20 @@ enum Cmd {
         duration: u64,
         #[arg(long)]
         new_conn: bool,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// Keep-alive HTTP load from wrk (Debian's), measured like `http`.
+    Wrk {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// wrk's threads.
+        #[arg(long, default_value_t = 2)]
+        wrk_threads: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
         #[command(flatten)]
         m: Measure,
     },
@@ -130,11 +144,20 @@ enum Cmd {
 
 fn emit(m: &Measure, test: &str, result: Value, cpu: Vec<procstat::CpuUse>) -> anyhow::Result<()> {
     let node_cpu = cpu.first().map(|c| c.cores);
+    // CPU of the path's own processes (the node and the client, or the peer's two, or the
+    // one-hop proxy) for each request carried: the figure noise hides least.
+    let cpu_us_per_request = match result["requests"].as_u64() {
+        Some(n) if n > 0 && !cpu.is_empty() => {
+            json!(cpu.iter().map(|c| c.seconds).sum::<f64>() * 1e6 / n as f64)
+        }
+        _ => Value::Null,
+    };
     let line = json!({
         "path": m.label,
         "test": test,
         "result": result,
         "cpu": cpu,
+        "cpu_us_per_request": cpu_us_per_request,
         "node_cpu_cores": if m.label == "sg" { json!(node_cpu) } else { Value::Null },
     });
     println!("{line}");
@@ -192,6 +215,34 @@ fn main() -> anyhow::Result<()> {
                         .await;
                 let test = r.mode;
                 emit(&m, test, serde_json::to_value(&r)?, watch.finish())?;
+            }
+            Cmd::Wrk {
+                target,
+                connections,
+                wrk_threads,
+                duration,
+                m,
+            } => {
+                anyhow::ensure!(
+                    (1..=120).contains(&duration),
+                    "--duration is 1 to 120 seconds"
+                );
+                let watch = procstat::CpuWatch::start(&m.watch);
+                let r = tokio::task::spawn_blocking(move || {
+                    wrk::run(
+                        target,
+                        connections,
+                        wrk_threads,
+                        Duration::from_secs(duration),
+                    )
+                })
+                .await??;
+                emit(
+                    &m,
+                    "wrk_keep_alive",
+                    serde_json::to_value(&r)?,
+                    watch.finish(),
+                )?;
             }
             Cmd::Bulk {
                 target,
