@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load-test harness: starts, on 127.0.0.1 only, target services (nginx from Debian, or
-# sg-load's HTTP server; sg-load's bulk and echo servers), an sg node and client, and with
+# sg-load's HTTP server; sg-load's bulk and echo servers), haproxy from Debian as a one-hop
+# plain TCP proxy (the near-limit reference of a relay), an sg node and client, and with
 # --peer rathole a rathole server and client with TLS; then measures every path in the same
-# run and prints one table of figures and ratios (also written as JSON and SVG).
+# run, with sg-load and with wrk (Debian) as a second generator, and prints one table of
+# figures, CPU per request of each path's own processes, and ratios (also JSON and SVG).
 #
 #   scripts/loadtest.sh [--peer rathole] [--duration SECS] [--connections N] [--hold N]
 #                       [--results DIR] [--quick] [--cluster]
@@ -53,6 +55,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$failover" = 1 ] || [ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
 
 command -v nginx >/dev/null || apt_install nginx-light || say "nginx unavailable: using sg-load's HTTP server"
+if [ "$failover" = 0 ]; then
+  command -v haproxy >/dev/null || apt_install haproxy || say "haproxy unavailable: no one-hop path"
+  command -v wrk >/dev/null || apt_install wrk || say "wrk unavailable: sg-load is the only generator"
+fi
 if [ "$failover" = 1 ] || [ "$cluster" = 1 ]; then
   . scripts/lib/packages.sh
   need_build_tools
@@ -241,6 +247,37 @@ client_pid=$!; pids+=($client_pid)
 for _ in $(seq 1 100); do curl -fs --max-time 1 "http://127.0.0.1:$sg_http/" >/dev/null && break; sleep 0.1; done
 say "sg: node pid $node_pid, client pid $client_pid ($sessions sessions), cloud ports $sg_http/$sg_bulk/$sg_echo"
 
+# ---- one hop ----------------------------------------------------------------------------
+# haproxy in plain TCP mode, one thread: what a single proxy hop costs with no encryption,
+# the reference a relay (two hops, TLS between them) is measured against.
+onehop=""
+if command -v haproxy >/dev/null; then
+  hp_http=$(free_port); hp_bulk=$(free_port); hp_echo=$(free_port)
+  cat >"$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread 1
+  maxconn 40000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+listen http
+  bind 127.0.0.1:$hp_http
+  server s 127.0.0.1:$http_port
+listen bulk
+  bind 127.0.0.1:$hp_bulk
+  server s 127.0.0.1:$bulk_port
+listen echo
+  bind 127.0.0.1:$hp_echo
+  server s 127.0.0.1:$echo_port
+HAPROXY
+  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & onehop_pid=$!; pids+=($onehop_pid)
+  wait_port "$hp_http" "haproxy"
+  onehop=haproxy
+  say "one hop: haproxy pid $onehop_pid (plain TCP, one thread)"
+fi
+
 # ---- peer -------------------------------------------------------------------------------
 if [ "$peer" = rathole ]; then
   mkdir -p "$work/rathole"; cd "$work/rathole"
@@ -293,27 +330,36 @@ TOML
 fi
 
 # ---- measurements -----------------------------------------------------------------------
-paths="direct sg ${peer}"
+paths="direct ${onehop} sg ${peer}"
 target_of() { # path kind -> port
   case "$1:$2" in
     direct:http) echo "$http_port" ;; direct:bulk) echo "$bulk_port" ;; direct:echo) echo "$echo_port" ;;
     sg:http) echo "$sg_http" ;; sg:bulk) echo "$sg_bulk" ;; sg:echo) echo "$sg_echo" ;;
     rathole:http) echo "$rt_http" ;; rathole:bulk) echo "$rt_bulk" ;; rathole:echo) echo "$rt_echo" ;;
+    haproxy:http) echo "$hp_http" ;; haproxy:bulk) echo "$hp_bulk" ;; haproxy:echo) echo "$hp_echo" ;;
   esac
 }
 watch_of() {
-  case "$1" in sg) echo "$node_pid,$client_pid" ;; rathole) echo "$peer_server,$peer_client" ;; *) echo "" ;; esac
+  case "$1" in
+    sg) echo "$node_pid,$client_pid" ;; rathole) echo "$peer_server,$peer_client" ;;
+    haproxy) echo "$onehop_pid" ;; *) echo "" ;;
+  esac
 }
 load() { "$bin/sg-load" --threads 2 "$@" --out "$out" >/dev/null; }
-steps=$(( $(echo $paths | wc -w) * 4 + $(echo $paths | wc -w) - 1 ))
+tests="keep_alive new_connection bulk_up bulk_down"
+command -v wrk >/dev/null && tests="keep_alive wrk_keep_alive new_connection bulk_up bulk_down"
+held_paths="sg $peer"
+steps=$(( $(echo $paths | wc -w) * $(echo $tests | wc -w) + $(echo $held_paths | wc -w) ))
 step=0
 next() { step=$((step + 1)); say "[$step/$steps] $*"; }
-for test in keep_alive new_connection bulk_up bulk_down; do
+for test in $tests; do
   for p in $paths; do
     port=$(target_of "$p" http); w=$(watch_of "$p")
     case "$test" in
       keep_alive) next "$p: keep-alive HTTP, $connections connections, ${duration}s"
         load http --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
+      wrk_keep_alive) next "$p: wrk, keep-alive HTTP, $connections connections, 2 threads, ${duration}s"
+        load wrk --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
       new_connection) next "$p: a new connection per request, $connections at once, ${duration}s"
         load http --new-conn --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
       bulk_up|bulk_down) dir=${test#bulk_}; next "$p: bulk $dir, one connection, ${duration}s"
@@ -322,7 +368,7 @@ for test in keep_alive new_connection bulk_up bulk_down; do
     sleep 1
   done
 done
-for p in sg $peer; do
+for p in $held_paths; do
   next "$p: hold $hold idle connections, RSS of both ends"
   load hold --target "127.0.0.1:$(target_of "$p" echo)" --connections "$hold" --label "$p" --watch "$(watch_of "$p")"
 done
