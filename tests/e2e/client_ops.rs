@@ -3,20 +3,23 @@
 //! reconnects, log lines, the config file, and bad input.
 
 use serde_json::{json, Value};
+use sg_api::clients::GatewayStats;
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::{AclView, UnnamedTargets};
+use sg_api::ErrorBody;
 use sg_e2e::*;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn put_acl(node: &Node, gw: &str, rules: &[&str]) -> Value {
-    let r = node.call(
+fn put_acl(node: &Node, gw: &str, rules: &[&str]) -> AclView {
+    node.call_as(
         "PUT",
         &format!("/v1/gateways/{gw}/acl"),
         Some(json!({ "rules": rules })),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
+        200,
+    )
 }
 
 // ---- resource-side TLS ----------------------------------------------------------------
@@ -91,11 +94,12 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
             Some(json!({ "name": name, "resource_host": "127.0.0.1", "resource_port": port, "resource_tls": tls })),
         );
         assert_eq!(r.status, 201, "{}", r.body);
+        // What the node sent, not what the view keeps of it.
         assert!(
             !r.body.to_string().contains("PRIVATE KEY"),
             "keys are never shown"
         );
-        r.body["cloud_port"].as_u64().unwrap() as u16
+        Node::body_of::<DestinationView>(&r).cloud_port.unwrap()
     };
     let verified = dest(
         "verified",
@@ -162,20 +166,13 @@ fn resource_tls_verifies_the_service_and_presents_a_client_certificate() {
     assert!(has_event(&node, &gw, EventKind::ConnectFailed));
 
     // Bad PEM for resource TLS is a 400 naming the field.
-    let r = node.call(
+    let e: ErrorBody = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(json!({ "name": "x", "resource_host": "h", "resource_port": 1, "resource_tls": { "enabled": true, "reject_unauthorized": true, "ca_pem": "nope" } })),
+        400,
     );
-    assert_eq!(r.status, 400);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .unwrap()
-            .contains("resource_tls.ca_pem"),
-        "{}",
-        r.body
-    );
+    assert!(e.message.contains("resource_tls.ca_pem"), "{e:?}");
 }
 
 /// A service on the most common self-signed certificate (`openssl req -x509`, CA:TRUE) in
@@ -255,13 +252,13 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
     let node = Node::start();
     let (gw, token) = node.create_gateway("self-signed");
     let dest = |name: &str, port: u16, tls: Value| -> u16 {
-        let r = node.call(
+        let d: DestinationView = node.call_as(
             "POST",
             &format!("/v1/gateways/{gw}/destinations"),
             Some(json!({ "name": name, "resource_host": "127.0.0.1", "resource_port": port, "resource_tls": tls })),
+            201,
         );
-        assert_eq!(r.status, 201, "{}", r.body);
-        r.body["cloud_port"].as_u64().unwrap() as u16
+        d.cloud_port.unwrap()
     };
     let pinned = dest(
         "pinned",
@@ -351,25 +348,21 @@ fn a_self_signed_service_is_trusted_by_its_uploaded_certificate_and_a_public_one
 
     // A seventh certificate is one too many: a 400 naming the field, nothing stored.
     let seven = [own.as_str(); 7].concat();
-    let r = node.call(
+    let e: ErrorBody = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(json!({ "name": "seven", "resource_host": "127.0.0.1", "resource_port": 1,
                      "resource_tls": { "enabled": true, "reject_unauthorized": true, "ca_pem": seven } })),
+        400,
     );
-    assert_eq!(r.status, 400, "{}", r.body);
-    let message = r.body["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("resource_tls.ca_pem") && message.contains("at most 6"),
-        "{}",
-        r.body
+        e.message.contains("resource_tls.ca_pem") && e.message.contains("at most 6"),
+        "{e:?}"
     );
-    let listed = node
-        .call("GET", &format!("/v1/gateways/{gw}/destinations"), None)
-        .body;
+    let listed: Vec<DestinationView> = node.fetch(&format!("/v1/gateways/{gw}/destinations"));
     assert!(
-        !listed.to_string().contains("\"seven\""),
-        "nothing stored: {listed}"
+        !listed.iter().any(|d| d.name == "seven"),
+        "nothing stored: {listed:?}"
     );
 }
 
@@ -451,26 +444,19 @@ fn acl_rules_follow_precedence_reach_every_client_and_are_stored_on_the_node() {
     assert!(has_event(&node, &gw, EventKind::AclRefused));
 
     // Stored on the node: it survives a restart.
-    let before = node
-        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-        .body;
+    let before: AclView = node.fetch(&format!("/v1/gateways/{gw}/acl"));
     node.restart();
     assert_eq!(
-        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-            .body,
+        node.fetch::<AclView>(&format!("/v1/gateways/{gw}/acl")),
         before
     );
-    let bad = node.call(
+    let bad: ErrorBody = node.call_as(
         "PUT",
         &format!("/v1/gateways/{gw}/acl"),
         Some(json!({ "rules": ["acl allow nope"] })),
+        400,
     );
-    assert_eq!(bad.status, 400);
-    assert!(
-        bad.body["message"].as_str().unwrap().contains("rules[0]"),
-        "{}",
-        bad.body
-    );
+    assert!(bad.message.contains("rules[0]"), "{bad:?}");
 }
 
 #[test]
@@ -483,10 +469,11 @@ fn sgctl_shows_sets_loads_and_clears_the_acl_and_clients_follow() {
         .client
         .wait_log("ACL now has 1 rule(s)", Duration::from_secs(5)));
     assert!(refused_at(t.port, b"x"), "the client enforces the new rule");
-    let shown: Value =
+    // `--json` prints what the node answered.
+    let shown: AclView =
         serde_json::from_str(&node.sgctl_ok(&["--json", "acl", "show", gw])).unwrap();
-    assert_eq!(shown["rules"], json!([deny]));
-    assert_eq!(shown["unnamed_targets"], "denied", "{shown}");
+    assert_eq!(shown.rules, vec![deny.clone()]);
+    assert_eq!(shown.unnamed_targets, UnnamedTargets::Denied, "{shown:?}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("acl.rules");
@@ -496,9 +483,9 @@ fn sgctl_shows_sets_loads_and_clears_the_acl_and_clients_follow() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3"), "{err}");
     assert_eq!(
-        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-            .body["rules"],
-        json!([deny]),
+        node.fetch::<AclView>(&format!("/v1/gateways/{gw}/acl"))
+            .rules,
+        vec![deny],
         "a bad file changes nothing"
     );
     let missing = dir.path().join("absent.rules");
@@ -526,12 +513,12 @@ fn http_route_rules_let_only_matching_paths_through() {
     let node = Node::start();
     let web = PathServer::start();
     let (gw, token) = node.create_gateway("routes");
-    let r = node.call(
+    let d: DestinationView = node.typed(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
-        Some(json!({ "name": "web", "resource_host": "127.0.0.1", "resource_port": web.addr.port(), "protocol": "http" })),
+        Some(&json!({ "name": "web", "resource_host": "127.0.0.1", "resource_port": web.addr.port(), "protocol": "http" })),
     );
-    let port = r.body["cloud_port"].as_u64().unwrap() as u16;
+    let port = d.cloud_port.unwrap();
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
     let wp = web.addr.port();
@@ -612,10 +599,7 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
     let mut c = Client::start_console(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(port), "{}", c.log());
     let target = format!("127.0.0.1:{}", echo.addr.port());
-    let rules = || {
-        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-            .body
-    };
+    let rules = || node.fetch::<AclView>(&format!("/v1/gateways/{gw}/acl"));
 
     c.send_line("S");
     assert!(
@@ -626,12 +610,15 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
         "S shows the ACL and what no rule names: {}",
         c.log()
     );
-    assert_eq!(rules()["unnamed_targets"], "configured_destinations");
+    assert_eq!(
+        rules().unnamed_targets,
+        UnnamedTargets::ConfiguredDestinations
+    );
 
     c.send_line(&format!("D {target}"));
     assert!(
-        wait_until(Duration::from_secs(5), || rules()["rules"]
-            == json!([format!("acl deny {target}")])),
+        wait_until(Duration::from_secs(5), || rules().rules
+            == vec![format!("acl deny {target}")]),
         "D is acl deny: {}",
         c.log()
     );
@@ -639,7 +626,7 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
         wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()),
         "and it is enforced"
     );
-    assert_eq!(rules()["unnamed_targets"], "denied");
+    assert_eq!(rules().unnamed_targets, UnnamedTargets::Denied);
     c.send_line("S");
     assert!(
         c.wait_log("targets no rule names are denied", Duration::from_secs(5)),
@@ -649,14 +636,14 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
 
     c.send_line(&format!("N {target}"));
     assert!(
-        wait_until(Duration::from_secs(5), || rules()["rules"] == json!([])),
+        wait_until(Duration::from_secs(5), || rules().rules.is_empty()),
         "N is no acl: {}",
         c.log()
     );
     c.send_line(&format!("A {target}"));
     assert!(
-        wait_until(Duration::from_secs(5), || rules()["rules"]
-            == json!([format!("acl allow {target}")])),
+        wait_until(Duration::from_secs(5), || rules().rules
+            == vec![format!("acl allow {target}")]),
         "A is acl allow: {}",
         c.log()
     );
@@ -671,8 +658,11 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
     .unwrap();
     c.send_line(&format!("F {}", file.display()));
     assert!(
-        wait_until(Duration::from_secs(5), || rules()["rules"]
-            == json!([format!("acl deny {target}"), "acl allow localhost:1"])),
+        wait_until(Duration::from_secs(5), || rules().rules
+            == vec![
+                format!("acl deny {target}"),
+                "acl allow localhost:1".to_string()
+            ]),
         "F FILE replaces the ACL with the file's rules: {}",
         c.log()
     );
@@ -690,7 +680,7 @@ fn the_console_takes_the_replaced_products_short_forms_loads_acl_files_and_shows
         "a bad file names its line and changes nothing: {}",
         c.log()
     );
-    assert_eq!(rules()["rules"].as_array().map(Vec::len), Some(2));
+    assert_eq!(rules().rules.len(), 2);
 
     c.send_line("C");
     assert!(
@@ -741,12 +731,10 @@ fn the_console_shows_figures_changes_the_level_edits_the_acl_and_quits() {
         wait_until(Duration::from_secs(5), || echo_once(port, b"x").is_none()),
         "the rule is enforced"
     );
-    let stored = node
-        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-        .body;
+    let stored: AclView = node.fetch(&format!("/v1/gateways/{gw}/acl"));
     assert_eq!(
-        stored["rules"],
-        json!([format!("acl deny 127.0.0.1:{}", echo.addr.port())])
+        stored.rules,
+        vec![format!("acl deny 127.0.0.1:{}", echo.addr.port())]
     );
     c.send_line("show acl");
     assert!(c.wait_log(
@@ -787,10 +775,8 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
     );
     for g in [&g1, &g2] {
         assert!(wait_until(Duration::from_secs(10), || node
-            .call("GET", &format!("/v1/gateways/{g}/acl"), None)
-            .body["rules"]
-            .as_array()
-            .is_some_and(|r| r.len() == 1)));
+            .try_fetch::<AclView>(&format!("/v1/gateways/{g}/acl"))
+            .is_some_and(|a| a.rules.len() == 1)));
     }
     assert!(wait_echo(p1) && wait_echo(p2));
     // One gateway's ACL does not touch the other's.
@@ -813,13 +799,13 @@ fn an_acl_file_applies_to_every_gateway_and_bad_files_name_the_line() {
 
 /// A destination on `host:port`, the host as typed.
 fn destination_at(node: &Node, gw: &str, name: &str, host: &str, port: u16) -> u16 {
-    let r = node.call(
+    let d: DestinationView = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(json!({ "name": name, "resource_host": host, "resource_port": port })),
+        201,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["cloud_port"].as_u64().expect("cloud_port") as u16
+    d.cloud_port.expect("cloud_port")
 }
 
 #[test]
@@ -1097,16 +1083,13 @@ fn bytes_are_named_as_the_replaced_product_did_transmitted_from_the_cloud_receiv
         "the console agrees: {}",
         c.log()
     );
-    let stats = || {
-        node.call("GET", &format!("/v1/gateways/{gw}/stats"), None)
-            .body
-    };
+    let stats = || node.fetch::<GatewayStats>(&format!("/v1/gateways/{gw}/stats"));
     assert!(
         wait_until(Duration::from_secs(5), || {
             let s = stats();
-            s["bytes_to_resources"] == 1000 && s["bytes_to_cloud"] == 10
+            s.bytes_to_resources == 1000 && s.bytes_to_cloud == 10
         }),
-        "the node's figures agree (transmitted = to_resources): {}",
+        "the node's figures agree (transmitted = to_resources): {:?}",
         stats()
     );
 }
@@ -1120,18 +1103,15 @@ fn an_open_connection_shows_its_bytes_before_it_closes() {
     s.read_exact(&mut back).unwrap();
     let stats = || {
         t.node
-            .call("GET", &format!("/v1/gateways/{}/stats", t.gw), None)
-            .body
+            .fetch::<GatewayStats>(&format!("/v1/gateways/{}/stats", t.gw))
     };
     // wait_echo's own probes carried a few bytes too: at least ours, while still open.
     assert!(
         wait_until(Duration::from_secs(5), || {
             let s = stats();
-            s["active_connections"] == 1
-                && s["bytes_to_resources"].as_u64().is_some_and(|b| b >= 4000)
-                && s["bytes_to_cloud"].as_u64().is_some_and(|b| b >= 4000)
+            s.active_connections == 1 && s.bytes_to_resources >= 4000 && s.bytes_to_cloud >= 4000
         }),
-        "the figures count the open connection's bytes: {}",
+        "the figures count the open connection's bytes: {:?}",
         stats()
     );
     let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
@@ -1143,11 +1123,11 @@ fn an_open_connection_shows_its_bytes_before_it_closes() {
     assert!(to_resources >= 4000, "{metrics}");
     // Closing it does not count it twice.
     drop(s);
-    let before = stats()["bytes_to_resources"].as_u64().unwrap_or(0);
+    let before = stats().bytes_to_resources;
     assert!(wait_until(Duration::from_secs(5), || stats()
-        ["active_connections"]
+        .active_connections
         == 0));
-    assert_eq!(stats()["bytes_to_resources"].as_u64(), Some(before));
+    assert_eq!(stats().bytes_to_resources, before);
     // The histograms saw the client's sessions and the closed connections.
     let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
     let count = |name: &str| -> u64 {

@@ -3,6 +3,9 @@
 //! admin configured, whatever a client asks for.
 
 use serde_json::json;
+use sg_api::clients::GatewayStats;
+use sg_api::destinations::{DestinationType, DestinationView, ProxySetting};
+use sg_api::ErrorBody;
 use sg_e2e::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -42,13 +45,11 @@ fn a_private_application_reaches_a_cloud_resource_through_the_client_port() {
                 "resource_port": resource.addr.port(), "client_port": client_port }),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["type"], "cloud");
-    assert_eq!(r.body["client_port"], client_port);
-    assert!(r.body["cloud_port"].is_null(), "no cloud port: {}", r.body);
-    let path = format!(
-        "/v1/gateways/{gw}/destinations/{}",
-        r.body["id"].as_str().unwrap()
-    );
+    let d: DestinationView = Node::body_of(&r);
+    assert_eq!(d.kind, DestinationType::Cloud);
+    assert_eq!(d.client_port, Some(client_port));
+    assert!(d.cloud_port.is_none(), "no cloud port: {d:?}");
+    let path = format!("/v1/gateways/{gw}/destinations/{}", d.id);
     // A second one answers 10 bytes to 1000, to tell the directions apart.
     let counter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let counter_port = counter.local_addr().unwrap().port();
@@ -95,16 +96,13 @@ fn a_private_application_reaches_a_cloud_resource_through_the_client_port() {
         "{}",
         client.log()
     );
-    let stats = || {
-        node.call("GET", &format!("/v1/gateways/{gw}/stats"), None)
-            .body
-    };
+    let stats = || node.fetch::<GatewayStats>(&format!("/v1/gateways/{gw}/stats"));
     assert!(
         wait_until(Duration::from_secs(5), || {
             let s = stats();
-            s["bytes_to_resources"] == 1000 && s["bytes_to_cloud"] == 10
+            s.bytes_to_resources == 1000 && s.bytes_to_cloud == 10
         }),
-        "{}",
+        "{:?}",
         stats()
     );
 
@@ -198,7 +196,7 @@ fn a_client_can_make_the_node_dial_nothing_but_a_configured_cloud_resource() {
                 "resource_port": cloud.addr.port(), "client_port": free_port() }),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let cloud_id = r.body["id"].as_str().unwrap().to_string();
+    let cloud_id = Node::body_of::<DestinationView>(&r).id;
     // A hand-made client opens streams naming what it likes.
     let (other_gw, _) = node.create_gateway("another");
     let r = cloud_destination(
@@ -208,7 +206,7 @@ fn a_client_can_make_the_node_dial_nothing_but_a_configured_cloud_resource() {
                 "resource_port": private.addr.port(), "client_port": free_port() }),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let theirs = r.body["id"].as_str().unwrap().to_string();
+    let theirs = Node::body_of::<DestinationView>(&r).id;
     let answers = raw_client::open_streams(
         &node,
         &gw,
@@ -257,7 +255,7 @@ fn cloud_destinations_refuse_fields_that_do_not_apply_and_a_busy_client_port_is_
     let used = free_port();
     let r = cloud_destination(&node, &gw, base(used));
     assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = Node::body_of::<DestinationView>(&r).id;
     let mut bad = Vec::new();
     let with = |k: &str, v: serde_json::Value| {
         let mut b = base(free_port());
@@ -285,12 +283,10 @@ fn cloud_destinations_refuse_fields_that_do_not_apply_and_a_busy_client_port_is_
     for (body, field) in bad {
         let r = cloud_destination(&node, &gw, body.clone());
         assert_eq!(r.status, 400, "{body}: {}", r.body);
+        let e: ErrorBody = Node::body_of(&r);
         assert!(
-            r.body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(field)),
-            "{body}: the message names {field}: {}",
-            r.body
+            e.message.contains(field),
+            "{body}: the message names {field}: {e:?}"
         );
     }
     let path = format!("/v1/gateways/{gw}/destinations/{id}");
@@ -298,20 +294,19 @@ fn cloud_destinations_refuse_fields_that_do_not_apply_and_a_busy_client_port_is_
     assert_eq!(r.status, 400, "{}", r.body);
     let r = node.call("PATCH", &path, Some(json!({ "proxy_protocol": "v1" })));
     assert_eq!(r.status, 400, "{}", r.body);
-    let listed = node.call("GET", &format!("/v1/gateways/{gw}/destinations"), None);
+    let listed: Vec<DestinationView> = node.fetch(&format!("/v1/gateways/{gw}/destinations"));
+    assert_eq!(listed.len(), 1, "nothing else stored: {listed:?}");
     assert_eq!(
-        listed.body.as_array().map(Vec::len),
-        Some(1),
-        "nothing else stored: {}",
-        listed.body
+        node.fetch::<DestinationView>(&path).proxy_protocol,
+        ProxySetting::Off
     );
-    assert_eq!(node.call("GET", &path, None).body["proxy_protocol"], "off");
 
     // On the client's host another program holds one client port: the client says why
     // and serves the other one.
     // The second cloud destination comes from the command line.
     let free = free_port();
-    let created: serde_json::Value = serde_json::from_str(&node.sgctl_ok(&[
+    // `--json` prints what the node answered.
+    let created: DestinationView = serde_json::from_str(&node.sgctl_ok(&[
         "--json",
         "destination",
         "create",
@@ -326,8 +321,8 @@ fn cloud_destinations_refuse_fields_that_do_not_apply_and_a_busy_client_port_is_
         &free.to_string(),
     ]))
     .expect("sgctl --json prints the destination");
-    assert_eq!(created["type"], "cloud", "{created}");
-    assert_eq!(created["client_port"], free, "{created}");
+    assert_eq!(created.kind, DestinationType::Cloud, "{created:?}");
+    assert_eq!(created.client_port, Some(free), "{created:?}");
     let table = node.sgctl_ok(&["destination", "list", &gw]);
     assert!(table.contains(&format!("client port {free}")), "{table}");
     let squatter = std::net::TcpListener::bind(("127.0.0.1", used)).expect("hold the port");

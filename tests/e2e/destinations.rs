@@ -2,6 +2,8 @@
 //! PROXY protocol headers read by nginx (F26), Host rewriting seen by nginx (F28).
 
 use serde_json::json;
+use sg_api::destinations::{DestinationView, Protocol, ProxySetting};
+use sg_api::ErrorBody;
 use sg_e2e::*;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -103,21 +105,18 @@ fn the_private_service_sees_the_cloud_applications_address_through_proxy_protoco
     let nginx = Nginx::proxied();
     let node = Node::start();
     let (gw, token) = node.create_gateway("proxy-protocol");
-    let r = node.call(
+    let d: DestinationView = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(
             json!({ "name": "nginx", "resource_host": "127.0.0.1", "resource_port": nginx.port,
                      "proxy_protocol": "v1" }),
         ),
+        201,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["proxy_protocol"], "v1");
-    let port = r.body["cloud_port"].as_u64().unwrap() as u16;
-    let path = format!(
-        "/v1/gateways/{gw}/destinations/{}",
-        r.body["id"].as_str().unwrap()
-    );
+    assert_eq!(d.proxy_protocol, ProxySetting::V1);
+    let port = d.cloud_port.unwrap();
+    let path = format!("/v1/gateways/{gw}/destinations/{}", d.id);
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
 
@@ -142,7 +141,8 @@ fn the_private_service_sees_the_cloud_applications_address_through_proxy_protoco
 
     // Off: nginx, which expects a header, refuses what it gets.
     let r = node.call("PATCH", &path, Some(json!({ "proxy_protocol": "off" })));
-    assert_eq!(r.body["proxy_protocol"], "off", "{}", r.body);
+    let d: DestinationView = Node::body_of(&r);
+    assert_eq!(d.proxy_protocol, ProxySetting::Off, "{}", r.body);
     assert!(
         wait_until(Duration::from_secs(5), || !get_from(port, "127.0.0.5:0")
             .1
@@ -153,12 +153,10 @@ fn the_private_service_sees_the_cloud_applications_address_through_proxy_protoco
     for bad in [json!("v3"), json!(2), json!(true)] {
         let r = node.call("PATCH", &path, Some(json!({ "proxy_protocol": bad })));
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        let e: ErrorBody = Node::body_of(&r);
         assert!(
-            r.body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("proxy_protocol")),
-            "the field is named: {}",
-            r.body
+            e.message.contains("proxy_protocol"),
+            "the field is named: {e:?}"
         );
     }
 }
@@ -190,21 +188,18 @@ fn host_rewrite_gives_the_private_service_its_own_host_on_every_keep_alive_reque
     let nginx = Nginx::start("", "return 200 \"$http_host\\n\";");
     let node = Node::start();
     let (gw, token) = node.create_gateway("host-rewrite");
-    let r = node.call(
+    let d: DestinationView = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(
             json!({ "name": "web", "resource_host": "127.0.0.1", "resource_port": nginx.port,
                      "protocol": "http", "host_rewrite": true }),
         ),
+        201,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["host_rewrite"], true);
-    let port = r.body["cloud_port"].as_u64().unwrap() as u16;
-    let path = format!(
-        "/v1/gateways/{gw}/destinations/{}",
-        r.body["id"].as_str().unwrap()
-    );
+    assert!(d.host_rewrite);
+    let port = d.cloud_port.unwrap();
+    let path = format!("/v1/gateways/{gw}/destinations/{}", d.id);
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1));
     assert!(wait_until(Duration::from_secs(5), || {
@@ -265,14 +260,9 @@ fn host_rewrite_gives_the_private_service_its_own_host_on_every_keep_alive_reque
         Some(json!({ "protocol": "tcp", "host_rewrite": true })),
     );
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(
-        r.body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("host_rewrite")),
-        "{}",
-        r.body
-    );
-    let now = node.call("GET", &path, None).body;
-    assert_eq!(now["protocol"], "http", "{now}");
-    assert_eq!(now["host_rewrite"], false, "{now}");
+    let e: ErrorBody = Node::body_of(&r);
+    assert!(e.message.contains("host_rewrite"), "{e:?}");
+    let now: DestinationView = node.fetch(&path);
+    assert_eq!(now.protocol, Protocol::Http, "{now:?}");
+    assert!(!now.host_rewrite, "{now:?}");
 }
