@@ -1,14 +1,16 @@
 //! The REST API and sgctl (F4, F5, F23): the basics work from the command line, and bad
 //! input gets a 4xx naming the field while nothing is stored.
 
-use serde_json::{json, Value};
+use serde_json::json;
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::GatewayView;
+use sg_api::node::PlanView;
+use sg_api::{ErrorBody, ErrorCode};
 use sg_e2e::*;
 
 fn gateway_count(node: &Node) -> usize {
-    node.call("GET", "/v1/gateways", None)
-        .body
-        .as_array()
-        .map_or(0, Vec::len)
+    node.try_fetch::<Vec<GatewayView>>("/v1/gateways")
+        .map_or(0, |g| g.len())
 }
 
 #[test]
@@ -20,15 +22,18 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
     let anon = sg_api::client::ApiClient::new(&node.info.api, None, Some(node.trust())).unwrap();
     let r = anon.get("/v1/gateways").unwrap();
     assert_eq!(r.status, 401);
-    assert_eq!(r.body["error"], "unauthorized");
+    assert_eq!(
+        Node::body_of::<ErrorBody>(&r).error,
+        ErrorCode::Unauthorized
+    );
 
-    let cases: Vec<(&str, String, &str, u16, &str, &str)> = vec![
+    let cases: Vec<(&str, String, &str, u16, ErrorCode, &str)> = vec![
         (
             "POST",
             "/v1/gateways".into(),
             "{}",
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "name",
         ),
         (
@@ -36,7 +41,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/gateways".into(),
             r#"{"name": 5}"#,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "invalid type",
         ),
         (
@@ -44,7 +49,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/gateways".into(),
             r#"{"name": "x", "colour": "red"}"#,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "colour",
         ),
         (
@@ -52,7 +57,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/gateways".into(),
             "{not json",
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "invalid JSON",
         ),
         (
@@ -60,7 +65,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/gateways".into(),
             r#"{"name": "  "}"#,
             400,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "name",
         ),
         (
@@ -68,7 +73,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             format!("/v1/gateways/{gw}/destinations"),
             r#"{"name":"d","resource_host":"h","resource_port":70000}"#,
             400,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "resource_port",
         ),
         (
@@ -76,7 +81,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             format!("/v1/gateways/{gw}/destinations"),
             r#"{"name":"d","resource_port":80}"#,
             400,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "resource_host",
         ),
         (
@@ -84,7 +89,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/gateways/gw_nope".into(),
             "",
             404,
-            "not_found",
+            ErrorCode::NotFound,
             "gw_nope",
         ),
         (
@@ -92,7 +97,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             format!("/v1/gateways/{gw}/destinations/ds_nope"),
             "",
             404,
-            "not_found",
+            ErrorCode::NotFound,
             "ds_nope",
         ),
         (
@@ -100,7 +105,7 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             "/v1/nothing-here".into(),
             "",
             404,
-            "no_such_endpoint",
+            ErrorCode::NoSuchEndpoint,
             "/v1/nothing-here",
         ),
     ];
@@ -110,16 +115,17 @@ fn bad_requests_get_typed_errors_and_store_nothing() {
             .request_raw(method, &path, body.as_bytes())
             .unwrap();
         assert_eq!(r.status, status, "{method} {path} {body}: {}", r.body);
-        assert_eq!(r.body["error"], code, "{method} {path} {body}: {}", r.body);
-        let message = r.body["message"].as_str().unwrap_or("");
+        let e: ErrorBody = Node::body_of(&r);
+        assert_eq!(e.error, code, "{method} {path} {body}: {}", r.body);
+        let message = e.message;
         assert!(
             message.contains(mention),
             "{method} {path} {body}: message {message:?} names {mention:?}"
         );
     }
     assert_eq!(gateway_count(&node), 1, "nothing was stored");
-    let ds = node.call("GET", &format!("/v1/gateways/{gw}/destinations"), None);
-    assert_eq!(ds.body, json!([]));
+    let ds: Vec<DestinationView> = node.fetch(&format!("/v1/gateways/{gw}/destinations"));
+    assert!(ds.is_empty(), "{ds:?}");
     // The node is still fine.
     assert_eq!(node.call("GET", "/healthz", None).status, 200);
 }
@@ -129,10 +135,11 @@ fn sgctl_manages_gateways_and_destinations() {
     let node = Node::start();
     let echo = EchoServer::start();
 
-    let created: Value =
+    // `--json` prints what the node answered.
+    let created: GatewayView =
         serde_json::from_str(&node.sgctl_ok(&["--json", "gateway", "create", "payments"])).unwrap();
-    let gw = created["id"].as_str().unwrap().to_string();
-    let token = created["token"].as_str().unwrap().to_string();
+    let gw = created.id;
+    let token = created.token.unwrap();
     assert!(token.starts_with("sgt_"));
 
     let table = node.sgctl_ok(&["gateway", "list"]);
@@ -148,7 +155,7 @@ fn sgctl_manages_gateways_and_destinations() {
     assert!(shown.contains("payments"), "{shown}");
 
     let resource = echo.addr.to_string();
-    let dest: Value = serde_json::from_str(&node.sgctl_ok(&[
+    let dest: DestinationView = serde_json::from_str(&node.sgctl_ok(&[
         "--json",
         "destination",
         "create",
@@ -159,8 +166,8 @@ fn sgctl_manages_gateways_and_destinations() {
         &resource,
     ]))
     .unwrap();
-    let did = dest["id"].as_str().unwrap().to_string();
-    let port = dest["cloud_port"].as_u64().unwrap() as u16;
+    let did = dest.id;
+    let port = dest.cloud_port.unwrap();
     let list = node.sgctl_ok(&["destination", "list", &gw]);
     assert!(
         list.contains(&did) && list.contains(&format!("127.0.0.1:{port}")),
@@ -194,8 +201,8 @@ fn sgctl_manages_gateways_and_destinations() {
 fn defaults_are_250_connections_per_gateway_and_tokens_for_365_days() {
     use sg_cluster::time::{now_secs, rfc3339};
     let node = Node::start();
-    let plan = node.call("GET", "/v1/plan", None).body;
-    assert_eq!(plan["max_connections_per_gateway"], 250, "{plan}");
+    let plan: PlanView = node.fetch("/v1/plan");
+    assert_eq!(plan.max_connections_per_gateway, 250, "{plan:?}");
     // The day a token made now for `days` expires (the date part of RFC 3339).
     let day_in = |days: u64| rfc3339(now_secs() + days * 86_400)[..10].to_string();
     let before = (day_in(365), day_in(30));
@@ -207,11 +214,11 @@ fn defaults_are_250_connections_per_gateway_and_tokens_for_365_days() {
     );
     let after = (day_in(365), day_in(30));
     let expiry = |r: &ApiResponse| {
-        r.body["token_expires_at"]
-            .as_str()
-            .and_then(|t| t.get(..10))
-            .unwrap_or("")
-            .to_string()
+        r.clone()
+            .into_typed::<GatewayView>()
+            .ok()
+            .and_then(|g| g.token_expires_at.get(..10).map(str::to_string))
+            .unwrap_or_default()
     };
     assert!(
         [&before.0, &after.0].contains(&&expiry(&default)),

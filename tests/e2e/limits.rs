@@ -2,6 +2,10 @@
 //! breaking something later.
 
 use serde_json::json;
+use sg_api::clients::GatewayStats;
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::AclView;
+use sg_api::{ErrorBody, ErrorCode};
 use sg_e2e::*;
 use std::time::Duration;
 
@@ -40,24 +44,11 @@ fn a_change_that_would_not_fit_in_one_config_frame_is_refused_and_clients_keep_w
         assert!(created < 100, "a 6 MB configuration was accepted");
     };
     assert_eq!(refused.status, 409, "{}", refused.body);
-    assert_eq!(
-        refused.body["error"], "config_too_large",
-        "{}",
-        refused.body
-    );
-    assert!(
-        refused.body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("bytes")),
-        "names the limit: {}",
-        refused.body
-    );
-    let stored = node.call("GET", &path, None).body;
-    assert_eq!(
-        stored.as_array().map(Vec::len),
-        Some(created),
-        "nothing stored on refusal"
-    );
+    let e: ErrorBody = Node::body_of(&refused);
+    assert_eq!(e.error, ErrorCode::ConfigTooLarge, "{e:?}");
+    assert!(e.message.contains("bytes"), "names the limit: {e:?}");
+    let stored: Vec<DestinationView> = node.fetch(&path);
+    assert_eq!(stored.len(), created, "nothing stored on refusal");
     // Every session still gets the whole configuration.
     let client = Client::start(&node, &[(&gw, &token)], &["--sessions", "1"]);
     assert!(
@@ -82,16 +73,16 @@ fn sockets_that_never_finish_a_tls_handshake_do_not_use_up_the_gateways_limit() 
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let path = format!("/v1/gateways/{gw}/destinations");
-    let tls = node.call(
+    let tls: DestinationView = node.call_as(
         "POST",
         &path,
         Some(
             json!({"name": "tls", "resource_host": "127.0.0.1", "resource_port": echo.addr.port(),
                      "cloud_tls": {"mode": "tls"}}),
         ),
+        201,
     );
-    assert_eq!(tls.status, 201, "{}", tls.body);
-    let tls_port = tls.body["cloud_port"].as_u64().expect("port") as u16;
+    let tls_port = tls.cloud_port.expect("port");
     let (_, plain_port) = node.create_destination(&gw, "plain", echo.addr);
     let _client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(plain_port));
@@ -114,11 +105,10 @@ fn a_connection_idle_past_its_destinations_timeout_is_closed_on_both_ends_and_co
     use std::io::{Read, Write};
     let t = EchoTunnel::start("idle", &[]);
     let path = format!("/v1/gateways/{}/destinations/{}", t.gw, t.did);
-    let r = t
-        .node
-        .call("PATCH", &path, Some(json!({"idle_timeout_secs": 2})));
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["idle_timeout_secs"], 2);
+    let d: DestinationView =
+        t.node
+            .call_as("PATCH", &path, Some(json!({"idle_timeout_secs": 2})), 200);
+    assert_eq!(d.idle_timeout_secs, 2);
     for bad in [json!(4000), json!(-1), json!("2")] {
         let r = t
             .node
@@ -171,11 +161,8 @@ fn a_connection_idle_past_its_destinations_timeout_is_closed_on_both_ends_and_co
         "the private side was closed too: {} open",
         t.echo.open()
     );
-    let stats = t
-        .node
-        .call("GET", &format!("/v1/gateways/{}/stats", t.gw), None)
-        .body;
-    assert_eq!(stats["idle_closed_connections"], 1, "counted: {stats}");
+    let stats: GatewayStats = t.node.fetch(&format!("/v1/gateways/{}/stats", t.gw));
+    assert_eq!(stats.idle_closed_connections, 1, "counted: {stats:?}");
     let (_, metrics) = t.node.api.get_text("/metrics").expect("metrics");
     assert!(
         metrics.contains(&format!(
@@ -357,15 +344,10 @@ fn a_client_replaces_the_acl_at_most_once_a_second() {
         "every change past the first is refused, and the client told"
     );
     // The accepted change is a durable write that may finish after the notices arrive.
-    let acl = || {
-        node.call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-            .body
-    };
-    wait_until(Duration::from_secs(5), || {
-        !acl()["rules"].as_array().is_none_or(Vec::is_empty)
-    });
+    let acl = || node.fetch::<AclView>(&format!("/v1/gateways/{gw}/acl"));
+    wait_until(Duration::from_secs(5), || !acl().rules.is_empty());
     let acl = acl();
-    assert_eq!(acl["rules"], json!(["acl allow host0:80"]), "{acl}");
+    assert_eq!(acl.rules, vec!["acl allow host0:80"], "{acl:?}");
 }
 
 #[test]

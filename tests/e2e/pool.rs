@@ -3,6 +3,9 @@
 //! the private service; a client ended through the API; the plan's cap on clients.
 
 use serde_json::json;
+use sg_api::destinations::DestinationView;
+use sg_api::node::PlanView;
+use sg_api::ErrorBody;
 use sg_e2e::netns::NetnsHost;
 use sg_e2e::*;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -50,7 +53,7 @@ fn connections_leave_a_client_that_cannot_reach_the_service_and_come_back() {
     let echo = EchoServer::start_at(ip);
     let (gw, token) = node.create_gateway("pool");
     let interval = 1;
-    let r = node.call(
+    let d: DestinationView = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(json!({
@@ -60,11 +63,14 @@ fn connections_leave_a_client_that_cannot_reach_the_service_and_come_back() {
             "health_check": {"kind": "tcp", "interval_secs": interval, "timeout_secs": 1,
                              "unhealthy_after": 1, "healthy_after": 1},
         })),
+        201,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["health_check"]["interval_secs"], interval);
-    let cloud = node.cloud(r.body["cloud_port"].as_u64().expect("cloud_port") as u16);
-    let did = r.body["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        d.health_check.as_ref().map(|h| u64::from(h.interval_secs)),
+        Some(interval)
+    );
+    let cloud = node.cloud(d.cloud_port.expect("cloud_port"));
+    let did = d.id;
     let here = Client::start(&node, &[(&gw, &token)], &[]);
     let wrapper = ns.wrapper();
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
@@ -239,7 +245,7 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
     let node = Node::start();
     let service = HealthzServer::start();
     let (gw, token) = node.create_gateway("http-check");
-    let r = node.call(
+    let d: DestinationView = node.call_as(
         "POST",
         &format!("/v1/gateways/{gw}/destinations"),
         Some(json!({
@@ -250,26 +256,27 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
             "health_check": {"kind": "http", "path": "/healthz", "interval_secs": 1,
                              "timeout_secs": 1, "unhealthy_after": 2, "healthy_after": 1},
         })),
+        201,
     );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let did = r.body["id"].as_str().expect("id").to_string();
-    let port = r.body["cloud_port"].as_u64().expect("port") as u16;
+    let did = d.id;
+    let port = d.cloud_port.expect("port");
     // A second service takes connections and never answers: its checks time out, and
     // neither the other destination's checks nor its traffic wait for it.
     let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let r = node.call(
-        "POST",
-        &format!("/v1/gateways/{gw}/destinations"),
-        Some(json!({
-            "name": "hangs",
-            "resource_host": "127.0.0.1",
-            "resource_port": hang.local_addr().expect("addr").port(),
-            "health_check": {"kind": "http", "interval_secs": 1, "timeout_secs": 1,
-                             "unhealthy_after": 1, "healthy_after": 1},
-        })),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let hung = r.body["id"].as_str().expect("id").to_string();
+    let hung = node
+        .call_as::<DestinationView>(
+            "POST",
+            &format!("/v1/gateways/{gw}/destinations"),
+            Some(json!({
+                "name": "hangs",
+                "resource_host": "127.0.0.1",
+                "resource_port": hang.local_addr().expect("addr").port(),
+                "health_check": {"kind": "http", "interval_secs": 1, "timeout_secs": 1,
+                                 "unhealthy_after": 1, "healthy_after": 1},
+            })),
+            201,
+        )
+        .id;
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(node.wait_clients(&gw, 1), "{}", client.log());
     let id = node.clients(&gw)[0].client_id.clone();
@@ -333,20 +340,14 @@ fn an_http_check_judges_the_status_and_a_lone_unhealthy_client_still_serves() {
             Some(json!({ "health_check": check })),
         );
         assert_eq!(r.status, 400, "{}", r.body);
-        assert!(
-            r.body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains(field)),
-            "{}",
-            r.body
-        );
+        let e: ErrorBody = Node::body_of(&r);
+        assert!(e.message.contains(field), "{e:?}");
     }
-    let r = node.call(
-        "GET",
-        &format!("/v1/gateways/{gw}/destinations/{did}"),
-        None,
+    let d: DestinationView = node.fetch(&format!("/v1/gateways/{gw}/destinations/{did}"));
+    assert_eq!(
+        d.health_check.and_then(|h| h.path).as_deref(),
+        Some("/healthz")
     );
-    assert_eq!(r.body["health_check"]["path"], "/healthz");
 }
 
 fn kill(node: &Node, gw: &str, client: &str, reason: &str) -> std::process::Output {
@@ -455,7 +456,7 @@ fn the_plan_caps_clients_per_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        node.call("GET", "/v1/plan", None).body["max_clients_per_gateway"],
+        node.fetch::<PlanView>("/v1/plan").max_clients_per_gateway,
         2
     );
     let second = Client::start(node, &[(gw, &t.token)], &[]);

@@ -2,6 +2,8 @@
 //! else: wrong token, unknown gateway, expired token, too old a version, garbage on the
 //! tunnel port, oversize and out-of-order frames.
 
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::GatewayView;
 use sg_cluster::store::{Op, SledStore, Store};
 use sg_e2e::*;
 use sg_proto::tls::{self as sgtls};
@@ -102,8 +104,8 @@ fn an_expired_token_is_refused_and_says_how_to_get_a_new_one() {
         log.contains(&format!("sgctl gateway token {gw}")),
         "says what to do: {log}"
     );
-    let shown = node.call("GET", &format!("/v1/gateways/{gw}"), None);
-    assert_eq!(shown.body["token_expired"], true);
+    let shown: GatewayView = node.fetch(&format!("/v1/gateways/{gw}"));
+    assert!(shown.token_expired, "{shown:?}");
 }
 
 #[test]
@@ -207,21 +209,16 @@ fn a_cloud_port_that_cannot_be_bound_is_reported_not_promised() {
     let mut t = healthy();
     let view = |t: &EchoTunnel| {
         t.node
-            .call(
-                "GET",
-                &format!("/v1/gateways/{}/destinations/{}", t.gw, t.did),
-                None,
-            )
-            .body
+            .fetch::<DestinationView>(&format!("/v1/gateways/{}/destinations/{}", t.gw, t.did))
     };
-    assert_eq!(view(&t)["listening"], true);
+    assert!(view(&t).listening);
     // While the node is down another process takes the destination's port.
     t.node.kill9();
     let blocker = std::net::TcpListener::bind(t.node.cloud(t.port)).expect("hold the port");
     t.node.restart();
     let v = view(&t);
-    assert_eq!(v["listening"], false, "{v}");
-    let why = v["listen_error"].as_str().unwrap_or_default().to_string();
+    assert!(!v.listening, "{v:?}");
+    let why = v.listen_error.unwrap_or_default();
     assert!(
         why.contains(&t.port.to_string()) && why.contains("in use"),
         "{why}"
@@ -238,15 +235,16 @@ fn a_cloud_port_that_cannot_be_bound_is_reported_not_promised() {
     assert_eq!(patch(false).status, 200);
     let r = patch(true);
     assert_eq!(r.status, 200, "{}", r.body);
-    let same_port = r.body["cloud_port"].as_u64() == Some(u64::from(t.port));
-    assert_eq!(r.body["listening"], !same_port, "{}", r.body);
+    let d: DestinationView = Node::body_of(&r);
+    let same_port = d.cloud_port == Some(t.port);
+    assert_eq!(d.listening, !same_port, "{d:?}");
     // Once the port is free the retry takes it, and the view says so.
     drop(blocker);
     assert!(
-        wait_until(Duration::from_secs(15), || view(&t)["listening"] == true),
-        "{}",
+        wait_until(Duration::from_secs(15), || view(&t).listening),
+        "{:?}",
         view(&t)
     );
-    let port = view(&t)["cloud_port"].as_u64().expect("port") as u16;
+    let port = view(&t).cloud_port.expect("port");
     assert!(wait_echo(port));
 }
