@@ -3,6 +3,11 @@
 //! away.
 
 use serde_json::json;
+use sg_api::clients::GatewayStats;
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::GatewayView;
+use sg_api::node::{Healthz, NodeView, ServingStatus, StoreStatus};
+use sg_api::{ErrorBody, ErrorCode};
 use sg_e2e::cluster::{Cluster, Partition};
 use sg_e2e::*;
 use std::io::{Read, Write};
@@ -40,15 +45,14 @@ fn client_nodes(node: &Node, gw: &str) -> Vec<String> {
 }
 
 fn node_ids(node: &Node) -> Vec<String> {
-    let r = node.call("GET", "/v1/nodes", None);
-    r.body
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n["id"].as_str().map(str::to_string))
-                .collect()
-        })
+    node.try_fetch::<Vec<NodeView>>("/v1/nodes")
+        .map(|nodes| nodes.into_iter().map(|n| n.id).collect())
         .unwrap_or_default()
+}
+
+/// `/healthz` as the node answers it, serving (200) or draining (503).
+fn healthz(node: &Node) -> Healthz {
+    Node::body_of(&node.call("GET", "/healthz", None))
 }
 
 #[test]
@@ -61,18 +65,19 @@ fn a_gateway_made_on_one_node_serves_through_another_with_the_same_port_and_toke
     let (gw, token, port) = echo_gateway(&c, &echo);
     let path = format!("/v1/gateways/{gw}/destinations");
     let seen = wait_until(Duration::from_secs(1), || {
-        b.call("GET", &path, None).body[0]["cloud_port"].as_u64() == Some(port.into())
+        b.try_fetch::<Vec<DestinationView>>(&path)
+            .and_then(|ds| ds.first()?.cloud_port)
+            == Some(port)
     });
     assert!(seen, "node B has the destination on port {port} within 1 s");
     tracing_note("propagation to B", started.elapsed());
-    let view = b.call("GET", &path, None).body;
-    let regions: Vec<&str> = view[0]["cloud_addresses"]
-        .as_array()
-        .expect("cloud_addresses")
+    let view: Vec<DestinationView> = b.fetch(&path);
+    let regions: Vec<&str> = view[0]
+        .cloud_addresses
         .iter()
-        .filter_map(|a| a["region"].as_str())
+        .map(|a| a.region.as_str())
         .collect();
-    assert_eq!(regions.len(), 2, "one cloud address per node: {view}");
+    assert_eq!(regions.len(), 2, "one cloud address per node: {view:?}");
 
     // A client given only A's address holds sessions to both.
     let client = Client::start(a, &[(&gw, &token)], &[]);
@@ -104,18 +109,13 @@ fn a_gateway_made_on_one_node_serves_through_another_with_the_same_port_and_toke
         assert!(ok, "echo through {addr}");
     }
     // Stats cover every node, each tagged.
-    let stats = b
-        .call("GET", &format!("/v1/gateways/{gw}/stats"), None)
-        .body;
+    let stats: GatewayStats = b.fetch(&format!("/v1/gateways/{gw}/stats"));
     assert_eq!(
-        stats["clients"], 2,
-        "two client processes, counted once each: {stats}"
+        stats.clients, 2,
+        "two client processes, counted once each: {stats:?}"
     );
-    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(2), "{stats}");
-    assert!(
-        stats["total_connections"].as_u64().unwrap_or(0) >= 2,
-        "{stats}"
-    );
+    assert_eq!(stats.nodes.len(), 2, "{stats:?}");
+    assert!(stats.total_connections >= 2, "{stats:?}");
 }
 
 fn tracing_note(what: &str, took: Duration) {
@@ -235,7 +235,7 @@ fn sigterm_drains_a_node_without_resetting_anything() {
         .get("/healthz")
         .expect("healthz answers while draining");
     assert_eq!(h.status, 503, "{}", h.body);
-    assert_eq!(h.body["status"], "draining");
+    assert_eq!(Node::body_of::<Healthz>(&h).status, ServingStatus::Draining);
     // After the grace, B's cloud port accepts nothing new; A still does.
     std::thread::sleep(Duration::from_millis(1500).saturating_sub(sent.elapsed()));
     assert!(
@@ -295,11 +295,8 @@ fn with_etcd_down_nodes_serve_refuse_writes_and_catch_up_afterwards() {
         );
     };
     assert_eq!(refused.status, 503, "{}", refused.body);
-    assert_eq!(
-        refused.body["error"], "store_unavailable",
-        "{}",
-        refused.body
-    );
+    let e: ErrorBody = Node::body_of(&refused);
+    assert_eq!(e.error, ErrorCode::StoreUnavailable, "{e:?}");
     // A new valid session is accepted.
     let second = Client::start(&c.nodes[1], &[(&gw, &token)], &["--no-discover"]);
     assert!(
@@ -309,8 +306,8 @@ fn with_etcd_down_nodes_serve_refuse_writes_and_catch_up_afterwards() {
     );
     // A node restarted during the outage comes up from its copy and serves.
     c.nodes[1].restart();
-    let h = c.nodes[1].call("GET", "/healthz", None);
-    assert_eq!(h.body["store"], "unreachable", "{}", h.body);
+    let h = healthz(&c.nodes[1]);
+    assert_eq!(h.store, StoreStatus::Unreachable, "{h:?}");
     assert!(wait_until(Duration::from_secs(15), || echo_ok(
         c.nodes[1].cloud(port),
         Duration::from_secs(2)
@@ -335,19 +332,14 @@ fn with_etcd_down_nodes_serve_refuse_writes_and_catch_up_afterwards() {
     assert!(
         wait_until(Duration::from_secs(5), || {
             c.nodes[0]
-                .call("GET", &path, None)
-                .body
-                .as_array()
-                .map(Vec::len)
-                == Some(2)
+                .try_fetch::<Vec<DestinationView>>(&path)
+                .is_some_and(|d| d.len() == 2)
         }),
         "node A converged"
     );
     assert!(
         c.nodes[0]
-            .call("GET", "/v1/gateways", None)
-            .body
-            .as_array()
+            .try_fetch::<Vec<GatewayView>>("/v1/gateways")
             .is_some_and(|g| g.len() == 1),
         "the refused write was never made"
     );
@@ -368,12 +360,10 @@ fn a_node_cut_off_from_etcd_loses_a_gateway_deleted_meanwhile_even_after_a_compa
         == 200));
     let cut = Partition::etcd(&c.subnet.etcd_alias(), &c.etcd.client_ports());
     assert!(
-        wait_until(Duration::from_secs(15), || b
-            .call("GET", "/healthz", None)
-            .body["store"]
-            == "unreachable"),
-        "B notices it is cut off: {}",
-        b.call("GET", "/healthz", None).body
+        wait_until(Duration::from_secs(15), || healthz(b).store
+            == StoreStatus::Unreachable),
+        "B notices it is cut off: {:?}",
+        healthz(b)
     );
     let r = c.nodes[0].call("DELETE", &path, None);
     assert_eq!(r.status, 204, "{}", r.body);
@@ -408,7 +398,7 @@ fn parallel_creates_on_two_nodes_never_share_a_port() {
         .call("GET", &path, None)
         .status
         == 200));
-    let ports: Vec<u64> = std::thread::scope(|s| {
+    let ports: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let node = &c.nodes[i % 2];
@@ -418,7 +408,9 @@ fn parallel_creates_on_two_nodes_never_share_a_port() {
                         "name": format!("d{i}"), "resource_host": "10.0.0.1", "resource_port": 80
                     })));
                     assert_eq!(r.status, 201, "create {i}: {}", r.body);
-                    r.body["cloud_port"].as_u64().expect("a port")
+                    Node::body_of::<DestinationView>(&r)
+                        .cloud_port
+                        .expect("a port")
                 })
             })
             .collect();
@@ -440,23 +432,22 @@ fn parallel_creates_on_two_nodes_never_share_a_port() {
         .and_then(|p| p.parse().ok())
         .expect("range");
     let wanted = (base..base + 100)
-        .find(|p| !unique.contains(&u64::from(*p)))
+        .find(|p| !unique.contains(p))
         .expect("a free port");
-    let statuses: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+    let answers: Vec<ApiResponse> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|i| {
                 let node = &c.nodes[i];
                 let path = path.clone();
                 s.spawn(move || {
-                    let r = node.call(
+                    node.call(
                         "POST",
                         &path,
                         Some(json!({
                             "name": format!("x{i}"), "resource_host": "10.0.0.1",
                             "resource_port": 80, "cloud_port": wanted
                         })),
-                    );
-                    (r.status, r.body)
+                    )
                 })
             })
             .collect();
@@ -465,15 +456,12 @@ fn parallel_creates_on_two_nodes_never_share_a_port() {
             .map(|h| h.join().expect("thread"))
             .collect()
     });
-    let mut codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    let mut codes: Vec<u16> = answers.iter().map(|r| r.status).collect();
     codes.sort_unstable();
-    assert_eq!(codes, vec![201, 409], "{statuses:?}");
-    let loser = statuses
-        .iter()
-        .find(|(s, _)| *s == 409)
-        .map(|(_, b)| b)
-        .expect("a 409");
-    assert_eq!(loser["error"], "port_in_use", "{loser}");
+    assert_eq!(codes, vec![201, 409], "{answers:?}");
+    let loser = answers.iter().find(|r| r.status == 409).expect("a 409");
+    let e: ErrorBody = Node::body_of(loser);
+    assert_eq!(e.error, ErrorCode::PortInUse, "{e:?}");
 }
 
 /// Requests on new connections through `addr` until `stop`, each stamped with when it
@@ -576,7 +564,8 @@ fn without_quorum_writes_are_refused_and_reads_still_answer() {
     let started = Instant::now();
     let r = c.nodes[0].call("POST", "/v1/gateways", Some(json!({"name": "no-quorum"})));
     assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.body["error"], "store_unavailable", "{}", r.body);
+    let e: ErrorBody = Node::body_of(&r);
+    assert_eq!(e.error, ErrorCode::StoreUnavailable, "{e:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "refused in bounded time"
@@ -596,12 +585,9 @@ fn without_quorum_writes_are_refused_and_reads_still_answer() {
     });
     assert!(back, "writes work with quorum back:\n{}", c.nodes[0].log());
     let names: Vec<String> = c.nodes[0]
-        .call("GET", "/v1/gateways", None)
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|g| g["name"].as_str().map(str::to_string))
+        .fetch::<Vec<GatewayView>>("/v1/gateways")
+        .into_iter()
+        .map(|g| g.name)
         .collect();
     assert!(
         !names.contains(&"no-quorum".to_string()),
@@ -617,7 +603,7 @@ fn a_wiped_etcd_never_wipes_a_node_and_reseed_puts_the_copy_back() {
     c.etcd.wipe();
     for n in &c.nodes {
         let detached = wait_until(Duration::from_secs(20), || {
-            n.call("GET", "/healthz", None).body["store"] == "detached"
+            healthz(n).store == StoreStatus::Detached
         });
         assert!(
             detached,
@@ -643,7 +629,10 @@ fn a_wiped_etcd_never_wipes_a_node_and_reseed_puts_the_copy_back() {
     }
     let r = c.nodes[1].call("POST", "/v1/gateways", Some(json!({"name": "nowhere"})));
     assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.body["error"], "store_unavailable");
+    assert_eq!(
+        Node::body_of::<ErrorBody>(&r).error,
+        ErrorCode::StoreUnavailable
+    );
 
     // An operator reseeds from node A; B follows without being touched.
     c.nodes[0].add_args(&["--etcd-reseed"]);
@@ -665,11 +654,9 @@ fn a_wiped_etcd_never_wipes_a_node_and_reseed_puts_the_copy_back() {
     );
     let follows = wait_until(Duration::from_secs(20), || {
         c.nodes[1]
-            .call("GET", "/v1/gateways", None)
-            .body
-            .as_array()
+            .try_fetch::<Vec<GatewayView>>("/v1/gateways")
             .is_some_and(|g| g.len() == 2)
-            && c.nodes[1].call("GET", "/healthz", None).body["store"] == "synced"
+            && healthz(&c.nodes[1]).store == StoreStatus::Synced
     });
     assert!(
         follows,
@@ -744,9 +731,8 @@ fn the_concurrency_limit_counts_connections_on_every_node() {
         .collect();
     // B learns A's count within about a second.
     let counted = wait_until(Duration::from_secs(3), || {
-        b.call("GET", &format!("/v1/gateways/{gw}/stats"), None)
-            .body["active_connections"]
-            == 3
+        b.try_fetch::<GatewayStats>(&format!("/v1/gateways/{gw}/stats"))
+            .is_some_and(|s| s.active_connections == 3)
     });
     assert!(counted, "the cluster-wide figure shows A's connections");
     std::thread::sleep(Duration::from_millis(1200));
@@ -808,7 +794,7 @@ fn a_node_talks_to_etcd_over_mutual_tls() {
     let (gw, _) = node.create_gateway("over-tls");
     let stored = etcd.ctl(&["get", &format!("/sg/config/gw/{gw}"), "--print-value-only"]);
     assert!(stored.contains(&gw), "the gateway is in etcd: {stored}");
-    assert_eq!(node.call("GET", "/healthz", None).body["store"], "synced");
+    assert_eq!(healthz(&node).store, StoreStatus::Synced);
 }
 
 /// Not a test but a measurement (run with `-- --ignored --nocapture`): how long a change
@@ -836,7 +822,10 @@ fn measure_propagation_between_nodes() {
             let t = Instant::now();
             let got = b.call("GET", &path, None);
             reads.push(t.elapsed());
-            if got.body["name"] == name.as_str() {
+            if got
+                .into_typed::<GatewayView>()
+                .is_ok_and(|g| g.name == name)
+            {
                 seen.push(acked.elapsed());
                 whole.push(sent.elapsed());
                 first_read += usize::from(attempt == 0);
