@@ -7,6 +7,8 @@
 //! The suite runs 20 cycles; `scripts/crashloop.sh` runs 200 (`SG_CRASHLOOP_CYCLES`).
 
 use serde_json::json;
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::{AclView, GatewayView};
 use sg_e2e::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,7 +30,8 @@ impl Rng {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Gw {
-    destinations: BTreeMap<String, u64>,
+    /// Destination id to cloud port.
+    destinations: BTreeMap<String, u16>,
     acl: Vec<String>,
 }
 
@@ -107,17 +110,17 @@ fn apply(node: &Node, op: &Op, model: &mut BTreeMap<String, Gw>) -> Result<bool,
     }
     match op {
         Op::CreateGateway(_) => {
-            let id = r.body["id"].as_str().ok_or("no id")?.to_string();
-            model.insert(id, Gw::default());
+            let g: GatewayView = r.into_typed().map_err(|e| e.to_string())?;
+            model.insert(g.id, Gw::default());
         }
         Op::DeleteGateway(id) => {
             model.remove(id);
         }
         Op::CreateDestination { gw, .. } => {
-            let id = r.body["id"].as_str().ok_or("no id")?.to_string();
-            let port = r.body["cloud_port"].as_u64().ok_or("no port")?;
+            let d: DestinationView = r.into_typed().map_err(|e| e.to_string())?;
+            let port = d.cloud_port.ok_or("no port")?;
             if let Some(g) = model.get_mut(gw) {
-                g.destinations.insert(id, port);
+                g.destinations.insert(d.id, port);
             }
         }
         Op::PutAcl { gw, rules } => {
@@ -131,32 +134,18 @@ fn apply(node: &Node, op: &Op, model: &mut BTreeMap<String, Gw>) -> Result<bool,
 
 /// What the node holds now, read through its API.
 fn observe(node: &Node) -> BTreeMap<String, Gw> {
-    let list = node.call("GET", "/v1/gateways", None).body;
+    let list: Vec<GatewayView> = node.fetch("/v1/gateways");
     let mut seen = BTreeMap::new();
-    for g in list.as_array().expect("gateway list") {
-        let id = g["id"].as_str().expect("id").to_string();
-        let dests = node
-            .call("GET", &format!("/v1/gateways/{id}/destinations"), None)
-            .body;
+    for g in list {
+        let id = g.id;
+        let dests: Vec<DestinationView> = node.fetch(&format!("/v1/gateways/{id}/destinations"));
         let destinations = dests
-            .as_array()
-            .expect("destinations")
-            .iter()
-            .map(|d| {
-                (
-                    d["id"].as_str().expect("id").to_string(),
-                    d["cloud_port"].as_u64().expect("port"),
-                )
-            })
+            .into_iter()
+            .map(|d| (d.id, d.cloud_port.expect("port")))
             .collect();
         let acl = node
-            .call("GET", &format!("/v1/gateways/{id}/acl"), None)
-            .body["rules"]
-            .as_array()
-            .expect("rules")
-            .iter()
-            .map(|r| r.as_str().unwrap_or_default().to_string())
-            .collect();
+            .fetch::<AclView>(&format!("/v1/gateways/{id}/acl"))
+            .rules;
         seen.insert(id, Gw { destinations, acl });
     }
     seen
@@ -174,37 +163,21 @@ fn verify(
     let mut with_op = model.clone();
     match in_flight {
         Some(Op::CreateGateway(name)) => {
-            let list = node.call("GET", "/v1/gateways", None).body;
-            if let Some(g) = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|g| g["name"] == json!(name))
-            {
-                with_op.insert(
-                    g["id"].as_str().unwrap_or_default().to_string(),
-                    Gw::default(),
-                );
+            let list = node.try_fetch::<Vec<GatewayView>>("/v1/gateways");
+            if let Some(g) = list.into_iter().flatten().find(|g| g.name == *name) {
+                with_op.insert(g.id, Gw::default());
             }
         }
         Some(Op::DeleteGateway(id)) => {
             with_op.remove(id);
         }
         Some(Op::CreateDestination { gw, name }) => {
-            let dests = node
-                .call("GET", &format!("/v1/gateways/{gw}/destinations"), None)
-                .body;
-            if let Some(d) = dests
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|d| d["name"] == json!(name))
-            {
+            let dests =
+                node.try_fetch::<Vec<DestinationView>>(&format!("/v1/gateways/{gw}/destinations"));
+            if let Some(d) = dests.into_iter().flatten().find(|d| d.name == *name) {
                 if let Some(g) = with_op.get_mut(gw) {
-                    g.destinations.insert(
-                        d["id"].as_str().unwrap_or_default().to_string(),
-                        d["cloud_port"].as_u64().unwrap_or_default(),
-                    );
+                    g.destinations
+                        .insert(d.id, d.cloud_port.unwrap_or_default());
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Durability (F21): `kill -9` of the node loses nothing it acknowledged, cloud ports come
 //! back the same, and the client reconnects by itself.
 
+use sg_api::destinations::DestinationView;
+use sg_api::gateways::GatewayView;
 use sg_e2e::*;
 use std::time::Duration;
 
@@ -13,23 +15,19 @@ fn kill9_and_restart_keeps_gateways_destinations_ports_and_the_client_comes_back
     let (did, port) = node.create_destination(&gw, "echo", echo.addr);
     let client = Client::start(&node, &[(&gw, &token)], &[]);
     assert!(wait_echo(port));
-    let before = node.call("GET", "/v1/gateways", None).body;
+    let before: Vec<GatewayView> = node.fetch("/v1/gateways");
 
     node.restart(); // SIGKILL, then start on the same data dir
 
-    let after = node.call("GET", "/v1/gateways", None).body;
+    let after: Vec<GatewayView> = node.fetch("/v1/gateways");
     assert_eq!(before, after, "every gateway is still there");
-    let d = node.call(
+    let d: DestinationView = node.call_as(
         "GET",
         &format!("/v1/gateways/{gw}/destinations/{did}"),
         None,
+        200,
     );
-    assert_eq!(d.status, 200);
-    assert_eq!(
-        d.body["cloud_port"].as_u64(),
-        Some(port as u64),
-        "same cloud port"
-    );
+    assert_eq!(d.cloud_port, Some(port), "same cloud port");
     assert!(
         node.call("GET", &format!("/v1/gateways/{other_gw}"), None)
             .status
@@ -125,8 +123,9 @@ fn a_panic_in_a_gateway_actor_exits_the_node_and_a_restart_serves_it() {
         "acknowledged before the actor starts: {}",
         r.body
     );
-    let gw = r.body["id"].as_str().expect("id").to_string();
-    let token = r.body["token"].as_str().expect("token").to_string();
+    let created: GatewayView = Node::body_of(&r);
+    let gw = created.id;
+    let token = created.token.expect("token");
     let status = node
         .wait_exit(Duration::from_secs(10))
         .expect("the node exits instead of keeping a zombie gateway");
