@@ -1,6 +1,7 @@
 //! SIGTERM drains a single node too (F20): draining mark, GoAway, a grace with cloud ports
 //! open, then closed ports while open connections finish, exit 0.
 
+use sg_api::node::{Healthz, ServingStatus};
 use sg_e2e::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -50,8 +51,8 @@ fn a_single_node_drains_on_sigterm_and_exits_0_when_connections_finish() {
     );
     let h = api.get("/healthz").expect("healthz");
     assert_eq!(
-        (h.status, h.body["status"].as_str()),
-        (503, Some("draining")),
+        (h.status, Node::body_of::<Healthz>(&h).status),
+        (503, ServingStatus::Draining),
         "{}",
         h.body
     );

@@ -22,6 +22,7 @@
 //! growth can be told apart: per client restart, or per stream.
 
 use serde_json::json;
+use sg_api::destinations::DestinationView;
 use sg_cluster::state::EVENTS_PER_GATEWAY;
 use sg_e2e::*;
 use std::io::{Read, Write};
@@ -107,13 +108,13 @@ fn fill_event_log(node: &Node, gw: &str, resource: std::net::SocketAddr) -> usiz
             for (k, v) in extra.as_object().expect("an object") {
                 body[k] = v.clone();
             }
-            let r = node.call(
+            let d: DestinationView = node.call_as(
                 "POST",
                 &format!("/v1/gateways/{gw}/destinations"),
                 Some(body),
+                201,
             );
-            assert_eq!(r.status, 201, "create a refusing destination: {}", r.body);
-            r.body["cloud_port"].as_u64().expect("cloud_port") as u16
+            d.cloud_port.expect("cloud_port")
         })
         .collect();
     let cap = EVENTS_PER_GATEWAY.min(1000);

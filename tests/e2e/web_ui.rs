@@ -3,6 +3,7 @@
 //! and keep a screenshot as a test artifact (target/test-artifacts/web-ui.png).
 
 use serde_json::json;
+use sg_api::gateways::AclView;
 use sg_e2e::*;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -149,12 +150,10 @@ fn the_web_ui_logs_in_shows_live_figures_and_edits_the_acl() {
         "screenshot kept at {}",
         shot.display()
     );
-    let stored = node
-        .call("GET", &format!("/v1/gateways/{gw}/acl"), None)
-        .body;
+    let stored: AclView = node.fetch(&format!("/v1/gateways/{gw}/acl"));
     assert_eq!(
-        stored["rules"],
-        json!([rule]),
+        stored.rules,
+        vec![rule.clone()],
         "the ACL edited in the UI is stored on the node"
     );
     assert!(client
@@ -238,9 +237,9 @@ fn the_ui_api_shows_sessions_sets_the_log_level_and_names_a_bad_acl_line() {
     );
     assert_eq!(
         t.node
-            .call("GET", &format!("/v1/gateways/{}/acl", t.gw), None)
-            .body["rules"],
-        json!([]),
+            .fetch::<AclView>(&format!("/v1/gateways/{}/acl", t.gw))
+            .rules,
+        Vec::<String>::new(),
         "nothing reached the node"
     );
 }
