@@ -256,7 +256,7 @@ if command -v haproxy >/dev/null; then
   cat >"$work/haproxy.cfg" <<HAPROXY
 global
   nbthread 1
-  maxconn 40000
+  maxconn 9000
 defaults
   mode tcp
   timeout connect 5s

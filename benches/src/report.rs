@@ -300,7 +300,11 @@ pub fn summarize(records: Vec<Value>) -> Summary {
                 .count() as f64
         })
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    let peer_label = peer_name.as_str();
+    let peer_label = if peer_name.is_empty() {
+        "peer"
+    } else {
+        peer_name.as_str()
+    };
     let mut targets: Vec<Target> = rows
         .iter()
         .flat_map(|r| {
