@@ -52,7 +52,9 @@ apt_install() {
 }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$failover" = 1 ] || [ "$(ulimit -n)" -ge $((hold * 3 + 1000)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
+# Each process holds one end of each held connection (the load generator, the node, the
+# client, the echo server), and the descriptor limit is per process.
+[ "$failover" = 1 ] || [ "$(ulimit -n)" -ge $((hold + 500)) ] || { echo "loadtest: ulimit -n $(ulimit -n) is too low for --hold $hold"; exit 2; }
 
 command -v nginx >/dev/null || apt_install nginx-light || say "nginx unavailable: using sg-load's HTTP server"
 if [ "$failover" = 0 ]; then
@@ -369,8 +371,9 @@ for test in $tests; do
   done
 done
 for p in $held_paths; do
-  next "$p: hold $hold idle connections, RSS of both ends"
-  load hold --target "127.0.0.1:$(target_of "$p" echo)" --connections "$hold" --label "$p" --watch "$(watch_of "$p")"
+  next "$p: hold $hold idle connections, RSS of both ends, then keep-alive HTTP while they are held"
+  load hold --target "127.0.0.1:$(target_of "$p" echo)" --connections "$hold" --label "$p" --watch "$(watch_of "$p")" \
+    --http-target "127.0.0.1:$(target_of "$p" http)" --http-connections "$connections" --http-duration "$duration"
 done
 
 say "done; results in $results/loadtest-$stamp.{jsonl,json,svg}"

@@ -1,7 +1,9 @@
 //! Holds many idle connections open and measures what they cost the processes that carry
 //! them: RSS before, RSS with every connection established end to end (one echo round
-//! trip each), divided by the number held.
+//! trip each), divided by the number held; and, optionally, a keep-alive HTTP load's
+//! latency while they are held (idle connections must not slow the busy ones).
 
+use crate::http_load;
 use crate::procstat::rss_kib;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -17,6 +19,17 @@ pub struct HoldResult {
     pub rss_held_kib: Vec<(u32, u64)>,
     /// Sum over the watched processes of (held - before) / established, in bytes.
     pub bytes_per_connection: f64,
+    /// The keep-alive load's p99 while the connections were held, if one ran.
+    pub p99_while_held_us: Option<u64>,
+    pub requests_while_held: Option<u64>,
+}
+
+/// A keep-alive HTTP load to run while the connections are held.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadWhileHeld {
+    pub target: SocketAddr,
+    pub connections: usize,
+    pub duration: Duration,
 }
 
 pub async fn run(
@@ -24,6 +37,7 @@ pub async fn run(
     connections: usize,
     pids: &[u32],
     settle: Duration,
+    load: Option<LoadWhileHeld>,
 ) -> std::io::Result<HoldResult> {
     // Let allocators settle, then take the baseline.
     tokio::time::sleep(settle).await;
@@ -62,6 +76,10 @@ pub async fn run(
         .filter_map(|p| rss_kib(*p).map(|r| (*p, r)))
         .collect();
     let established = held.len();
+    let busy = match load {
+        Some(l) => Some(http_load::run(l.target, l.connections, l.duration, false).await),
+        None => None,
+    };
     let delta_kib: i64 = after
         .iter()
         .map(|(p, a)| {
@@ -80,5 +98,7 @@ pub async fn run(
         rss_before_kib: before,
         rss_held_kib: after,
         bytes_per_connection: (delta_kib as f64 * 1024.0) / established.max(1) as f64,
+        p99_while_held_us: busy.as_ref().map(|b| b.p99_us),
+        requests_while_held: busy.as_ref().map(|b| b.requests),
     })
 }

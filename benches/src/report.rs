@@ -244,10 +244,21 @@ const SPECS: &[Spec] = &[
         false,
         &[],
     ),
+    spec(
+        "keep-alive p99 while connections are held",
+        "ms",
+        "hold",
+        "p99_while_held_us",
+        1e-3,
+        false,
+        &[],
+    ),
 ];
 
 /// Most a held idle connection may cost, both ends together (issue 13, goal 3).
 const HOLD_KIB_GOAL: f64 = 8.0;
+/// Most a keep-alive load's p99 may grow while the connections are held (issue 13, goal 3).
+const HELD_P99_GOAL: f64 = 1.5;
 
 pub fn summarize(records: Vec<Value>) -> Summary {
     let peer = records
@@ -338,6 +349,17 @@ pub fn summarize(records: Vec<Value>) -> Summary {
         wanted: format!("<= {HOLD_KIB_GOAL:.0}"),
         got: held,
         met: held.map(|v| v <= HOLD_KIB_GOAL),
+    });
+    let p99 = |m: &str| rows.iter().find(|r| r.metric == m).and_then(|r| r.sg);
+    let held_p99 = ratio(
+        p99("keep-alive p99 while connections are held"),
+        p99("keep-alive p99"),
+    );
+    targets.push(Target {
+        name: "keep-alive p99 with connections held vs without".into(),
+        wanted: format!("<= {HELD_P99_GOAL:.1}x"),
+        got: held_p99,
+        met: held_p99.map(|v| v <= HELD_P99_GOAL),
     });
     targets.push(Target {
         name: "node threads each using >= 10% of a core".into(),

@@ -4,6 +4,7 @@
 //! nftables drops (this machine has no `tc netem`).
 
 use crate::{free_port, wait_until, Node, NodeOptions};
+use sg_api::node::NodeView;
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -417,6 +418,19 @@ impl Cluster {
             let endpoints = cluster.etcd.endpoints();
             cluster.add_node(&endpoints, extra(i));
         }
+        // A node's `node.json` means it serves; that every other node has seen it join
+        // (through the registry's watch) comes a moment later. Tests start from a formed
+        // cluster.
+        let formed = wait_until(Duration::from_secs(10), || {
+            cluster.nodes.iter().all(|node| {
+                node.try_fetch::<Vec<NodeView>>("/v1/nodes")
+                    .is_some_and(|seen| seen.len() == nodes)
+            })
+        });
+        assert!(
+            formed,
+            "the {nodes} nodes did not all see each other within 10 s"
+        );
         cluster
     }
 

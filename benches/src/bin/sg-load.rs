@@ -96,12 +96,20 @@ enum Cmd {
         #[command(flatten)]
         m: Measure,
     },
-    /// Hold idle connections (to an echo server) and measure the RSS of --watch processes.
+    /// Hold idle connections (to an echo server) and measure the RSS of --watch processes;
+    /// with --http-target, also a keep-alive HTTP load's latency while they are held.
     Hold {
         #[arg(long)]
         target: SocketAddr,
         #[arg(long, default_value_t = 5000)]
         connections: usize,
+        /// An HTTP service to load (keep-alive) while the connections are held.
+        #[arg(long)]
+        http_target: Option<SocketAddr>,
+        #[arg(long, default_value_t = 50)]
+        http_connections: usize,
+        #[arg(long, default_value_t = 5)]
+        http_duration: u64,
         #[command(flatten)]
         m: Measure,
     },
@@ -268,9 +276,22 @@ fn main() -> anyhow::Result<()> {
             Cmd::Hold {
                 target,
                 connections,
+                http_target,
+                http_connections,
+                http_duration,
                 m,
             } => {
-                let r = hold::run(target, connections, &m.watch, Duration::from_secs(2)).await?;
+                anyhow::ensure!(
+                    (1..=120).contains(&http_duration),
+                    "--http-duration is 1 to 120 seconds"
+                );
+                let load = http_target.map(|target| hold::LoadWhileHeld {
+                    target,
+                    connections: http_connections,
+                    duration: Duration::from_secs(http_duration),
+                });
+                let r =
+                    hold::run(target, connections, &m.watch, Duration::from_secs(2), load).await?;
                 emit(&m, "hold", serde_json::to_value(&r)?, Vec::new())?;
             }
             Cmd::Timeline {

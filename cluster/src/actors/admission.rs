@@ -231,16 +231,12 @@ impl ConnectionGuard {
         }
         taken
     }
-}
 
-impl ConnectionGuard {
     /// Counts the connection as closed by its destination's idle timeout.
     pub fn closed_idle(&self) {
         self.live.idle_closed.fetch_add(1, Ordering::Relaxed);
     }
-}
 
-impl ConnectionGuard {
     /// Bytes carried so far: (towards the resource, towards the cloud application).
     pub(super) fn bytes(&self) -> (u64, u64) {
         let (read, written) = (
