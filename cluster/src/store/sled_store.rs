@@ -302,21 +302,25 @@ pub(crate) mod tests {
         assert_eq!(s.plan().unwrap(), Some(Plan::default()));
     }
 
+    /// Event `i` of gateway `gw_a`, `i` ms after the epoch's first second.
+    fn event(i: u64) -> EventRecord {
+        EventRecord {
+            v: RECORD_VERSION,
+            at: 1000 + i,
+            gateway_id: "gw_a".into(),
+            kind: EventKind::BadToken,
+            message: format!("e{i}"),
+            destination_id: None,
+            client_id: None,
+        }
+    }
+
     #[test]
     fn events_come_back_newest_first_and_are_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
         for i in 0..5u64 {
-            let e = EventRecord {
-                v: RECORD_VERSION,
-                at: 1000 + i,
-                gateway_id: "gw_a".into(),
-                kind: EventKind::BadToken,
-                message: format!("e{i}"),
-                destination_id: None,
-                client_id: None,
-            };
-            s.append_event(&e, 3).unwrap();
+            s.append_event(&event(i), 3).unwrap();
         }
         let got: Vec<_> = s
             .events("gw_a", 10)
@@ -331,15 +335,6 @@ pub(crate) mod tests {
     #[test]
     fn the_event_log_stays_bounded_across_a_reopen_and_a_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let event = |i: u64| EventRecord {
-            v: RECORD_VERSION,
-            at: 1000 + i,
-            gateway_id: "gw_a".into(),
-            kind: EventKind::BadToken,
-            message: format!("e{i}"),
-            destination_id: None,
-            client_id: None,
-        };
         {
             let s = SledStore::open(dir.path()).unwrap();
             for i in 0..5 {
