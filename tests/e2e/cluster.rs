@@ -885,11 +885,18 @@ fn an_etcd_restored_from_a_backup_brings_every_node_back_to_it() {
             "what the backup holds stays"
         );
     }
-    let r = c.nodes[0].call(
-        "POST",
-        "/v1/gateways",
-        Some(json!({"name": "after-restore"})),
-    );
+    // The copy follows the restore first; writes reopen once the replicator has resynced
+    // and marked the store synced again, a moment later (503 store_unavailable meanwhile).
+    let mut r = c.nodes[0].call("GET", "/healthz", None);
+    let accepted = wait_until(Duration::from_secs(10), || {
+        r = c.nodes[0].call(
+            "POST",
+            "/v1/gateways",
+            Some(json!({"name": "after-restore"})),
+        );
+        r.status != 503
+    });
+    assert!(accepted, "writes reopen on the restored etcd: {}", r.body);
     assert_eq!(
         r.status, 201,
         "writes work on the restored etcd: {}",
