@@ -7,9 +7,13 @@
 # figures, CPU per request of each path's own processes, and ratios (also JSON and SVG).
 #
 #   scripts/loadtest.sh [--peer rathole] [--duration SECS] [--connections N] [--hold N]
-#                       [--results DIR] [--quick] [--cluster]
+#                       [--destinations N] [--writes N] [--results DIR] [--quick] [--cluster]
 #       --cluster: the sg node is a cluster node (a 3-member etcd on loopback), to compare
 #       its data path with a single node's
+#       --destinations N (default 10000, 0: none): a node of its own with N destinations:
+#       restart until every cloud port listens, GET of the list, RSS per destination
+#       --writes N (default 200): config writes timed on one node, then on a cluster of two
+#       on etcd with the time until the other node shows each
 #   scripts/loadtest.sh --failover [--connections N (default 32)] [--results DIR]
 #       a 3-member etcd, nodes r1 and r2, three clients; a 14 s timeline of new connections
 #       through both nodes while one client is killed (-9) at ~3 s and r2 drains at ~8 s
@@ -17,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-peer=""; duration=10; connections=""; hold=5000; results="$root/results"; sessions=2; failover=0; cluster=0
+peer=""; duration=10; connections=""; hold=5000; destinations=10000; writes=200; results="$root/results"; sessions=2; failover=0; cluster=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
@@ -26,10 +30,12 @@ while [ $# -gt 0 ]; do
     --hold) hold="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
     --sessions) sessions="$2"; shift 2 ;;
-    --quick) duration=3; hold=1000; shift ;;
+    --destinations) destinations="$2"; shift 2 ;;
+    --writes) writes="$2"; shift 2 ;;
+    --quick) duration=3; hold=1000; destinations=500; writes=50; shift ;;
     --failover) failover=1; shift ;;
     --cluster) cluster=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "loadtest: unknown argument $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -38,6 +44,8 @@ case "$peer" in ""|rathole) ;; *) echo "loadtest: --peer supports rathole"; exit
 # Bounded: every measurement runs for a fixed time and the hold count is capped.
 [ "$duration" -le 120 ] || { echo "loadtest: --duration is at most 120"; exit 2; }
 [ "$hold" -le 20000 ] || { echo "loadtest: --hold is at most 20000"; exit 2; }
+[ "$destinations" -le 10000 ] || { echo "loadtest: --destinations is at most 10000 (the default plan's cap)"; exit 2; }
+[ "$writes" -ge 1 ] && [ "$writes" -le 10000 ] || { echo "loadtest: --writes is 1 to 10000"; exit 2; }
 if [ "$failover" = 1 ]; then
   [ -z "$peer" ] || { echo "loadtest: --failover runs sg only (no --peer)"; exit 2; }
   [ "$connections" -le 512 ] || { echo "loadtest: --connections is at most 512"; exit 2; }
@@ -61,7 +69,8 @@ if [ "$failover" = 0 ]; then
   command -v haproxy >/dev/null || apt_install haproxy || say "haproxy unavailable: no one-hop path"
   command -v wrk >/dev/null || apt_install wrk || say "wrk unavailable: sg-load is the only generator"
 fi
-if [ "$failover" = 1 ] || [ "$cluster" = 1 ]; then
+# etcd for the failover timeline, a cluster data path, and the control plane's cluster figure.
+if true; then
   . scripts/lib/packages.sh
   need_build_tools
   need_command etcd etcd-server
@@ -133,7 +142,9 @@ wait_port "$http_port" "$http_target"
 
 # A 3-member etcd on loopback; sets etcd_clients (the endpoints for --etcd).
 . scripts/lib/etcd.sh
+etcd_clients=""
 etcd_up() {
+  [ -z "$etcd_clients" ] || return 0
   start_etcd "sg-loadtest-$$" || exit 1
   etcd_clients="$etcd_endpoints"
   say "etcd: 3 members healthy ($etcd_clients)"
@@ -348,8 +359,8 @@ watch_of() {
   esac
 }
 load() { "$bin/sg-load" --threads 2 "$@" --out "$out" >/dev/null; }
-tests="keep_alive new_connection bulk_up bulk_down"
-command -v wrk >/dev/null && tests="keep_alive wrk_keep_alive new_connection bulk_up bulk_down"
+tests="keep_alive new_connection bulk_up bulk_down bulk_up_parallel bulk_down_parallel"
+command -v wrk >/dev/null && tests="keep_alive wrk_keep_alive ${tests#keep_alive }"
 held_paths="sg $peer"
 steps=$(( $(echo $paths | wc -w) * $(echo $tests | wc -w) + $(echo $held_paths | wc -w) ))
 step=0
@@ -366,6 +377,8 @@ for test in $tests; do
         load http --new-conn --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
       bulk_up|bulk_down) dir=${test#bulk_}; next "$p: bulk $dir, one connection, ${duration}s"
         load bulk --direction "$dir" --target "127.0.0.1:$(target_of "$p" bulk)" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
+      bulk_*_parallel) dir=${test#bulk_}; dir=${dir%_parallel}; next "$p: bulk $dir, 8 connections at once, ${duration}s"
+        load bulk --direction "$dir" --connections 8 --target "127.0.0.1:$(target_of "$p" bulk)" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
     esac
     sleep 1
   done
@@ -375,6 +388,56 @@ for p in $held_paths; do
   load hold --target "127.0.0.1:$(target_of "$p" echo)" --connections "$hold" --label "$p" --watch "$(watch_of "$p")" \
     --http-target "127.0.0.1:$(target_of "$p" http)" --http-connections "$connections" --http-duration "$duration"
 done
+
+# ---- control plane ---------------------------------------------------------------------
+# Nodes of their own, so the data-path node above keeps what it measured: config writes on
+# one node (it flushes before it answers), many destinations on that node and its restart,
+# then writes on a cluster of two nodes on etcd and how long the other node takes to show
+# each. Cloud ports come from 20000-30999, below the kernel's ephemeral range.
+cp_ports=20000-30999
+start_cp_node() { # NAME IP [ARGS...]: sets cp_pid
+  local name="$1" ip="$2"; shift 2
+  "$bin/sg-node" --region "$name" --data-dir "$work/$name" --tunnel-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 \
+    --cloud-host "$ip" --cloud-bind "$ip" --cloud-ports "$cp_ports" --drain-grace 0 --drain-timeout 1 \
+    "$@" -l WARN >>"$work/$name.log" 2>&1 &
+  cp_pid=$!; pids+=($cp_pid)
+}
+stop_cp_node() { # PID: SIGTERM, bounded to 15 s
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
+}
+cp_steps=2; [ "$destinations" -gt 0 ] && cp_steps=4
+steps=$((steps + cp_steps))
+next "control plane: $writes config writes on one node"
+start_cp_node cp 127.0.0.1; wait_file "$work/cp/node.json" "sg-node (control plane)"
+cp_gw=$("$bin/sgctl" --data-dir "$work/cp" --json gateway create control-plane | json_field id)
+"$bin/sg-load" control-writes --data-dir "$work/cp" --gateway "$cp_gw" --resource "127.0.0.1:$http_port" \
+  --writes "$writes" --label sg --out "$out" >/dev/null
+if [ "$destinations" -gt 0 ]; then
+  next "control plane: $destinations destinations (500 per gateway, the most one holds), GET of a full list"
+  sleep 1 # the baseline RSS of a node that has settled
+  fill=$("$bin/sg-load" destinations --data-dir "$work/cp" --resource "127.0.0.1:$http_port" \
+    --count "$destinations" --label sg --watch "$cp_pid" --out "$out")
+  baseline=$(echo "$fill" | json_field rss_before_kib)
+  list_gw=$(echo "$fill" | json_field list_gateway)
+  next "control plane: restart with $destinations destinations until every cloud port listens"
+  stop_cp_node "$cp_pid"
+  started_ms=$(date +%s%3N)
+  start_cp_node cp 127.0.0.1
+  "$bin/sg-load" destinations-restart --data-dir "$work/cp" --gateway "$list_gw" --ports "$cp_ports" \
+    --count "$destinations" --started-ms "$started_ms" --baseline-rss-kib "${baseline:-0}" \
+    --label sg --watch "$cp_pid" --out "$out" >/dev/null
+fi
+stop_cp_node "$cp_pid"
+next "control plane: $writes config writes on a cluster of two nodes on etcd, and when the other node shows each"
+etcd_up
+start_cp_node cpa 127.0.0.1 --etcd "$etcd_clients"; cpa_pid=$cp_pid; wait_file "$work/cpa/node.json" "sg-node cpa"
+start_cp_node cpb 127.0.0.2 --etcd "$etcd_clients"; cpb_pid=$cp_pid; wait_file "$work/cpb/node.json" "sg-node cpb"
+cpc_gw=$("$bin/sgctl" --data-dir "$work/cpa" --json gateway create control-plane-cluster | json_field id)
+"$bin/sg-load" control-writes --data-dir "$work/cpa" --peer-data-dir "$work/cpb" --gateway "$cpc_gw" \
+  --resource "127.0.0.1:$http_port" --writes "$writes" --label sg --out "$out" >/dev/null
+stop_cp_node "$cpb_pid"; stop_cp_node "$cpa_pid"
 
 say "done; results in $results/loadtest-$stamp.{jsonl,json,svg}"
 echo

@@ -47,6 +47,7 @@ pub enum Direction {
 #[derive(Debug, Clone, Serialize)]
 pub struct BulkResult {
     pub direction: Direction,
+    pub connections: usize,
     pub bytes: u64,
     pub seconds: f64,
     pub gbit_per_s: f64,
@@ -111,6 +112,7 @@ pub async fn run(
     let seconds = duration.as_secs_f64();
     Ok(BulkResult {
         direction,
+        connections: connections.max(1),
         bytes,
         seconds,
         gbit_per_s: bytes as f64 * 8.0 / seconds / 1e9,

@@ -6,12 +6,14 @@
 //!   percentiles;
 //! - [`bulk`]: throughput in either direction;
 //! - [`hold`]: holds thousands of idle connections and measures the RSS they cost;
+//! - [`control`]: control-plane write latency and propagation, and many destinations;
 //! - [`procstat`]: CPU time and RSS of processes, from /proc;
 //! - [`report`]: the table, JSON and SVG chart of a run;
 //! - [`timeline`]: success and failure per 100 ms around marked events (failover runs);
 //! - [`wrk`]: Debian's wrk as a second, independent HTTP load generator.
 
 pub mod bulk;
+pub mod control;
 pub mod echo;
 pub mod hold;
 pub mod http_load;

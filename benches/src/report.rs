@@ -71,11 +71,14 @@ fn find<'a>(records: &'a [Value], path: &str, test: &str) -> Option<&'a Value> {
         .find(|r| r["path"] == path && r["test"] == test)
 }
 
-/// A figure of the latest record of `path` and `test`: a field of its result, or of the
-/// record itself (`cpu_us_per_request`).
+/// A figure of the latest record of `path` and `test`: a field of its result (`a/b` for a
+/// nested one), or of the record itself (`cpu_us_per_request`).
 fn number(records: &[Value], path: &str, test: &str, field: &str) -> Option<f64> {
     let r = find(records, path, test)?;
-    r["result"][field].as_f64().or_else(|| r[field].as_f64())
+    r["result"]
+        .pointer(&format!("/{field}"))
+        .and_then(Value::as_f64)
+        .or_else(|| r[field].as_f64())
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -236,6 +239,24 @@ const SPECS: &[Spec] = &[
         &[("direct", 0.3)],
     ),
     spec(
+        "bulk upload, 8 streams",
+        "Gbit/s",
+        "bulk_up_parallel",
+        "gbit_per_s",
+        1.0,
+        true,
+        &[("direct", 0.4)],
+    ),
+    spec(
+        "bulk download, 8 streams",
+        "Gbit/s",
+        "bulk_down_parallel",
+        "gbit_per_s",
+        1.0,
+        true,
+        &[("direct", 0.4)],
+    ),
+    spec(
         "RSS per held idle connection (both ends)",
         "KiB",
         "hold",
@@ -253,6 +274,105 @@ const SPECS: &[Spec] = &[
         false,
         &[],
     ),
+    spec(
+        "config write (create destination), one node, p50",
+        "ms",
+        "control_write",
+        "write/p50_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "config write (create destination), one node, p99",
+        "ms",
+        "control_write",
+        "write/p99_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "config write, cluster of two on etcd, p50",
+        "ms",
+        "control_write_cluster",
+        "write/p50_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "config write, cluster of two on etcd, p99",
+        "ms",
+        "control_write_cluster",
+        "write/p99_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "write seen by the other node, p50",
+        "ms",
+        "control_write_cluster",
+        "propagation/p50_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "write seen by the other node, p99",
+        "ms",
+        "control_write_cluster",
+        "propagation/p99_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "many destinations: GET of a full gateway's list, p99",
+        "ms",
+        "destinations",
+        "list_p99_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "many destinations: restart until every cloud port listens",
+        "ms",
+        "destinations_restart",
+        "restart_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "many destinations: GET of a full gateway's list after the restart, p99",
+        "ms",
+        "destinations_restart",
+        "list_p99_ms",
+        1.0,
+        false,
+        &[],
+    ),
+    spec(
+        "many destinations: node RSS per destination",
+        "KiB",
+        "destinations_restart",
+        "rss_bytes_per_destination",
+        1.0 / 1024.0,
+        false,
+        &[],
+    ),
+];
+
+/// Goals on sg's own figures, not ratios (issue 13, goals 4 and 5): a row's metric and
+/// the most it may be.
+const ABSOLUTE_GOALS: &[(&str, f64)] = &[
+    ("config write (create destination), one node, p99", 50.0),
+    ("many destinations: GET of a full gateway's list, p99", 100.0),
+    ("many destinations: restart until every cloud port listens", 3000.0),
+    ("many destinations: GET of a full gateway's list after the restart, p99", 100.0),
 ];
 
 /// Most a held idle connection may cost, both ends together (issue 13, goal 3).
@@ -361,6 +481,17 @@ pub fn summarize(records: Vec<Value>) -> Summary {
         got: held_p99,
         met: held_p99.map(|v| v <= HELD_P99_GOAL),
     });
+    for (metric, most) in ABSOLUTE_GOALS {
+        let Some(row) = rows.iter().find(|r| r.metric == *metric) else {
+            continue;
+        };
+        targets.push(Target {
+            name: format!("{metric} ({})", row.unit),
+            wanted: format!("<= {most:.0}"),
+            got: row.sg,
+            met: row.sg.map(|v| v <= *most),
+        });
+    }
     targets.push(Target {
         name: "node threads each using >= 10% of a core".into(),
         wanted: ">= 2".into(),
@@ -600,5 +731,47 @@ mod tests {
         let chart = svg(&s);
         assert!(chart.contains("log scale") && chart.contains("#d00"));
         assert!(table(&s).contains("| sg/haproxy |"));
+    }
+
+    #[test]
+    fn control_plane_figures_are_read_from_nested_results_and_checked_against_their_bounds() {
+        let records = vec![
+            rec(
+                "sg",
+                "control_write",
+                json!({ "write": { "p50_ms": 4.0, "p99_ms": 61.0 } }),
+                None,
+            ),
+            rec(
+                "sg",
+                "control_write_cluster",
+                json!({ "write": { "p99_ms": 20.0 }, "propagation": { "p50_ms": 9.0, "p99_ms": 30.0 } }),
+                None,
+            ),
+            rec(
+                "sg",
+                "destinations_restart",
+                json!({ "restart_ms": 1200.0, "list_p99_ms": 80.0, "rss_bytes_per_destination": 2048.0 }),
+                None,
+            ),
+        ];
+        let s = summarize(records);
+        let row = |m: &str| s.rows.iter().find(|r| r.metric == m).unwrap().sg;
+        assert_eq!(row("write seen by the other node, p99"), Some(30.0));
+        assert_eq!(row("many destinations: node RSS per destination"), Some(2.0));
+        let met = |name: &str| s.targets.iter().find(|t| t.name == name).unwrap().met;
+        assert_eq!(
+            met("config write (create destination), one node, p99 (ms)"),
+            Some(false)
+        );
+        assert_eq!(
+            met("many destinations: restart until every cloud port listens (ms)"),
+            Some(true)
+        );
+        assert_eq!(
+            met("many destinations: GET of a full gateway's list, p99 (ms)"),
+            None,
+            "not measured"
+        );
     }
 }

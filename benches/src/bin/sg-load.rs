@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use sg_benches::{bulk, echo, hold, http_load, http_server, procstat, report, timeline, wrk};
+use sg_benches::{bulk, control, echo, hold, http_load, http_server, procstat, report, timeline, wrk};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -139,6 +139,72 @@ enum Cmd {
         #[arg(long)]
         pin_targets: bool,
     },
+    /// Control-plane write latency: destination creates one after the other, each timed to
+    /// its answer (the node flushes before it answers); with --peer-data-dir (another node
+    /// of the same cluster), each also timed until that node shows it. All are deleted after.
+    ControlWrites {
+        /// The data dir of the node to write to (its node.json, admin.token, ca.pem).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The data dir of another node of the cluster, to time propagation to.
+        #[arg(long)]
+        peer_data_dir: Option<PathBuf>,
+        #[arg(long)]
+        gateway: String,
+        /// HOST:PORT the destinations point at.
+        #[arg(long)]
+        resource: String,
+        #[arg(long, default_value_t = 200)]
+        writes: usize,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// Many destinations: makes --count over new gateways of --per-gateway each, then times
+    /// GETs of the first gateway's list; the first --watch process's RSS before the fill is
+    /// the baseline for `destinations-restart`.
+    Destinations {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The most destinations one gateway may hold (the node's limit).
+        #[arg(long, default_value_t = 500)]
+        per_gateway: usize,
+        #[arg(long)]
+        resource: String,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// API connections creating at once.
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        /// GETs of the list to time.
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        #[command(flatten)]
+        m: Measure,
+    },
+    /// After restarting a node with many destinations: the time from --started-ms until
+    /// --count ports of --ports listen, the node's RSS then (the first --watch process), and
+    /// the list latency again.
+    DestinationsRestart {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        gateway: String,
+        /// The node's cloud port range, A-B.
+        #[arg(long, value_parser = control::port_range)]
+        ports: std::ops::RangeInclusive<u16>,
+        #[arg(long)]
+        count: usize,
+        /// When the node was started (Unix time, milliseconds).
+        #[arg(long)]
+        started_ms: u64,
+        /// The node's RSS with no destinations (from `destinations`).
+        #[arg(long)]
+        baseline_rss_kib: u64,
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
+        #[command(flatten)]
+        m: Measure,
+    },
     /// Summarize a run: table on stdout, JSON and SVG files.
     Report {
         #[arg(long)]
@@ -148,6 +214,98 @@ enum Cmd {
         #[arg(long)]
         svg: PathBuf,
     },
+}
+
+/// The control-plane subcommands: blocking API calls, no runtime. Answers false for the
+/// others.
+fn control_command(cmd: &Cmd) -> anyhow::Result<bool> {
+    match cmd {
+        Cmd::ControlWrites {
+            data_dir,
+            peer_data_dir,
+            gateway,
+            resource,
+            writes,
+            m,
+        } => {
+            anyhow::ensure!((1..=10_000).contains(writes), "--writes is 1 to 10000");
+            let api = control::api_of(data_dir)?;
+            let peer = peer_data_dir.as_deref().map(control::api_of).transpose()?;
+            let r = control::writes(&api, peer.as_ref(), gateway, resource, *writes)?;
+            let test = if peer.is_some() {
+                "control_write_cluster"
+            } else {
+                "control_write"
+            };
+            emit(m, test, serde_json::to_value(&r)?, Vec::new())?;
+        }
+        Cmd::Destinations {
+            data_dir,
+            per_gateway,
+            resource,
+            count,
+            writers,
+            requests,
+            m,
+        } => {
+            anyhow::ensure!(
+                (1..=control::MAX_DESTINATIONS).contains(count),
+                "--count is 1 to {}",
+                control::MAX_DESTINATIONS
+            );
+            anyhow::ensure!((1..=64).contains(writers), "--writers is 1 to 64");
+            let api = control::api_of(data_dir)?;
+            let rss = || m.watch.first().and_then(|p| procstat::rss_kib(*p));
+            let rss_before_kib = rss();
+            let filled = control::fill(&api, resource, *count, *per_gateway, *writers)?;
+            let gateway = filled.gateways.first().context("no gateway was made")?;
+            let list = control::list_latency(&api, gateway, *requests)?;
+            let result = json!({
+                "destinations": filled.destinations,
+                "gateways": filled.gateways.len(),
+                "list_gateway": gateway,
+                "create_seconds": filled.seconds,
+                "creates_per_s": filled.destinations as f64 / filled.seconds.max(1e-9),
+                "rss_before_kib": rss_before_kib,
+                "rss_after_kib": rss(),
+                "list": list,
+                "list_p99_ms": list.latency.p99_ms,
+            });
+            emit(m, "destinations", result, Vec::new())?;
+        }
+        Cmd::DestinationsRestart {
+            data_dir,
+            gateway,
+            ports,
+            count,
+            started_ms,
+            baseline_rss_kib,
+            requests,
+            m,
+        } => {
+            let took = control::wait_listening(ports, *count, *started_ms)?;
+            // The node answers its API a moment after its ports listen; let it settle.
+            std::thread::sleep(Duration::from_secs(1));
+            let rss_kib = m.watch.first().and_then(|p| procstat::rss_kib(*p));
+            let api = control::api_of(data_dir)?;
+            let list = control::list_latency(&api, gateway, *requests)?;
+            let per_destination = rss_kib.map(|r| {
+                r.saturating_sub(*baseline_rss_kib) as f64 * 1024.0 / (*count).max(1) as f64
+            });
+            let result = json!({
+                "destinations": count,
+                "restart_ms": took.as_secs_f64() * 1e3,
+                "rss_kib": rss_kib,
+                "baseline_rss_kib": baseline_rss_kib,
+                "rss_bytes_per_destination": per_destination,
+                "list": list,
+                "list_p99_ms": list.latency.p99_ms,
+            });
+            emit(m, "destinations_restart", result, Vec::new())?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn emit(m: &Measure, test: &str, result: Value, cpu: Vec<procstat::CpuUse>) -> anyhow::Result<()> {
@@ -197,6 +355,9 @@ fn main() -> anyhow::Result<()> {
         print!("{}", report::table(&summary));
         std::fs::write(json, serde_json::to_vec_pretty(&summary)?)?;
         std::fs::write(svg, report::svg(&summary))?;
+        return Ok(());
+    }
+    if control_command(&cli.command)? {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -267,9 +428,11 @@ fn main() -> anyhow::Result<()> {
                     connections,
                 )
                 .await?;
-                let test = match direction {
-                    bulk::Direction::Up => "bulk_up",
-                    bulk::Direction::Down => "bulk_down",
+                let test = match (direction, connections > 1) {
+                    (bulk::Direction::Up, false) => "bulk_up",
+                    (bulk::Direction::Down, false) => "bulk_down",
+                    (bulk::Direction::Up, true) => "bulk_up_parallel",
+                    (bulk::Direction::Down, true) => "bulk_down_parallel",
                 };
                 emit(&m, test, serde_json::to_value(&r)?, watch.finish())?;
             }
@@ -357,7 +520,10 @@ fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
             }
-            Cmd::Report { .. } => {}
+            Cmd::Report { .. }
+            | Cmd::ControlWrites { .. }
+            | Cmd::Destinations { .. }
+            | Cmd::DestinationsRestart { .. } => {}
         }
         Ok(())
     })
