@@ -27,16 +27,23 @@ const LISTEN_BOUND: Duration = Duration::from_secs(120);
 /// Most destinations one run creates (the node's default plan allows 10,000).
 pub const MAX_DESTINATIONS: usize = 10_000;
 
-/// The API of the node whose data dir this is, as its admin.
-pub fn api_of(data_dir: &Path) -> anyhow::Result<ApiClient> {
-    let read = |name: &str| {
-        let path = data_dir.join(name);
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let node: NodeFile = serde_json::from_slice(&read(NODE_FILE)?).context("node.json")?;
-    let token = String::from_utf8_lossy(&read(ADMIN_TOKEN_FILE)?)
+fn read(data_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The admin token in a node's data dir (the node that made the cluster's keeps it).
+pub fn admin_token_of(data_dir: &Path) -> anyhow::Result<String> {
+    Ok(String::from_utf8_lossy(&read(data_dir, ADMIN_TOKEN_FILE)?)
         .trim()
-        .to_string();
+        .to_string())
+}
+
+/// The API of the node whose data dir this is, as the admin whose token is given.
+pub fn api_of(data_dir: &Path, token: &str) -> anyhow::Result<ApiClient> {
+    let read = |name: &str| read(data_dir, name);
+    let node: NodeFile = serde_json::from_slice(&read(NODE_FILE)?).context("node.json")?;
+    let token = token.to_string();
     let ca_path = data_dir.join(CA_FILE);
     let ca_pem = String::from_utf8_lossy(&read(CA_FILE)?).into_owned();
     let certs = tls::certs_from_pem(&ca_path.display().to_string(), &ca_pem)?;
@@ -101,6 +108,16 @@ fn create(api: &ApiClient, gateway: &str, body: &serde_json::Value) -> anyhow::R
     Ok(d.id)
 }
 
+/// One untimed request, so that what is timed after it runs on a connection that is up
+/// (TCP and TLS handshakes are not the control plane's latency).
+fn warm_up(api: &ApiClient) -> anyhow::Result<()> {
+    let resp = api.get("/v1/gateways")?;
+    if !resp.is_success() {
+        return Err(resp.error().into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteResult {
     /// Creating a destination, from sending the request to the answer (the node has flushed
@@ -122,6 +139,10 @@ pub fn writes(
     resource: &str,
     writes: usize,
 ) -> anyhow::Result<WriteResult> {
+    warm_up(api)?;
+    if let Some(peer) = peer {
+        warm_up(peer)?;
+    }
     let tag = run_tag();
     let (mut write, mut propagation, mut delete) = (histogram(), histogram(), histogram());
     let mut made = Vec::with_capacity(writes);
@@ -172,6 +193,7 @@ pub struct ListResult {
 /// `requests` GETs of the gateway's destination list, one after the other.
 pub fn list_latency(api: &ApiClient, gateway: &str, requests: usize) -> anyhow::Result<ListResult> {
     let path = format!("/v1/gateways/{gateway}/destinations");
+    warm_up(api)?;
     let mut h = histogram();
     let (mut destinations, mut bytes) = (0, 0);
     for _ in 0..requests.max(1) {
@@ -235,8 +257,9 @@ pub fn fill(
                         }
                         let gateway = &gateways[i / per_gateway];
                         let body = destination_body(&format!("{tag}-{i}"), resource)?;
-                        create(api, gateway, &body)
-                            .with_context(|| format!("creating destination {} of {count}", i + 1))?;
+                        create(api, gateway, &body).with_context(|| {
+                            format!("creating destination {} of {count}", i + 1)
+                        })?;
                     }
                 })
             })
@@ -302,7 +325,9 @@ pub fn wait_listening(
             return Ok(since);
         }
         if since > LISTEN_BOUND {
-            bail!("only {listening} of {count} cloud ports listen {LISTEN_BOUND:?} after the start");
+            bail!(
+                "only {listening} of {count} cloud ports listen {LISTEN_BOUND:?} after the start"
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

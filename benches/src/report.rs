@@ -370,9 +370,18 @@ const SPECS: &[Spec] = &[
 /// the most it may be.
 const ABSOLUTE_GOALS: &[(&str, f64)] = &[
     ("config write (create destination), one node, p99", 50.0),
-    ("many destinations: GET of a full gateway's list, p99", 100.0),
-    ("many destinations: restart until every cloud port listens", 3000.0),
-    ("many destinations: GET of a full gateway's list after the restart, p99", 100.0),
+    (
+        "many destinations: GET of a full gateway's list, p99",
+        100.0,
+    ),
+    (
+        "many destinations: restart until every cloud port listens",
+        3000.0,
+    ),
+    (
+        "many destinations: GET of a full gateway's list after the restart, p99",
+        100.0,
+    ),
 ];
 
 /// Most a held idle connection may cost, both ends together (issue 13, goal 3).
@@ -758,7 +767,10 @@ mod tests {
         let s = summarize(records);
         let row = |m: &str| s.rows.iter().find(|r| r.metric == m).unwrap().sg;
         assert_eq!(row("write seen by the other node, p99"), Some(30.0));
-        assert_eq!(row("many destinations: node RSS per destination"), Some(2.0));
+        assert_eq!(
+            row("many destinations: node RSS per destination"),
+            Some(2.0)
+        );
         let met = |name: &str| s.targets.iter().find(|t| t.name == name).unwrap().met;
         assert_eq!(
             met("config write (create destination), one node, p99 (ms)"),

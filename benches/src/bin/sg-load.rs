@@ -7,7 +7,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use sg_benches::{bulk, control, echo, hold, http_load, http_server, procstat, report, timeline, wrk};
+use sg_benches::{
+    bulk, control, echo, hold, http_load, http_server, procstat, report, timeline, wrk,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,8 +231,13 @@ fn control_command(cmd: &Cmd) -> anyhow::Result<bool> {
             m,
         } => {
             anyhow::ensure!((1..=10_000).contains(writes), "--writes is 1 to 10000");
-            let api = control::api_of(data_dir)?;
-            let peer = peer_data_dir.as_deref().map(control::api_of).transpose()?;
+            // Nodes of one cluster share the admin token; the first node's data dir has it.
+            let token = control::admin_token_of(data_dir)?;
+            let api = control::api_of(data_dir, &token)?;
+            let peer = peer_data_dir
+                .as_deref()
+                .map(|d| control::api_of(d, &token))
+                .transpose()?;
             let r = control::writes(&api, peer.as_ref(), gateway, resource, *writes)?;
             let test = if peer.is_some() {
                 "control_write_cluster"
@@ -254,7 +261,7 @@ fn control_command(cmd: &Cmd) -> anyhow::Result<bool> {
                 control::MAX_DESTINATIONS
             );
             anyhow::ensure!((1..=64).contains(writers), "--writers is 1 to 64");
-            let api = control::api_of(data_dir)?;
+            let api = control::api_of(data_dir, &control::admin_token_of(data_dir)?)?;
             let rss = || m.watch.first().and_then(|p| procstat::rss_kib(*p));
             let rss_before_kib = rss();
             let filled = control::fill(&api, resource, *count, *per_gateway, *writers)?;
@@ -287,7 +294,7 @@ fn control_command(cmd: &Cmd) -> anyhow::Result<bool> {
             // The node answers its API a moment after its ports listen; let it settle.
             std::thread::sleep(Duration::from_secs(1));
             let rss_kib = m.watch.first().and_then(|p| procstat::rss_kib(*p));
-            let api = control::api_of(data_dir)?;
+            let api = control::api_of(data_dir, &control::admin_token_of(data_dir)?)?;
             let list = control::list_latency(&api, gateway, *requests)?;
             let per_destination = rss_kib.map(|r| {
                 r.saturating_sub(*baseline_rss_kib) as f64 * 1024.0 / (*count).max(1) as f64
