@@ -14,6 +14,8 @@
 #       restart until every cloud port listens, GET of the list, RSS per destination
 #       --writes N (default 200): config writes timed on one node, then on a cluster of two
 #       on etcd with the time until the other node shows each
+#       --profile: perf records the node and the client during sg's wrk keep-alive and
+#       bulk upload tests; flamegraphs (inferno) land in the results dir
 #   scripts/loadtest.sh --failover [--connections N (default 32)] [--results DIR]
 #       a 3-member etcd, nodes r1 and r2, three clients; a 14 s timeline of new connections
 #       through both nodes while one client is killed (-9) at ~3 s and r2 drains at ~8 s
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-peer=""; duration=10; connections=""; hold=5000; destinations=10000; writes=200; results="$root/results"; sessions=2; failover=0; cluster=0
+peer=""; duration=10; connections=""; hold=5000; destinations=10000; writes=200; profile=0; results="$root/results"; sessions=2; failover=0; cluster=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --peer) peer="$2"; shift 2 ;;
@@ -32,10 +34,11 @@ while [ $# -gt 0 ]; do
     --sessions) sessions="$2"; shift 2 ;;
     --destinations) destinations="$2"; shift 2 ;;
     --writes) writes="$2"; shift 2 ;;
+    --profile) profile=1; shift ;;
     --quick) duration=3; hold=1000; destinations=500; writes=50; shift ;;
     --failover) failover=1; shift ;;
     --cluster) cluster=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "loadtest: unknown argument $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -89,6 +92,15 @@ if [ "$peer" = rathole ]; then
     { command -v pkg-config >/dev/null && dpkg -s libssl-dev >/dev/null 2>&1; } || apt_install pkg-config libssl-dev
     say "installing rathole from crates.io (with TLS) into target/peers"
     cargo install -j2 --quiet --root "$root/target/peers" rathole --no-default-features --features server,client,tls
+  fi
+fi
+
+if [ "$profile" = 1 ]; then
+  command -v perf >/dev/null || apt_install linux-perf
+  flame="$root/target/peers/bin/inferno-flamegraph"
+  if [ ! -x "$flame" ]; then
+    say "installing inferno (flamegraphs) from crates.io into target/peers"
+    cargo install -j2 --quiet --root "$root/target/peers" inferno
   fi
 fi
 
@@ -359,6 +371,32 @@ watch_of() {
   esac
 }
 load() { "$bin/sg-load" --threads 2 "$@" --out "$out" >/dev/null; }
+# --profile: sample the node and the client (cpu-clock: this machine has no hardware
+# counters; DWARF call graphs, since release builds keep no frame pointers) for 4 s in the
+# middle of a test, then fold the stacks into one flamegraph per process.
+profile_start() { # TEST
+  prof_pids=()
+  [ "$profile" = 1 ] || return 0
+  for who in node client; do
+    pid=$node_pid; [ "$who" = client ] && pid=$client_pid
+    (sleep 2; exec perf record -q -e cpu-clock -F 250 --call-graph dwarf,16384 -p "$pid" \
+      -o "$work/perf-$1-$who.data" -- sleep 4) >/dev/null 2>&1 &
+    prof_pids+=($!)
+  done
+}
+profile_finish() { # TEST
+  [ "$profile" = 1 ] || return 0
+  for p in "${prof_pids[@]}"; do wait "$p" || true; done
+  for who in node client; do
+    data="$work/perf-$1-$who.data"
+    [ -s "$data" ] || { say "profile: no samples for $who in $1"; continue; }
+    perf script -i "$data" 2>/dev/null | "$root/target/peers/bin/inferno-collapse-perf" >"$work/$1-$who.folded"
+    "$flame" --title "sg-$who during $1 (cpu-clock, $(date +%F))" <"$work/$1-$who.folded" >"$results/flamegraph-$1-$who.svg"
+    python3 scripts/lib/profile_summary.py "$work/$1-$who.folded" >"$results/profile-$1-$who.txt"
+    say "profile: $results/flamegraph-$1-$who.svg; where the time went:"
+    cat "$results/profile-$1-$who.txt" >&2
+  done
+}
 tests="keep_alive new_connection bulk_up bulk_down bulk_up_parallel bulk_down_parallel"
 command -v wrk >/dev/null && tests="keep_alive wrk_keep_alive ${tests#keep_alive }"
 held_paths="sg $peer"
@@ -368,6 +406,10 @@ next() { step=$((step + 1)); say "[$step/$steps] $*"; }
 for test in $tests; do
   for p in $paths; do
     port=$(target_of "$p" http); w=$(watch_of "$p")
+    profiled=""
+    if [ "$p" = sg ] && { [ "$test" = wrk_keep_alive ] || [ "$test" = bulk_up ]; }; then
+      profiled=$test; profile_start "$test"
+    fi
     case "$test" in
       keep_alive) next "$p: keep-alive HTTP, $connections connections, ${duration}s"
         load http --target "127.0.0.1:$port" --connections "$connections" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
@@ -380,6 +422,7 @@ for test in $tests; do
       bulk_*_parallel) dir=${test#bulk_}; dir=${dir%_parallel}; next "$p: bulk $dir, 8 connections at once, ${duration}s"
         load bulk --direction "$dir" --connections 8 --target "127.0.0.1:$(target_of "$p" bulk)" --duration "$duration" --label "$p" ${w:+--watch "$w"} ;;
     esac
+    [ -z "$profiled" ] || profile_finish "$profiled"
     sleep 1
   done
 done

@@ -32,6 +32,9 @@ pub struct LoadWhileHeld {
     pub duration: Duration,
 }
 
+/// Longest one held connection may take to be established end to end.
+const OPEN_BOUND: Duration = Duration::from_secs(10);
+
 pub async fn run(
     target: SocketAddr,
     connections: usize,
@@ -52,22 +55,29 @@ pub async fn run(
         let opens: Vec<_> = (0..n)
             .map(|_| {
                 tokio::spawn(async move {
-                    let mut s = TcpStream::connect(target).await?;
-                    s.write_all(b"x").await?;
-                    let mut b = [0u8; 1];
-                    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut b))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo")
-                        })??;
-                    Ok::<TcpStream, std::io::Error>(s)
+                    // Bounded as a whole: a path out of descriptors stops accepting, and a
+                    // connect to a full backlog would otherwise wait out the SYN retries.
+                    tokio::time::timeout(OPEN_BOUND, async {
+                        let mut s = TcpStream::connect(target).await?;
+                        s.write_all(b"x").await?;
+                        let mut b = [0u8; 1];
+                        s.read_exact(&mut b).await?;
+                        Ok::<TcpStream, std::io::Error>(s)
+                    })
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo"))?
                 })
             })
             .collect();
+        let before = held.len();
         for o in opens {
             if let Ok(Ok(s)) = o.await {
                 held.push(s);
             }
+        }
+        if held.len() == before {
+            // A whole batch failed: the path holds no more (`established` says how many).
+            break;
         }
     }
     tokio::time::sleep(settle).await;
@@ -76,6 +86,13 @@ pub async fn run(
         .filter_map(|p| rss_kib(*p).map(|r| (*p, r)))
         .collect();
     let established = held.len();
+    if established < connections {
+        // The path holds no more (a peer at its descriptor limit): free room for the load's
+        // connections, or it would measure only refusals.
+        if let Some(l) = &load {
+            held.truncate(established.saturating_sub(l.connections + 100));
+        }
+    }
     let busy = match load {
         Some(l) => Some(http_load::run(l.target, l.connections, l.duration, false).await),
         None => None,

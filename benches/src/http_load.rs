@@ -63,6 +63,15 @@ async fn read_response(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resu
     }
 }
 
+/// How long past the end of a run an exchange already under way may take.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// `fut`, or `None` once `deadline` has passed: a path that accepts a connection and then
+/// never answers (a peer out of descriptors) cannot hold a run past its end.
+async fn by<T>(deadline: Instant, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout_at(deadline.into(), fut).await.ok()
+}
+
 async fn keepalive_worker(
     target: SocketAddr,
     start_at: Instant,
@@ -72,8 +81,9 @@ async fn keepalive_worker(
     let mut errors = 0u64;
     let mut count = 0u64;
     let request = b"GET / HTTP/1.1\r\nHost: sg-load\r\n\r\n";
+    let deadline = end + GRACE;
     'outer: while Instant::now() < end {
-        let Ok(mut sock) = TcpStream::connect(target).await else {
+        let Some(Ok(mut sock)) = by(deadline, TcpStream::connect(target)).await else {
             errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
@@ -86,8 +96,8 @@ async fn keepalive_worker(
                 errors += 1;
                 continue 'outer;
             }
-            match read_response(&mut sock, &mut buf).await {
-                Ok(true) => {
+            match by(deadline, read_response(&mut sock, &mut buf)).await {
+                Some(Ok(true)) => {
                     if t0 >= start_at {
                         let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
                         count += 1;
@@ -112,18 +122,19 @@ async fn new_conn_worker(
     let mut errors = 0u64;
     let mut count = 0u64;
     let request = b"GET / HTTP/1.1\r\nHost: sg-load\r\nConnection: close\r\n\r\n";
+    let deadline = end + GRACE;
     while Instant::now() < end {
         let t0 = Instant::now();
-        let ok = async {
+        let ok = by(deadline, async {
             let mut sock = TcpStream::connect(target).await?;
             sock.set_nodelay(true)?;
             sock.write_all(request).await?;
             let mut buf = Vec::with_capacity(1024);
             read_response(&mut sock, &mut buf).await
-        }
+        })
         .await;
         match ok {
-            Ok(true) => {
+            Some(Ok(true)) => {
                 if t0 >= start_at {
                     let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
                     count += 1;

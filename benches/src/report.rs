@@ -257,6 +257,15 @@ const SPECS: &[Spec] = &[
         &[("direct", 0.4)],
     ),
     spec(
+        "held idle connections established",
+        "connections",
+        "hold",
+        "established",
+        1.0,
+        true,
+        &[],
+    ),
+    spec(
         "RSS per held idle connection (both ends)",
         "KiB",
         "hold",
