@@ -7,6 +7,7 @@
 //! Everything here talks to the node's real API with the same client `sgctl` uses, found
 //! the way `sgctl` finds it: the node's data dir (`node.json`, `admin.token`, `ca.pem`).
 
+use crate::http_load::histogram;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -61,11 +62,6 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 10 min, three significant figures.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 fn summarize(h: &Histogram<u64>) -> Latency {

@@ -22,7 +22,8 @@ pub struct HttpResult {
     pub p999_us: u64,
 }
 
-fn histogram() -> Histogram<u64> {
+/// Latencies in µs (also the control plane's, in [`crate::control`]).
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, 3 significant digits. The bounds are constants known to be valid.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }

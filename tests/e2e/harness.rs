@@ -13,12 +13,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Runs `sg-load ARGS --out OUT` and answers the JSON line it printed.
+/// Runs `sg-load ARGS --label sg --out OUT` and answers the JSON line it printed.
 fn sg_load(args: &[&str], out: &Path) -> Value {
     let (code, output) = run_with_timeout(
         Command::new(bin("sg-load"))
             .args(args)
-            .arg("--out")
+            .args(["--label", "sg", "--out"])
             .arg(out)
             .env("RUST_BACKTRACE", "0"),
         Duration::from_secs(120),
@@ -29,6 +29,18 @@ fn sg_load(args: &[&str], out: &Path) -> Value {
         .rfind(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("sg-load {args:?} printed no JSON:\n{output}"));
     serde_json::from_str(line).expect("sg-load prints JSON")
+}
+
+/// `sg-load control-writes`: `writes` timed creates on the node of `data_dir`, and with
+/// `peer` each timed until that node shows it.
+fn control_writes(out: &Path, data_dir: &str, peer: Option<&str>, gw: &str, writes: u32) -> Value {
+    let writes = writes.to_string();
+    let mut args = vec!["control-writes", "--data-dir", data_dir, "--gateway", gw];
+    args.extend(["--resource", "127.0.0.1:9", "--writes", &writes]);
+    if let Some(peer) = peer {
+        args.extend(["--peer-data-dir", peer]);
+    }
+    sg_load(&args, out)
 }
 
 fn now_ms() -> u64 {
@@ -47,22 +59,7 @@ fn control_plane_figures_are_measured_on_a_real_node_and_a_real_cluster() {
     let (gw, _) = node.create_gateway("writes");
 
     // Timed writes: each create answered, then each deleted again.
-    let w = sg_load(
-        &[
-            "control-writes",
-            "--data-dir",
-            &dir,
-            "--gateway",
-            &gw,
-            "--resource",
-            "127.0.0.1:9",
-            "--writes",
-            "20",
-            "--label",
-            "sg",
-        ],
-        &out,
-    );
+    let w = control_writes(&out, &dir, None, &gw, 20);
     assert_eq!(w["test"], "control_write");
     assert_eq!(w["result"]["write"]["count"], 20);
     assert_eq!(w["result"]["delete"]["count"], 20);
@@ -90,8 +87,6 @@ fn control_plane_figures_are_measured_on_a_real_node_and_a_real_cluster() {
             "5",
             "--watch",
             &pid,
-            "--label",
-            "sg",
         ],
         &out,
     );
@@ -141,8 +136,6 @@ fn control_plane_figures_are_measured_on_a_real_node_and_a_real_cluster() {
             "5",
             "--watch",
             &pid,
-            "--label",
-            "sg",
         ],
         &out,
     );
@@ -156,24 +149,7 @@ fn control_plane_figures_are_measured_on_a_real_node_and_a_real_cluster() {
     let (cgw, _) = c.nodes[0].create_gateway("propagation");
     let a = c.nodes[0].dir.display().to_string();
     let b = c.nodes[1].dir.display().to_string();
-    let p = sg_load(
-        &[
-            "control-writes",
-            "--data-dir",
-            &a,
-            "--peer-data-dir",
-            &b,
-            "--gateway",
-            &cgw,
-            "--resource",
-            "127.0.0.1:9",
-            "--writes",
-            "10",
-            "--label",
-            "sg",
-        ],
-        &out,
-    );
+    let p = control_writes(&out, &a, Some(&b), &cgw, 10);
     assert_eq!(p["test"], "control_write_cluster");
     assert_eq!(p["result"]["propagation"]["count"], 10);
 
