@@ -73,14 +73,12 @@ if [ "$failover" = 0 ]; then
   command -v wrk >/dev/null || apt_install wrk || say "wrk unavailable: sg-load is the only generator"
 fi
 # etcd for the failover timeline, a cluster data path, and the control plane's cluster figure.
-if true; then
-  . scripts/lib/packages.sh
-  need_build_tools
-  need_command etcd etcd-server
-  need_command curl curl
-  need_command python3 python3
-  install_needed "for the etcd cluster"
-fi
+. scripts/lib/packages.sh
+need_build_tools
+need_command etcd etcd-server
+need_command curl curl
+need_command python3 python3
+install_needed "for the etcd cluster"
 say "building sg (release)"
 cargo build --release -j2 --bins --quiet
 bin="$root/target/release"

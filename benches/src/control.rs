@@ -15,7 +15,7 @@ use serde_json::json;
 use sg_api::client::ApiClient;
 use sg_api::destinations::DestinationView;
 use sg_api::node_file::{NodeFile, ADMIN_TOKEN_FILE, CA_FILE, NODE_FILE};
-use sg_proto::tls::{self, ServerTrust};
+use sg_proto::tls::ServerTrust;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,16 +42,13 @@ pub fn admin_token_of(data_dir: &Path) -> anyhow::Result<String> {
 
 /// The API of the node whose data dir this is, as the admin whose token is given.
 pub fn api_of(data_dir: &Path, token: &str) -> anyhow::Result<ApiClient> {
-    let read = |name: &str| read(data_dir, name);
-    let node: NodeFile = serde_json::from_slice(&read(NODE_FILE)?).context("node.json")?;
-    let token = token.to_string();
-    let ca_path = data_dir.join(CA_FILE);
-    let ca_pem = String::from_utf8_lossy(&read(CA_FILE)?).into_owned();
-    let certs = tls::certs_from_pem(&ca_path.display().to_string(), &ca_pem)?;
+    let node: NodeFile =
+        serde_json::from_slice(&read(data_dir, NODE_FILE)?).context("node.json")?;
+    let trust = ServerTrust::from_ca_file(&data_dir.join(CA_FILE))?;
     Ok(ApiClient::new(
         &node.api,
-        Some(token),
-        Some(ServerTrust::Roots(certs)),
+        Some(token.to_string()),
+        Some(trust),
     )?)
 }
 

@@ -300,11 +300,7 @@ impl ClientConfig {
                 tls::parse_fingerprint(&fp).map_err(|e| invalid(format!("--fingerprint: {e}")))?,
             ),
             (None, Some(ca)) => {
-                let pem = tls::read_file(&ca).map_err(|e| invalid(format!("--ca: {e}")))?;
-                ServerTrust::Roots(
-                    tls::certs_from_pem(&ca.display().to_string(), &pem)
-                        .map_err(|e| invalid(format!("--ca: {e}")))?,
-                )
+                ServerTrust::from_ca_file(&ca).map_err(|e| invalid(format!("--ca: {e}")))?
             }
             (None, None) => {
                 return Err(invalid(

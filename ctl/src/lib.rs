@@ -397,12 +397,9 @@ impl Cli {
                 .clone()
                 .or_else(|| Some(self.data_dir.join(CA_FILE)).filter(|p| p.exists()));
             match ca {
-                Some(path) => {
-                    let pem = tls::read_file(&path).map_err(|e| CtlError::Usage(e.to_string()))?;
-                    let certs = tls::certs_from_pem(&path.display().to_string(), &pem)
-                        .map_err(|e| CtlError::Usage(e.to_string()))?;
-                    Some(ServerTrust::Roots(certs))
-                }
+                Some(path) => Some(
+                    ServerTrust::from_ca_file(&path).map_err(|e| CtlError::Usage(e.to_string()))?,
+                ),
                 None => None,
             }
         };

@@ -87,6 +87,18 @@ pub enum ServerTrust {
     AcceptAny,
 }
 
+impl ServerTrust {
+    /// The CA certificates of a PEM file (a node's `ca.pem`, an operator's CA): what
+    /// `--ca FILE` means for the client, sgctl and the load harness alike.
+    pub fn from_ca_file(path: &std::path::Path) -> Result<ServerTrust, TlsError> {
+        let pem = read_file(path)?;
+        Ok(ServerTrust::Roots(certs_from_pem(
+            &path.display().to_string(),
+            &pem,
+        )?))
+    }
+}
+
 /// A client configuration. `identity` presents a client certificate (mutual TLS).
 pub fn client_config(
     trust: ServerTrust,

@@ -6,7 +6,7 @@ use sg_api::client::{ApiClient, ApiResponse};
 use sg_api::clients::{ClientState, ClientView};
 use sg_api::events::{EventKind, EventView};
 use sg_cluster::run::NodeFile;
-use sg_proto::tls::{self, ServerTrust};
+use sg_proto::tls::ServerTrust;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -160,8 +160,7 @@ impl Node {
 
     /// How a client should trust this node.
     pub fn trust(&self) -> ServerTrust {
-        let pem = std::fs::read_to_string(self.ca_path()).expect("ca.pem");
-        ServerTrust::Roots(tls::certs_from_pem("ca", &pem).expect("CA parses"))
+        ServerTrust::from_ca_file(&self.ca_path()).expect("ca.pem reads and parses")
     }
 
     pub fn ca_path(&self) -> PathBuf {
