@@ -14,7 +14,7 @@ use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, OpenStream, ResetCode, ResetReason, StreamId};
 use crate::limits::{HEARTBEAT_DEAD_AFTER, HEARTBEAT_INTERVAL, MAX_CONTROL_BACKLOG, WRITE_BATCH};
 use crate::mux::{Mux, MuxConfig, MuxError, MuxEvent, ProtocolError, Role};
-use crate::stream_contract::{Command, StreamEvent, StreamHandle};
+use crate::stream_contract::{inbox, Command, InboxSender, StreamEvent, StreamHandle};
 use crate::transmit::Transmit;
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -150,7 +150,7 @@ impl SessionHandle {
     /// Opens a stream to the peer (odd ids from the node, even ones from the client). Data
     /// written before the peer answers is carried optimistically within the initial window.
     pub fn open_stream(&self, open: OpenStream) -> Result<StreamHandle, SessionClosed> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox();
         // Allocation and send happen under one small lock so ids reach the driver in
         // increasing order even when several threads open streams. Not on the byte path.
         let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,7 +264,7 @@ pub struct SessionDriver<IO> {
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     cmd_tx: mpsc::UnboundedSender<Command>,
     app: mpsc::UnboundedSender<SessionEvent>,
-    streams: HashMap<StreamId, mpsc::UnboundedSender<StreamEvent>>,
+    streams: HashMap<StreamId, InboxSender>,
     heartbeat: Pin<Box<Sleep>>,
     last_recv: Instant,
     ping: Option<(u64, Instant)>,
@@ -462,7 +462,7 @@ where
         while let Some(event) = self.mux.poll_event() {
             match event {
                 MuxEvent::Opened { stream, open } => {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (tx, rx) = inbox();
                     let handle = StreamHandle::new(stream, rx, self.cmd_tx.clone());
                     if self
                         .app

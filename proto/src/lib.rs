@@ -51,6 +51,7 @@ pub mod secret;
 pub mod service_trust;
 pub mod shutdown;
 pub mod stream_contract;
+mod stream_inbox;
 pub mod tls;
 pub mod tls_material;
 pub mod transmit;

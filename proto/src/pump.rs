@@ -375,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_that_arrived_are_written_even_if_the_session_then_ends() {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = crate::stream_contract::inbox();
         let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
         let stream = StreamHandle::new(1, events_rx, cmd_tx);
         let (near, mut far) = tokio::io::duplex(64);
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_lost_session_with_a_slow_reader_waits_instead_of_spinning() {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = crate::stream_contract::inbox();
         let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
         let stream = StreamHandle::new(1, events_rx, cmd_tx);
         let (near, _far) = tokio::io::duplex(64);
@@ -430,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_writes_are_reported_with_the_next_data_not_alone() {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = crate::stream_contract::inbox();
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
         let stream = StreamHandle::new(1, events_rx, cmd_tx);
         let (near, mut far) = tokio::io::duplex(4096);

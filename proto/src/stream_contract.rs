@@ -4,6 +4,7 @@
 //! it; neither needs the other.
 
 use crate::frame::{Frame, OpenStream, ResetCode, ResetReason, StreamId};
+pub(crate) use crate::stream_inbox::{inbox, Inbox, InboxSender};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -22,16 +23,12 @@ pub enum StreamEvent {
 pub struct StreamHandle {
     id: StreamId,
     /// Read by the pump that carries the stream.
-    pub(crate) events: mpsc::UnboundedReceiver<StreamEvent>,
+    pub(crate) events: Inbox,
     cmd: mpsc::UnboundedSender<Command>,
 }
 
 impl StreamHandle {
-    pub(crate) fn new(
-        id: StreamId,
-        events: mpsc::UnboundedReceiver<StreamEvent>,
-        cmd: mpsc::UnboundedSender<Command>,
-    ) -> Self {
+    pub(crate) fn new(id: StreamId, events: Inbox, cmd: mpsc::UnboundedSender<Command>) -> Self {
         StreamHandle { id, events, cmd }
     }
 
@@ -64,7 +61,7 @@ pub(crate) enum Command {
     Open {
         id: StreamId,
         open: OpenStream,
-        events: mpsc::UnboundedSender<StreamEvent>,
+        events: InboxSender,
     },
     /// Bytes for the peer, with what the stream wrote out since its last report.
     Data {
