@@ -161,6 +161,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_state_stays_small() {
+        // Paid once per carried connection on each end: the reason this is not a channel.
+        assert!(
+            std::mem::size_of::<Shared>() <= 96,
+            "{} bytes",
+            std::mem::size_of::<Shared>()
+        );
+    }
+
+    #[test]
     fn events_arrive_in_order_then_none_once_the_sender_is_gone() {
         let (tx, mut rx) = inbox();
         tx.send(StreamEvent::Data(Bytes::from_static(b"a")))
